@@ -1,0 +1,69 @@
+package apikey
+
+import (
+	"time"
+)
+
+// Record is everything FlagBridge keeps about a key except its secret.
+// It is the authenticated principal the edge hands to the API.
+type Record struct {
+	ID    string `json:"id"`
+	OrgID string `json:"org_id"`
+	// Project is the slug of the project the key belongs to; empty only for
+	// an organization-wide admin key.
+	Project string `json:"project,omitempty"`
+	// Environment is the environment a live or test key evaluates in;
+	// admin keys cover every environment of their project and leave it empty.
+	Environment string      `json:"environment,omitempty"`
+	Type        Type        `json:"type"`
+	Permissions Permissions `json:"permissions"`
+	Name        string      `json:"name"`
+	Hint        string      `json:"hint"`
+	CreatedAt   time.Time   `json:"created_at"`
+	ExpiresAt   *time.Time  `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time  `json:"revoked_at,omitempty"`
+	RotatedAt   *time.Time  `json:"rotated_at,omitempty"`
+	// Digest is the hex SHA-256 of the current secret.
+	Digest string `json:"digest"`
+	// PreviousDigest is the secret replaced by the last rotation, accepted
+	// until PreviousValidUntil so that a rotation needs no downtime.
+	PreviousDigest     string     `json:"previous_digest,omitempty"`
+	PreviousValidUntil *time.Time `json:"previous_valid_until,omitempty"`
+}
+
+// OrgWide reports whether the key spans every project of its organization.
+func (r *Record) OrgWide() bool { return r.Project == "" }
+
+// Status names the state of the key at time now: "active", "expired" or
+// "revoked".
+func (r *Record) Status(now time.Time) string {
+	switch {
+	case r.RevokedAt != nil:
+		return "revoked"
+	case r.ExpiresAt != nil && !now.Before(*r.ExpiresAt):
+		return "expired"
+	}
+	return "active"
+}
+
+// ValidUntil returns how long a secret with the given digest authenticates
+// this key: the zero time for "no limit", ok false if the digest is not (or
+// no longer) one of the key's secrets or the key is revoked or expired.
+func (r *Record) ValidUntil(digest string, now time.Time) (until time.Time, ok bool) {
+	if r.Status(now) != "active" {
+		return time.Time{}, false
+	}
+	if r.ExpiresAt != nil {
+		until = *r.ExpiresAt
+	}
+	switch {
+	case digest == r.Digest:
+		return until, true
+	case digest != "" && digest == r.PreviousDigest && r.PreviousValidUntil != nil && now.Before(*r.PreviousValidUntil):
+		if until.IsZero() || r.PreviousValidUntil.Before(until) {
+			until = *r.PreviousValidUntil
+		}
+		return until, true
+	}
+	return time.Time{}, false
+}
