@@ -1,0 +1,123 @@
+// Package apierror is the one place that defines FlagBridge's JSON error
+// bodies and writes them. Every error a client sees from the edge or the
+// REST API is an [Error] written by [Write]:
+//
+//	{"error":"UNAUTHORIZED","message":"Invalid or expired API key"}
+package apierror
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// Error is an API error: an HTTP status, a stable machine-readable code and a
+// message for people.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+// Error implements error.
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// The codes, one per kind of failure.
+const (
+	CodeHTTPSRequired      = "HTTPS_REQUIRED"
+	CodeUnauthorized       = "UNAUTHORIZED"
+	CodeForbidden          = "FORBIDDEN"
+	CodeRateLimited        = "RATE_LIMITED"
+	CodeInvalidRequest     = "INVALID_REQUEST"
+	CodeNotFound           = "NOT_FOUND"
+	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
+	CodeConflict           = "CONFLICT"
+	CodeStorageUnavailable = "STORAGE_UNAVAILABLE"
+	CodeInternal           = "INTERNAL"
+)
+
+// The fixed errors of the edge. Their bodies are part of the API contract.
+var (
+	HTTPSRequired = &Error{http.StatusForbidden, CodeHTTPSRequired, "All requests must use HTTPS"}
+	InvalidKey    = &Error{http.StatusUnauthorized, CodeUnauthorized, "Invalid or expired API key"}
+	MissingKey    = &Error{http.StatusUnauthorized, CodeUnauthorized, "Missing API key"}
+	WrongKeyType  = &Error{http.StatusForbidden, CodeForbidden, "This key type does not have access to this endpoint"}
+	ReadOnlyKey   = &Error{http.StatusForbidden, CodeForbidden, "This key is read-only and cannot make changes"}
+	StorageDown   = &Error{http.StatusServiceUnavailable, CodeStorageUnavailable, "Storage is unavailable; try again shortly"}
+	Internal      = &Error{http.StatusInternalServerError, CodeInternal, "Internal error"}
+)
+
+// New returns an error with the given status, code and message.
+func New(status int, code, message string) *Error {
+	return &Error{Status: status, Code: code, Message: message}
+}
+
+// Invalid is a 400 INVALID_REQUEST naming what is wrong.
+func Invalid(format string, args ...any) *Error {
+	return &Error{http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf(format, args...)}
+}
+
+// NotFound is a 404 NOT_FOUND naming what was not found.
+func NotFound(format string, args ...any) *Error {
+	return &Error{http.StatusNotFound, CodeNotFound, fmt.Sprintf(format, args...)}
+}
+
+// Forbidden is a 403 FORBIDDEN saying why.
+func Forbidden(format string, args ...any) *Error {
+	return &Error{http.StatusForbidden, CodeForbidden, fmt.Sprintf(format, args...)}
+}
+
+// Conflict is a 409 CONFLICT saying with what.
+func Conflict(format string, args ...any) *Error {
+	return &Error{http.StatusConflict, CodeConflict, fmt.Sprintf(format, args...)}
+}
+
+// RateLimited is the 429 body for a request refused for retryAfter seconds.
+func RateLimited(retryAfterSeconds int64) *Error {
+	return &Error{http.StatusTooManyRequests, CodeRateLimited,
+		fmt.Sprintf("Rate limit exceeded; retry in %d seconds", retryAfterSeconds)}
+}
+
+// Write sends e as the response. 401s carry the WWW-Authenticate challenge
+// RFC 6750 asks for; every error is marked uncacheable.
+func Write(w http.ResponseWriter, e *Error) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["X-Content-Type-Options"] = nosniff
+	if e.Status == http.StatusUnauthorized {
+		h["Www-Authenticate"] = bearerChallenge
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		body = []byte(`{"error":"INTERNAL","message":"Internal error"}`)
+	}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(body)
+}
+
+// Shared header values: assigning a prebuilt slice avoids an allocation per
+// response on the hot path. They must never be modified.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+	nosniff         = []string{"nosniff"}
+	bearerChallenge = []string{`Bearer realm="flagbridge"`}
+)
+
+// WriteJSON sends v as a JSON response with the given status, with the same
+// headers as errors (API responses may hold secrets shown once, so none is
+// cacheable).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		Write(w, Internal)
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["X-Content-Type-Options"] = nosniff
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

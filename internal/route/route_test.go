@@ -1,0 +1,60 @@
+package route
+
+import "testing"
+
+func TestMatch(t *testing.T) {
+	p := Compile("/v1/projects/{project}/api-keys")
+	cases := map[string]bool{
+		"/v1/projects/my-app/api-keys":       true,
+		"/v1/projects//api-keys":             false,
+		"/v1/projects/my-app/api-keys/":      false,
+		"/v1/projects/my-app":                false,
+		"/v1/projects/my-app/api-keys/extra": false,
+		"v1/projects/my-app/api-keys":        false,
+		"/v1/projects/a/b/api-keys":          false,
+		"/V1/projects/my-app/api-keys":       false,
+		"":                                   false,
+	}
+	for path, want := range cases {
+		if got := p.Match(path); got != want {
+			t.Errorf("Match(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+func TestParams(t *testing.T) {
+	p := Compile("/v1/testing/sessions/{id}/overrides")
+	got := map[string]string{}
+	if !p.Params("/v1/testing/sessions/ts_1/overrides", func(n, v string) { got[n] = v }) {
+		t.Fatal("no match")
+	}
+	if got["id"] != "ts_1" || len(got) != 1 {
+		t.Fatalf("params = %v", got)
+	}
+}
+
+func TestRootAndSingle(t *testing.T) {
+	if !Compile("/graphql").Match("/graphql") || Compile("/graphql").Match("/graphql/") {
+		t.Fatal("single-segment pattern")
+	}
+}
+
+func TestCompilePanicsOnMalformed(t *testing.T) {
+	for _, bad := range []string{"v1", "/v1//x", "/v1/{}", "/v1/a{b}"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Compile(%q) did not panic", bad)
+				}
+			}()
+			Compile(bad)
+		}()
+	}
+}
+
+func TestMatchDoesNotAllocate(t *testing.T) {
+	p := Compile("/v1/projects/{project}/environments")
+	if n := testing.AllocsPerRun(100, func() { p.Match("/v1/projects/x/environments") }); n != 0 {
+		t.Fatalf("Match allocates %v times", n)
+	}
+}
