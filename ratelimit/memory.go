@@ -1,0 +1,159 @@
+package ratelimit
+
+import (
+	"context"
+	"hash/maphash"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// shardCount spreads keys over independent locks so that concurrent
+	// requests for different buckets rarely wait for each other.
+	shardCount = 64
+	// minSweep is the fewest calls a shard serves between two sweeps. Sweeps
+	// otherwise happen after as many calls as the shard held live buckets,
+	// which keeps their cost O(1) per call and the shard below about twice
+	// its live buckets (plus minSweep).
+	minSweep = 1024
+	// shrinkMin is the peak size from which an emptied shard map is
+	// reallocated: Go maps never give back memory on delete, so a burst of
+	// keys would otherwise stay resident for good.
+	shrinkMin = 1024
+)
+
+// MemoryLimiter is the in-process Limiter, for a single FlagBridge instance
+// (the embedded backend). It runs redis_rate's GCRA arithmetic on a local
+// monotonic clock, in integer nanoseconds, so it gives the same answers as
+// [RedisLimiter] without a round trip.
+//
+// Each bucket is one int64 (its theoretical arrival time, TAT). A bucket
+// whose TAT has passed is indistinguishable from a new one, so it is
+// deleted: by a sweep of its shard after max(1024, live buckets at the last
+// sweep) calls, or by [MemoryLimiter.Sweep]. Memory therefore follows the
+// number of buckets used within the last Period (times Burst/Rate), not the
+// number ever seen; after traffic stops it stays until the next calls or
+// Sweep. A MemoryLimiter is safe for concurrent use; the zero value is
+// not usable, build one with [NewMemory].
+type MemoryLimiter struct {
+	now      func() time.Time
+	epoch    time.Time
+	seed     maphash.Seed
+	minSweep int
+	shards   [shardCount]memShard
+}
+
+type memShard struct {
+	mu    sync.Mutex
+	tats  map[string]int64 // key -> TAT, in ns since MemoryLimiter.epoch
+	calls int              // calls since the last sweep
+	// sweepAt is the number of calls that triggers the next sweep, fixed
+	// when the previous one ends: comparing calls with the current len
+	// would never fire while every call brings a new key.
+	sweepAt int
+	peak    int // largest len(tats) since the map was allocated
+	// Pad to a cache line so that locking one shard does not invalidate
+	// its neighbour's line on other cores.
+	_ [64 - 40]byte
+}
+
+// NewMemory returns a MemoryLimiter on the system clock.
+func NewMemory() *MemoryLimiter { return NewMemoryWithClock(time.Now) }
+
+// NewMemoryWithClock returns a MemoryLimiter reading the time from now,
+// which tests use to drive the clock by hand. now must be safe for
+// concurrent use and should not go backwards.
+func NewMemoryWithClock(now func() time.Time) *MemoryLimiter {
+	m := &MemoryLimiter{now: now, epoch: now(), seed: maphash.MakeSeed(), minSweep: minSweep}
+	for i := range m.shards {
+		m.shards[i].tats = make(map[string]int64)
+	}
+	return m
+}
+
+// elapsed is the current time as ns since m.epoch. Measuring from an epoch
+// taken with the same clock makes time.Now's monotonic reading apply, so
+// wall-clock steps (NTP, manual changes) cannot refill or freeze buckets.
+func (m *MemoryLimiter) elapsed() int64 { return int64(m.now().Sub(m.epoch)) }
+
+// Allow implements [Limiter] with redis_rate's allowN script for n = 1.
+// It never blocks on I/O, so ctx is not consulted. It returns an error
+// wrapping [ErrInvalidLimit] when limit is unusable.
+func (m *MemoryLimiter) Allow(_ context.Context, key string, limit Limit) (Result, error) {
+	emission, burstOffset, err := limit.gcra()
+	if err != nil {
+		return Result{Limit: limit}, err
+	}
+	now := m.elapsed()
+	s := &m.shards[maphash.String(m.seed, key)%shardCount]
+	s.mu.Lock()
+	if s.calls++; s.calls >= max(m.minSweep, s.sweepAt) {
+		s.sweep(now)
+	}
+	tat, found := s.tats[key]
+	if !found || tat < now {
+		tat = now // a missing bucket, or one idle long enough, is full
+	}
+	newTat := tat + emission
+	diff := now - (newTat - burstOffset)
+	if diff < 0 {
+		// Refused: leave the bucket untouched, a refusal costs nothing.
+		s.mu.Unlock()
+		return Result{Limit: limit, RetryAfter: time.Duration(-diff), ResetAfter: time.Duration(tat - now)}, nil
+	}
+	if found {
+		s.tats[key] = newTat
+	} else {
+		// Clone so that the map does not pin a larger buffer the caller
+		// sliced key from (a request line, a header).
+		s.tats[strings.Clone(key)] = newTat
+		s.peak = max(s.peak, len(s.tats))
+	}
+	s.mu.Unlock()
+	return Result{
+		Limit:      limit,
+		Allowed:    true,
+		Remaining:  int(diff / emission),
+		ResetAfter: time.Duration(newTat - now),
+	}, nil
+}
+
+// Sweep deletes every bucket that is full again (its TAT has passed) and
+// releases map memory left over from bursts of keys. Allow sweeps on its
+// own as it is called; Sweep is for reclaiming memory after traffic stops.
+func (m *MemoryLimiter) Sweep() {
+	now := m.elapsed()
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		s.sweep(now)
+		s.mu.Unlock()
+	}
+}
+
+// Len returns the number of buckets held, full ones not yet swept included.
+func (m *MemoryLimiter) Len() int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		n += len(s.tats)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// sweep must be called with s.mu held.
+func (s *memShard) sweep(now int64) {
+	maps.DeleteFunc(s.tats, func(_ string, tat int64) bool { return tat <= now })
+	n := len(s.tats)
+	s.calls, s.sweepAt = 0, n
+	if s.peak >= shrinkMin && n <= s.peak/4 {
+		// Not maps.Clone: it may keep the source's capacity.
+		tats := make(map[string]int64, n)
+		maps.Copy(tats, s.tats)
+		s.tats, s.peak = tats, n
+	}
+}

@@ -1,0 +1,58 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisLimiter is the Limiter shared by every FlagBridge instance: each
+// check is one atomic run of redis_rate's GCRA script, on the Redis
+// server's clock. It is safe for concurrent use.
+type RedisLimiter struct {
+	rate      *redis_rate.Limiter
+	keyPrefix string
+}
+
+// NewRedis returns a RedisLimiter storing its buckets in client under
+// "rate:<prefix>:rl:{<key>}" (redis_rate adds "rate:"). The braces make the
+// bucket key a Redis Cluster hash tag, so buckets spread over slots by key
+// alone; prefix must therefore not contain '{', or its tag would win and
+// every bucket would land in one slot.
+//
+// Allow is bounded by its ctx only if client has ContextTimeoutEnabled;
+// otherwise the client's own read and write timeouts apply.
+func NewRedis(client redis.UniversalClient, prefix string) *RedisLimiter {
+	return &RedisLimiter{rate: redis_rate.NewLimiter(client), keyPrefix: prefix + ":rl:{"}
+}
+
+// Allow implements [Limiter]. Redis errors (unreachable server, ctx
+// deadline) are returned wrapped, with a zero Result: whether to fail open
+// or closed is the caller's policy, not the limiter's. An unusable limit
+// returns an error wrapping [ErrInvalidLimit] without a round trip.
+func (r *RedisLimiter) Allow(ctx context.Context, key string, limit Limit) (Result, error) {
+	if _, _, err := limit.gcra(); err != nil {
+		return Result{Limit: limit}, err
+	}
+	res, err := r.rate.Allow(ctx, r.keyPrefix+key+"}", redis_rate.Limit{
+		Rate:   limit.Rate,
+		Burst:  limit.burst(),
+		Period: limit.Period,
+	})
+	if err != nil {
+		return Result{Limit: limit}, fmt.Errorf("ratelimit: redis limiter: %w", err)
+	}
+	out := Result{
+		Limit:      limit,
+		Allowed:    res.Allowed > 0,
+		Remaining:  res.Remaining,
+		ResetAfter: res.ResetAfter,
+	}
+	if !out.Allowed {
+		// redis_rate reports -1 when allowed; ours is zero then.
+		out.RetryAfter = res.RetryAfter
+	}
+	return out, nil
+}

@@ -1,0 +1,203 @@
+package ratelimit_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flagbridge/flagbridge/internal/testenv"
+	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/ratelimit/limitertest"
+)
+
+func TestRedisConformance(t *testing.T) {
+	client := testenv.StartRedis(t).Client()
+	limitertest.Run(t, func(t *testing.T) ratelimit.Limiter {
+		return ratelimit.NewRedis(client, testenv.UniquePrefix(t))
+	})
+}
+
+// TestRedisMatchesMemory drives both limiters through the same sequence on
+// the real clock. The waits keep every call about half an interval away
+// from the instant a request comes back, so the two clocks cannot disagree
+// on Allowed; Remaining may still differ by float rounding in the script.
+func TestRedisMatchesMemory(t *testing.T) {
+	client := testenv.StartRedis(t).Client()
+	limiters := []ratelimit.Limiter{ratelimit.NewMemory(), ratelimit.NewRedis(client, testenv.UniquePrefix(t))}
+	lim := ratelimit.Limit{Rate: 8, Period: time.Second, Burst: 8} // 125 ms interval
+	steps := []struct {
+		wait  time.Duration
+		calls int
+	}{{0, 10}, {190 * time.Millisecond, 3}, {250 * time.Millisecond, 4}, {625 * time.Millisecond, 9}}
+	admitted := 0
+	for si, s := range steps {
+		time.Sleep(s.wait)
+		for c := range s.calls {
+			var rs [2]ratelimit.Result
+			for i, l := range limiters {
+				r, err := l.Allow(t.Context(), "k", lim)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs[i] = r
+			}
+			mem, red := rs[0], rs[1]
+			if mem.Allowed != red.Allowed || abs(mem.Remaining-red.Remaining) > 1 ||
+				abs(mem.RetryAfter-red.RetryAfter) > 10*time.Millisecond || abs(mem.ResetAfter-red.ResetAfter) > 10*time.Millisecond {
+				t.Errorf("step %d call %d: memory %+v, redis %+v", si, c, mem, red)
+			}
+			if mem.Allowed {
+				admitted++
+			}
+		}
+	}
+	// 8 + 1 + 2 + 5, by the arithmetic of the steps: a sequence where both
+	// limiters admit everything, or nothing, would not compare anything.
+	if admitted != 16 {
+		t.Errorf("admitted %d requests, want 16", admitted)
+	}
+}
+
+// TestRedisKeyIsHashTagged checks the key layout, and with a cluster-mode
+// server's own CLUSTER KEYSLOT that the bucket key, not the prefix, picks
+// the slot.
+func TestRedisKeyIsHashTagged(t *testing.T) {
+	client := testenv.StartRedis(t).Client()
+	prefix := testenv.UniquePrefix(t)
+	lim := ratelimit.Limit{Rate: 10, Period: time.Minute, Burst: 10}
+	if _, err := ratelimit.NewRedis(client, prefix).Allow(t.Context(), "apikey:42", lim); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := client.Keys(t.Context(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "rate:" + prefix + ":rl:{apikey:42}"
+	if len(keys) != 1 || keys[0] != want {
+		t.Fatalf("keys %q, want [%q]", keys, want)
+	}
+	// The bucket must go away on its own once full again (one request: 6 s).
+	if ttl, err := client.TTL(t.Context(), want).Result(); err != nil || ttl <= 0 || ttl > 6*time.Second {
+		t.Fatalf("TTL of %s: %v, %v, want within (0, 6s]", want, ttl, err)
+	}
+
+	cluster := testenv.StartRedis(t, "--cluster-enabled", "yes").Client()
+	slot := func(k string) int64 {
+		s, err := cluster.ClusterKeySlot(t.Context(), k).Result()
+		if err != nil {
+			t.Fatalf("CLUSTER KEYSLOT %q: %v", k, err)
+		}
+		return s
+	}
+	slots := make(map[int64]bool)
+	for _, k := range []string{"apikey:1", "apikey:2", "ip:10.0.0.1", "ip:10.0.0.2", "env:prod", "env:dev", "a", "b"} {
+		full := strings.Replace(want, "apikey:42", k, 1)
+		if got, tag := slot(full), slot(k); got != tag {
+			t.Errorf("key %q is in slot %d, not its bucket's slot %d", full, got, tag)
+		}
+		slots[slot(full)] = true
+	}
+	if len(slots) < 6 {
+		t.Errorf("8 buckets fell in %d slots: the prefix, not the bucket, picks the slot", len(slots))
+	}
+}
+
+// TestRedisDownFailsFast checks that an unreachable Redis, whether dead or
+// silent, costs a bounded wait and an error, never a hang.
+func TestRedisDownFailsFast(t *testing.T) {
+	lim := ratelimit.Limit{Rate: 10, Period: time.Minute, Burst: 10}
+	newClient := func(addr string) *redis.Client {
+		c := redis.NewClient(&redis.Options{
+			Addr:                  addr,
+			DialTimeout:           200 * time.Millisecond,
+			ReadTimeout:           200 * time.Millisecond,
+			WriteTimeout:          200 * time.Millisecond,
+			ContextTimeoutEnabled: true,
+			MaxRetries:            -1, // 0 means the default of 3 in go-redis
+		})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// The deadline is shorter than go-redis's default dial retries (5 × 100
+	// ms) so that the ctx, not the client's retry budget, must end the call.
+	const deadline, bound = 300 * time.Millisecond, time.Second
+	mustFail := func(t *testing.T, l *ratelimit.RedisLimiter) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), deadline)
+		defer cancel()
+		start := time.Now()
+		r, err := l.Allow(ctx, "k", lim)
+		if took := time.Since(start); err == nil || took > bound || r.Allowed {
+			t.Fatalf("Allow on a dead Redis: allowed=%v err=%v after %v, want an error within %v", r.Allowed, err, took, bound)
+		} else {
+			t.Logf("failed after %v: %v", took, err)
+		}
+	}
+
+	t.Run("Stopped", func(t *testing.T) {
+		srv := testenv.StartRedis(t)
+		l := ratelimit.NewRedis(newClient(srv.Addr()), testenv.UniquePrefix(t))
+		if _, err := l.Allow(t.Context(), "k", lim); err != nil {
+			t.Fatal(err)
+		}
+		srv.Stop() // kills the server under a pooled connection
+		mustFail(t, l)
+		mustFail(t, l) // and a fresh dial
+		// The restarted server has lost its script cache: the limiter must
+		// recover without intervention.
+		srv.Start()
+		if r, err := l.Allow(t.Context(), "k", lim); err != nil || !r.Allowed {
+			t.Fatalf("after restart: allowed=%v err=%v", r.Allowed, err)
+		}
+	})
+
+	t.Run("Unresponsive", func(t *testing.T) {
+		// Accepts connections and never answers, like a wedged server: only
+		// the deadlines end the call.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		t.Cleanup(func() { ln.Close(); wg.Wait() })
+		wg.Go(func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Go(func() { io.Copy(io.Discard, conn); conn.Close() })
+			}
+		})
+		// newClient's cleanup runs first and closes the connections, which
+		// ends the io.Copy goroutines before wg.Wait.
+		mustFail(t, ratelimit.NewRedis(newClient(ln.Addr().String()), "p"))
+	})
+}
+
+func BenchmarkRedisAllow(b *testing.B) {
+	l := ratelimit.NewRedis(testenv.StartRedis(b).Client(), testenv.UniquePrefix(b))
+	lim := ratelimit.PerMinute(1 << 30)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Allow(context.Background(), "hot", lim); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func abs[T int | time.Duration](x T) T {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
