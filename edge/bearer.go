@@ -1,0 +1,51 @@
+package edge
+
+import "errors"
+
+var (
+	errNoCredentials  = errors.New("no Authorization header")
+	errBadCredentials = errors.New("malformed Authorization header")
+)
+
+// BearerToken extracts the token from the Authorization header values of a
+// request. Exactly one header of the form "Bearer <token>" is accepted: the
+// scheme in any case, one space, then a token with no spaces. Anything else
+// (a second header, other schemes, extra or missing spaces, a trailing
+// space) is malformed rather than guessed at.
+func BearerToken(values []string) (string, error) {
+	switch len(values) {
+	case 0:
+		return "", errNoCredentials
+	case 1:
+	default:
+		return "", errBadCredentials
+	}
+	v := values[0]
+	const scheme = "bearer "
+	if len(v) <= len(scheme) {
+		if v == "" {
+			return "", errNoCredentials
+		}
+		return "", errBadCredentials
+	}
+	for i := 0; i < len(scheme); i++ {
+		c := v[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != scheme[i] {
+			return "", errBadCredentials
+		}
+	}
+	token := v[len(scheme):]
+	for i := 0; i < len(token); i++ {
+		// RFC 6750 b64token characters only; in particular no space, tab or
+		// comma, so "Bearer a b" and "Bearer  a" are refused.
+		c := token[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=') {
+			return "", errBadCredentials
+		}
+	}
+	return token, nil
+}

@@ -1,0 +1,346 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/ratelimit"
+)
+
+// Default limits, per minute, by key type.
+const (
+	DefaultLiveLimit            = 10_000
+	DefaultTestLimit            = 1_000
+	DefaultAdminLimit           = 500
+	DefaultUnauthenticatedLimit = 60
+)
+
+// Config is the guard's deployment-wide configuration.
+type Config struct {
+	// Limits holds the limit of each key type, indexed by apikey.Type.
+	Limits [apikey.Admin + 1]ratelimit.Limit
+	// Unauthenticated is the per-client-IP limit of requests that fail
+	// authentication.
+	Unauthenticated ratelimit.Limit
+	// FailOpen admits requests when the rate limiter's storage fails
+	// (on_storage_error allow). Authentication never fails open: a key that
+	// cannot be verified is refused with 503.
+	FailOpen bool
+	// Timeout bounds each storage call made for one request.
+	Timeout time.Duration
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	var c Config
+	c.Limits[apikey.Live] = ratelimit.PerMinute(DefaultLiveLimit)
+	c.Limits[apikey.Test] = ratelimit.PerMinute(DefaultTestLimit)
+	c.Limits[apikey.Admin] = ratelimit.PerMinute(DefaultAdminLimit)
+	c.Unauthenticated = ratelimit.PerMinute(DefaultUnauthenticatedLimit)
+	c.Timeout = 500 * time.Millisecond
+	return c
+}
+
+// Policy is what one route asks of the guard.
+type Policy struct {
+	// Require, if set, is the least capable key type the route admits
+	// (for routes in front of a team's own services); the permission then
+	// follows the method. If unset, the scope table decides.
+	Require apikey.Type
+	// AllowHTTP admits requests that did not arrive over TLS. For local
+	// development only.
+	AllowHTTP bool
+	// KeepCredentials passes the Authorization header on to the next
+	// handler; by default it is removed so that upstream services never
+	// see FlagBridge keys.
+	KeepCredentials bool
+}
+
+// Request is what the guard needs to know about a request beyond its
+// headers, as established by the server in front of it.
+type Request struct {
+	// HTTPS is true if the request arrived over TLS, or came from a
+	// trusted proxy that says it did.
+	HTTPS bool
+	// ClientIP is the client's address, after trusted-proxy handling.
+	ClientIP string
+}
+
+// Guard runs the edge checks. It is safe for concurrent use.
+type Guard struct {
+	cfg     atomic.Pointer[Config]
+	keys    *KeyCache
+	limiter ratelimit.Limiter
+	scopes  *ScopeTable
+	blocked *ipBlocklist
+	log     *zap.Logger
+	now     func() time.Time
+
+	lastStorageLog atomic.Int64
+}
+
+// NewGuard returns a guard over a key cache and a limiter.
+func NewGuard(cfg Config, keys *KeyCache, limiter ratelimit.Limiter, log *zap.Logger) *Guard {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	g := &Guard{
+		keys:    keys,
+		limiter: limiter,
+		scopes:  DefaultScopeTable,
+		blocked: newIPBlocklist(100_000),
+		log:     log,
+		now:     time.Now,
+	}
+	g.SetConfig(cfg)
+	return g
+}
+
+// SetConfig replaces the configuration (on a config reload).
+func (g *Guard) SetConfig(cfg Config) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 500 * time.Millisecond
+	}
+	g.cfg.Store(&cfg)
+}
+
+// Keys returns the guard's key cache.
+func (g *Guard) Keys() *KeyCache { return g.keys }
+
+// Decision is the outcome of [Guard.Check].
+type Decision struct {
+	// Key is the authenticated key, set when Err is nil.
+	Key *apikey.Record
+	// Err is the error to answer with, or nil to admit the request.
+	Err *apierror.Error
+	// Rate holds the rate-limit headers to send, if any.
+	Rate ratelimit.Headers
+	// Entry is the key's cache entry, set when Err is nil.
+	Entry *KeyEntry
+}
+
+// Check decides on a request. It writes nothing.
+func (g *Guard) Check(r *http.Request, in Request, p Policy) Decision {
+	if !in.HTTPS && !p.AllowHTTP {
+		return Decision{Err: apierror.HTTPSRequired}
+	}
+	cfg := g.cfg.Load()
+	now := g.now()
+
+	token, err := BearerToken(r.Header["Authorization"])
+	if err != nil {
+		if errors.Is(err, errNoCredentials) {
+			return g.refuse(r.Context(), cfg, in, now, apierror.MissingKey)
+		}
+		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
+	}
+	typ, err := apikey.Parse(token)
+	if err != nil {
+		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
+	}
+	digest := apikey.DigestOf(token)
+
+	entry, ok := g.keys.Cached(digest, now)
+	if !ok {
+		// Only a key we have not seen lately costs a lookup, and an IP
+		// that keeps presenting bad keys gets none.
+		if res, blocked := g.blocked.check(in.ClientIP, now); blocked {
+			return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
+		entry, err = g.keys.Load(ctx, digest, now)
+		cancel()
+		if err != nil {
+			g.logStorageError("looking up an API key", err)
+			return Decision{Err: apierror.StorageDown}
+		}
+	}
+	if entry.Key == nil || entry.Key.Type != typ || !entry.Admits(now) {
+		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
+	}
+	key := entry.Key
+	entry.MarkUsed(now)
+
+	limit := cfg.Limits[key.Type]
+	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
+	res, err := g.limiter.Allow(ctx, entry.Bucket, limit)
+	cancel()
+	var rate ratelimit.Headers
+	switch {
+	case err != nil:
+		g.logStorageError("checking a rate limit", err)
+		if !cfg.FailOpen {
+			return Decision{Err: apierror.StorageDown}
+		}
+		rate = ratelimit.LimitOnly(limit)
+	case !res.Allowed:
+		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
+	default:
+		rate = res.Headers(now)
+	}
+
+	need := p.requirement(g.scopes, r)
+	if !key.Type.Includes(need.Type) {
+		return Decision{Err: apierror.WrongKeyType, Rate: rate}
+	}
+	if !key.Permissions.Has(need.Permission) {
+		if need.Permission == apikey.Write {
+			return Decision{Err: apierror.ReadOnlyKey, Rate: rate}
+		}
+		return Decision{Err: apierror.Forbidden("This key lacks the READ permission"), Rate: rate}
+	}
+	return Decision{Key: key, Entry: entry, Rate: rate}
+}
+
+func (p Policy) requirement(t *ScopeTable, r *http.Request) Requirement {
+	if p.Require != 0 {
+		return Requirement{p.Require, MethodPermission(r.Method)}
+	}
+	return t.Lookup(r.Method, r.URL.Path)
+}
+
+// refuse answers a request that failed authentication, spending from its
+// client IP's bucket.
+func (g *Guard) refuse(ctx context.Context, cfg *Config, in Request, now time.Time, e *apierror.Error) Decision {
+	if res, blocked := g.blocked.check(in.ClientIP, now); blocked {
+		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	res, err := g.limiter.Allow(ctx, "ip:"+in.ClientIP, cfg.Unauthenticated)
+	cancel()
+	if err != nil {
+		// The request is refused anyway; only the headers are missing.
+		g.logStorageError("checking the unauthenticated rate limit", err)
+		return Decision{Err: e}
+	}
+	if !res.Allowed {
+		g.blocked.block(in.ClientIP, res, now)
+		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
+	}
+	return Decision{Err: e, Rate: res.Headers(now)}
+}
+
+// logStorageError logs at most one line a second, so that an outage under
+// load does not turn into a flood of identical lines.
+func (g *Guard) logStorageError(doing string, err error) {
+	now := time.Now().Unix()
+	last := g.lastStorageLog.Load()
+	if now == last || !g.lastStorageLog.CompareAndSwap(last, now) {
+		return
+	}
+	cfg := g.cfg.Load()
+	policy := "deny"
+	if cfg.FailOpen {
+		policy = "allow"
+	}
+	g.log.Error("storage unavailable",
+		zap.String("while", doing),
+		zap.String("on_storage_error", policy),
+		zap.Error(err))
+}
+
+// Apply carries out a decision on the response. If the request is refused
+// it writes the error and returns ok false. Otherwise it returns the writer
+// the next handler must use, which keeps the rate-limit headers on the
+// response whatever that handler writes, and removes the key from the
+// request unless the policy keeps it.
+func (d Decision) Apply(w http.ResponseWriter, r *http.Request, p Policy) (next http.ResponseWriter, ok bool) {
+	d.Rate.Apply(w.Header())
+	if d.Err != nil {
+		apierror.Write(w, d.Err)
+		return nil, false
+	}
+	if !p.KeepCredentials {
+		r.Header.Del("Authorization")
+	}
+	if d.Rate.IsZero() {
+		return w, true
+	}
+	return &rateHeaderWriter{ResponseWriter: w, rate: d.Rate}, true
+}
+
+// rateHeaderWriter applies the rate-limit headers again when the response
+// header is written, over anything a proxied upstream copied onto them.
+type rateHeaderWriter struct {
+	http.ResponseWriter
+	rate  ratelimit.Headers
+	wrote bool
+}
+
+func (w *rateHeaderWriter) WriteHeader(status int) {
+	if !w.wrote && status >= 200 {
+		w.wrote = true
+		w.rate.Apply(w.ResponseWriter.Header())
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *rateHeaderWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (for
+// flushing, hijacking and deadlines).
+func (w *rateHeaderWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ipBlocklist remembers client IPs that exhausted their unauthenticated
+// bucket, so that until their Retry-After they are refused without any
+// storage access: a flood of bad keys from one address costs nothing.
+type ipBlocklist struct {
+	mu    sync.Mutex
+	max   int
+	until map[string]blockedIP
+}
+
+type blockedIP struct {
+	until time.Time
+	res   ratelimit.Result
+}
+
+func newIPBlocklist(max int) *ipBlocklist {
+	return &ipBlocklist{max: max, until: make(map[string]blockedIP)}
+}
+
+func (b *ipBlocklist) check(ip string, now time.Time) (ratelimit.Result, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.until[ip]
+	if !ok {
+		return ratelimit.Result{}, false
+	}
+	if !now.Before(e.until) {
+		delete(b.until, ip)
+		return ratelimit.Result{}, false
+	}
+	res := e.res
+	res.RetryAfter = e.until.Sub(now)
+	res.ResetAfter = max(res.ResetAfter-now.Sub(e.until.Add(-e.res.RetryAfter)), 0)
+	return res, true
+}
+
+func (b *ipBlocklist) block(ip string, res ratelimit.Result, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.until) >= b.max {
+		for k, e := range b.until {
+			if !now.Before(e.until) || len(b.until) >= b.max {
+				delete(b.until, k)
+			}
+			if len(b.until) < b.max {
+				break
+			}
+		}
+	}
+	b.until[ip] = blockedIP{until: now.Add(res.RetryAfter), res: res}
+}

@@ -1,0 +1,616 @@
+package edge
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/internal/testenv"
+	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/store"
+)
+
+// countingSource counts the lookups that reach the real key source.
+type countingSource struct {
+	KeySource
+	n atomic.Int64
+}
+
+func (c *countingSource) LookupKey(ctx context.Context, d apikey.Digest) (*apikey.Record, error) {
+	c.n.Add(1)
+	return c.KeySource.LookupKey(ctx, d)
+}
+
+// countingLimiter counts the checks that reach the real limiter.
+type countingLimiter struct {
+	ratelimit.Limiter
+	n atomic.Int64
+}
+
+func (c *countingLimiter) Allow(ctx context.Context, key string, l ratelimit.Limit) (ratelimit.Result, error) {
+	c.n.Add(1)
+	return c.Limiter.Allow(ctx, key, l)
+}
+
+// fixture is a guard over a real admin service on the embedded store, with
+// one organization, projects "app" and "other", and keys of every kind.
+type fixture struct {
+	t       *testing.T
+	svc     *admin.Service
+	guard   *Guard
+	source  *countingSource
+	limiter *countingLimiter
+	keys    map[string]string // name -> secret
+	records map[string]*apikey.Record
+	org     *apikey.Record
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	st, err := store.OpenFile(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return newFixtureOn(t, st, ratelimit.NewMemory(), cfg)
+}
+
+func newFixtureOn(t *testing.T, st store.Store, lim ratelimit.Limiter, cfg Config) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	svc := admin.New(st)
+	f := &fixture{t: t, svc: svc, keys: map[string]string{}, records: map[string]*apikey.Record{}}
+	f.source = &countingSource{KeySource: svc}
+	f.limiter = &countingLimiter{Limiter: lim}
+	f.guard = NewGuard(cfg, NewKeyCache(f.source, KeyCacheOptions{}), f.limiter, nil)
+
+	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.org = boot.Record
+	f.keys["org"], f.records["org"] = boot.Key, boot.Record
+	for _, p := range []string{"app", "other"} {
+		if _, err := svc.CreateProject(ctx, boot.Record, admin.CreateProjectInput{Slug: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mint("live", admin.CreateKeyInput{Name: "live", Type: "live", Environment: "production"})
+	f.mint("test", admin.CreateKeyInput{Name: "test", Type: "test", Environment: "staging"})
+	f.mint("admin", admin.CreateKeyInput{Name: "admin", Type: "admin"})
+	f.mint("admin-ro", admin.CreateKeyInput{Name: "admin ro", Type: "admin", Permissions: []string{"READ"}})
+	f.mint("test-ro", admin.CreateKeyInput{Name: "test ro", Type: "test", Environment: "staging", Permissions: []string{"READ"}})
+	return f
+}
+
+func (f *fixture) mint(name string, in admin.CreateKeyInput) string {
+	f.t.Helper()
+	k, err := f.svc.CreateKey(context.Background(), f.org, "app", in)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.keys[name], f.records[name] = k.Secret, k.Record
+	return k.Secret
+}
+
+// response is what a client saw.
+type response struct {
+	status  int
+	header  http.Header
+	body    string
+	reached bool           // the next handler ran
+	authz   string         // the Authorization header the next handler saw
+	key     *apikey.Record // the key handed to the next handler
+}
+
+// do sends a request through the guard to a next handler that answers 200.
+func (f *fixture) do(method, path, auth string, in Request, p Policy) response {
+	f.t.Helper()
+	r := httptest.NewRequest(method, path, nil)
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	return f.serve(r, in, p, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "ok")
+	})
+}
+
+func (f *fixture) serve(r *http.Request, in Request, p Policy, next http.HandlerFunc) response {
+	w := httptest.NewRecorder()
+	var out response
+	d := f.guard.Check(r, in, p)
+	if nw, ok := d.Apply(w, r, p); ok {
+		out.reached, out.key = true, d.Key
+		out.authz = r.Header.Get("Authorization")
+		next(nw, r)
+	}
+	res := w.Result()
+	body, _ := io.ReadAll(res.Body)
+	out.status, out.header, out.body = res.StatusCode, res.Header, string(body)
+	return out
+}
+
+var tlsReq = Request{HTTPS: true, ClientIP: "192.0.2.1"}
+
+func bearer(k string) string { return "Bearer " + k }
+
+const (
+	bodyInvalid  = `{"error":"UNAUTHORIZED","message":"Invalid or expired API key"}`
+	bodyMissing  = `{"error":"UNAUTHORIZED","message":"Missing API key"}`
+	bodyHTTPS    = `{"error":"HTTPS_REQUIRED","message":"All requests must use HTTPS"}`
+	bodyWrongKey = `{"error":"FORBIDDEN","message":"This key type does not have access to this endpoint"}`
+)
+
+func TestPlainHTTPRefusedWithoutLookup(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	for _, auth := range []string{"", bearer(f.keys["admin"]), "Bearer garbage"} {
+		res := f.do("GET", "/v1/projects", auth, Request{HTTPS: false, ClientIP: "192.0.2.9"}, Policy{})
+		if res.status != 403 || res.body != bodyHTTPS || res.reached {
+			t.Fatalf("plain HTTP with %q: %d %s reached=%v", auth, res.status, res.body, res.reached)
+		}
+		if res.header.Get("X-RateLimit-Limit") != "" || res.header.Get("Location") != "" {
+			t.Fatalf("plain HTTP answer carries %v", res.header)
+		}
+	}
+	if n := f.source.n.Load(); n != 0 {
+		t.Fatalf("%d key lookups for plain HTTP requests", n)
+	}
+	if n := f.limiter.n.Load(); n != 0 {
+		t.Fatalf("%d limiter calls for plain HTTP requests", n)
+	}
+	// allow_http opts out, for local development.
+	res := f.do("GET", "/v1/projects", bearer(f.keys["admin"]), Request{ClientIP: "192.0.2.9"}, Policy{AllowHTTP: true})
+	if res.status != 200 || !res.reached {
+		t.Fatalf("allow_http: %d %s", res.status, res.body)
+	}
+}
+
+func TestMalformedAuthorization(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	k := f.keys["admin"]
+	cases := map[string]string{
+		"other scheme":      "Basic " + k,
+		"no space":          "Bearer" + k,
+		"two spaces":        "Bearer  " + k,
+		"trailing space":    "Bearer " + k + " ",
+		"two tokens":        "Bearer " + k + " " + k,
+		"tab":               "Bearer\t" + k,
+		"scheme only":       "Bearer",
+		"scheme and space":  "Bearer ",
+		"token only":        k,
+		"forged checksum":   "Bearer " + k[:len(k)-1] + flip(k[len(k)-1]),
+		"wrong prefix":      "Bearer fb_prod_" + k[len("fb_admin_"):],
+		"quoted":            `Bearer "` + k + `"`,
+		"comma list":        "Bearer " + k + ",x",
+		"truncated":         "Bearer " + k[:len(k)-1],
+		"garbage":           "Bearer hunter2",
+		"leading space":     " Bearer " + k,
+		"lower-case prefix": "Bearer " + strings.ToUpper(k),
+	}
+	for name, auth := range cases {
+		res := f.do("GET", "/v1/projects", auth, tlsReq, Policy{})
+		if res.status != 401 || res.body != bodyInvalid || res.reached {
+			t.Errorf("%s: %d %s", name, res.status, res.body)
+		}
+		if res.header.Get("WWW-Authenticate") != `Bearer realm="flagbridge"` {
+			t.Errorf("%s: WWW-Authenticate %q", name, res.header.Get("WWW-Authenticate"))
+		}
+	}
+	if n := f.source.n.Load(); n != 0 {
+		t.Fatalf("malformed keys caused %d storage lookups", n)
+	}
+	// Two Authorization headers are malformed too.
+	r := httptest.NewRequest("GET", "/v1/projects", nil)
+	r.Header.Add("Authorization", bearer(k))
+	r.Header.Add("Authorization", bearer(k))
+	if res := f.serve(r, tlsReq, Policy{}, nil); res.status != 401 || res.body != bodyInvalid {
+		t.Fatalf("two headers: %d %s", res.status, res.body)
+	}
+	// Missing header says so.
+	if res := f.do("GET", "/v1/projects", "", tlsReq, Policy{}); res.status != 401 || res.body != bodyMissing {
+		t.Fatalf("missing: %d %s", res.status, res.body)
+	}
+	// The scheme is case-insensitive.
+	for _, scheme := range []string{"bearer", "BEARER", "bEaReR"} {
+		if res := f.do("GET", "/v1/projects", scheme+" "+k, tlsReq, Policy{}); res.status != 200 {
+			t.Fatalf("scheme %q: %d %s", scheme, res.status, res.body)
+		}
+	}
+}
+
+func flip(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+func TestUnknownKeyIsLookedUpOnceThenCachedNegative(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	forged, _ := apikey.Generate(apikey.Live) // well-formed, valid checksum, unknown
+	for i := 0; i < 5; i++ {
+		res := f.do("POST", "/v1/evaluate", bearer(forged), tlsReq, Policy{})
+		if res.status != 401 || res.body != bodyInvalid {
+			t.Fatalf("forged key: %d %s", res.status, res.body)
+		}
+	}
+	if n := f.source.n.Load(); n != 1 {
+		t.Fatalf("%d lookups for one unknown key, want 1", n)
+	}
+	// A known key is also looked up once and then served from the cache.
+	for i := 0; i < 5; i++ {
+		if res := f.do("POST", "/v1/evaluate", bearer(f.keys["live"]), tlsReq, Policy{}); res.status != 200 {
+			t.Fatalf("live key: %d %s", res.status, res.body)
+		}
+	}
+	if n := f.source.n.Load(); n != 2 {
+		t.Fatalf("%d lookups, want 2", n)
+	}
+}
+
+// TestScopeMatrix checks every key type against every kind of endpoint.
+func TestScopeMatrix(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	type ep struct{ method, path string }
+	evaluate := []ep{{"POST", "/v1/evaluate"}, {"POST", "/v1/evaluate/batch"}}
+	testing_ := []ep{{"POST", "/v1/testing/sessions"}, {"POST", "/v1/testing/sessions/ts_1/overrides"}, {"DELETE", "/v1/testing/sessions/ts_1"}}
+	adminOnly := []ep{
+		{"GET", "/v1/projects"}, {"POST", "/v1/projects"}, {"GET", "/v1/projects/app"},
+		{"DELETE", "/v1/projects/app"}, {"GET", "/v1/projects/app/api-keys"},
+		{"POST", "/v1/projects/app/api-keys"}, {"POST", "/v1/api-keys/key_x/rotate"},
+		{"DELETE", "/v1/api-keys/key_x"}, {"GET", "/v1/anything/else"},
+		// Near misses of the evaluate routes are admin-only, not evaluate.
+		{"GET", "/v1/evaluate"}, {"POST", "/v1/evaluate/"}, {"POST", "/v1//evaluate"},
+		{"POST", "/v1/evaluate/../projects"}, {"PUT", "/v1/testing/sessions"},
+	}
+	want := map[string]map[string]bool{ // key -> endpoint group -> allowed
+		"live":  {"evaluate": true, "testing": false, "admin": false},
+		"test":  {"evaluate": true, "testing": true, "admin": false},
+		"admin": {"evaluate": true, "testing": true, "admin": true},
+	}
+	groups := map[string][]ep{"evaluate": evaluate, "testing": testing_, "admin": adminOnly}
+	for key, byGroup := range want {
+		for group, allowed := range byGroup {
+			for _, e := range groups[group] {
+				res := f.do(e.method, e.path, bearer(f.keys[key]), tlsReq, Policy{})
+				if allowed {
+					if res.status != 200 || !res.reached {
+						t.Errorf("%s key %s %s: %d %s, want admitted", key, e.method, e.path, res.status, res.body)
+					}
+				} else if res.status != 403 || res.body != bodyWrongKey || res.reached {
+					t.Errorf("%s key %s %s: %d %s, want 403", key, e.method, e.path, res.status, res.body)
+				}
+				// Authenticated: the key's bucket is reported either way.
+				if res.header.Get("X-RateLimit-Limit") == "" {
+					t.Errorf("%s key %s %s: no rate-limit headers", key, e.method, e.path)
+				}
+			}
+		}
+	}
+}
+
+func TestReadOnlyKeys(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	ro := bearer(f.keys["admin-ro"])
+	for _, m := range []string{"GET", "HEAD", "OPTIONS"} {
+		if res := f.do(m, "/v1/projects", ro, tlsReq, Policy{}); res.status != 200 {
+			t.Errorf("read-only admin %s: %d %s", m, res.status, res.body)
+		}
+	}
+	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		res := f.do(m, "/v1/projects", ro, tlsReq, Policy{})
+		if res.status != 403 || !strings.Contains(res.body, "read-only") || res.reached {
+			t.Errorf("read-only admin %s: %d %s", m, res.status, res.body)
+		}
+	}
+	// Evaluation is a read even though it is a POST.
+	if res := f.do("POST", "/v1/evaluate", ro, tlsReq, Policy{}); res.status != 200 {
+		t.Errorf("read-only admin evaluate: %d %s", res.status, res.body)
+	}
+	// A read-only test key may evaluate but not open testing sessions.
+	tro := bearer(f.keys["test-ro"])
+	if res := f.do("POST", "/v1/evaluate", tro, tlsReq, Policy{}); res.status != 200 {
+		t.Errorf("read-only test evaluate: %d", res.status)
+	}
+	if res := f.do("POST", "/v1/testing/sessions", tro, tlsReq, Policy{}); res.status != 403 || !strings.Contains(res.body, "read-only") {
+		t.Errorf("read-only test session: %d %s", res.status, res.body)
+	}
+}
+
+func TestRequirePolicyForOtherServices(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	cases := []struct {
+		require apikey.Type
+		allowed map[string]bool
+	}{
+		{apikey.Live, map[string]bool{"live": true, "test": true, "admin": true}},
+		{apikey.Test, map[string]bool{"live": false, "test": true, "admin": true}},
+		{apikey.Admin, map[string]bool{"live": false, "test": false, "admin": true}},
+	}
+	for _, c := range cases {
+		for key, ok := range c.allowed {
+			// Any path: the route's requirement replaces the scope table.
+			res := f.do("GET", "/orders/42", bearer(f.keys[key]), tlsReq, Policy{Require: c.require})
+			if ok != (res.status == 200) {
+				t.Errorf("require %s, %s key: %d %s", c.require, key, res.status, res.body)
+			}
+		}
+	}
+}
+
+func TestCredentialsRemovedUnlessKept(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	auth := bearer(f.keys["live"])
+	res := f.do("GET", "/orders", auth, tlsReq, Policy{Require: apikey.Live})
+	if !res.reached || res.authz != "" {
+		t.Fatalf("upstream saw Authorization %q", res.authz)
+	}
+	if res.key == nil || res.key.ID != f.records["live"].ID {
+		t.Fatalf("next handler got key %+v", res.key)
+	}
+	res = f.do("GET", "/orders", auth, tlsReq, Policy{Require: apikey.Live, KeepCredentials: true})
+	if res.authz != auth {
+		t.Fatalf("keep_credentials: upstream saw %q", res.authz)
+	}
+}
+
+func TestRevokedExpiredAndRotatedKeys(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	ctx := context.Background()
+	live := bearer(f.keys["live"])
+	if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 {
+		t.Fatalf("before revocation: %d", res.status)
+	}
+	if _, err := f.svc.RevokeKey(ctx, f.org, f.records["live"].ID); err != nil {
+		t.Fatal(err)
+	}
+	// The cache still holds the key; the change event evicts it. Here the
+	// app's wiring is done by hand.
+	f.guard.Keys().Invalidate(f.records["live"].ID)
+	if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 401 || res.body != bodyInvalid {
+		t.Fatalf("revoked: %d %s", res.status, res.body)
+	}
+
+	// Expiry needs no event: the cached record knows when it ends.
+	short := f.mint("short", admin.CreateKeyInput{Name: "short", Type: "live", Environment: "production", ExpiresIn: "1m"})
+	if res := f.do("POST", "/v1/evaluate", bearer(short), tlsReq, Policy{}); res.status != 200 {
+		t.Fatalf("fresh short-lived key: %d", res.status)
+	}
+	f.guard.now = func() time.Time { return time.Now().Add(61 * time.Second) }
+	if res := f.do("POST", "/v1/evaluate", bearer(short), tlsReq, Policy{}); res.status != 401 || res.body != bodyInvalid {
+		t.Fatalf("expired: %d %s", res.status, res.body)
+	}
+	f.guard.now = time.Now
+
+	// Rotation with a grace period: both secrets work until it ends.
+	old := f.keys["test"]
+	rot, err := f.svc.RotateKey(ctx, f.org, f.records["test"].ID, admin.RotateKeyInput{GracePeriod: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.guard.Keys().Invalidate(rot.ID)
+	for _, k := range []string{old, rot.Secret} {
+		if res := f.do("POST", "/v1/evaluate", bearer(k), tlsReq, Policy{}); res.status != 200 {
+			t.Fatalf("during grace: %d %s", res.status, res.body)
+		}
+	}
+	f.guard.now = func() time.Time { return time.Now().Add(time.Hour + time.Second) }
+	if res := f.do("POST", "/v1/evaluate", bearer(old), tlsReq, Policy{}); res.status != 401 {
+		t.Fatalf("old secret after grace: %d", res.status)
+	}
+	if res := f.do("POST", "/v1/evaluate", bearer(rot.Secret), tlsReq, Policy{}); res.status != 200 {
+		t.Fatalf("new secret after grace: %d", res.status)
+	}
+}
+
+func TestRateLimitHeadersAnd429(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Live] = ratelimit.Limit{Rate: 3, Period: time.Hour, Burst: 3}
+	f := newFixture(t, cfg)
+	live := bearer(f.keys["live"])
+	start := time.Now()
+	for i := 0; i < 3; i++ {
+		res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+		if res.status != 200 {
+			t.Fatalf("request %d: %d", i, res.status)
+		}
+		h := res.header
+		if h.Get("X-RateLimit-Limit") != "3" || h.Get("X-RateLimit-Remaining") != strconv.Itoa(2-i) {
+			t.Fatalf("request %d headers: %v", i, h)
+		}
+		reset, _ := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
+		// After i+1 requests the bucket is full again (i+1)*20 minutes later.
+		wantReset := start.Add(time.Duration(i+1) * 20 * time.Minute).Unix()
+		if reset < wantReset-2 || reset > wantReset+2 {
+			t.Fatalf("request %d: reset %d, want about %d", i, reset, wantReset)
+		}
+		if h.Get("Retry-After") != "" {
+			t.Fatalf("Retry-After on an admitted request")
+		}
+	}
+	res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+	if res.status != 429 || res.reached || !strings.HasPrefix(res.body, `{"error":"RATE_LIMITED","message":"`) {
+		t.Fatalf("over the limit: %d %s", res.status, res.body)
+	}
+	if res.header.Get("X-RateLimit-Remaining") != "0" || res.header.Get("X-RateLimit-Limit") != "3" {
+		t.Fatalf("429 headers: %v", res.header)
+	}
+	retry, _ := strconv.Atoi(res.header.Get("Retry-After"))
+	if retry < 1199 || retry > 1201 {
+		t.Fatalf("Retry-After %d, want about 1200", retry)
+	}
+	// A 403 from the scope table reports (and spends from) the bucket too.
+	g := bearer(f.keys["test"])
+	res = f.do("GET", "/v1/projects", g, tlsReq, Policy{})
+	if res.status != 403 || res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultTestLimit) {
+		t.Fatalf("403 headers: %d %v", res.status, res.header)
+	}
+}
+
+func TestRotatedKeyKeepsItsBucket(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Test] = ratelimit.Limit{Rate: 2, Period: time.Hour, Burst: 2}
+	f := newFixture(t, cfg)
+	f.do("POST", "/v1/evaluate", bearer(f.keys["test"]), tlsReq, Policy{})
+	f.do("POST", "/v1/evaluate", bearer(f.keys["test"]), tlsReq, Policy{})
+	rot, err := f.svc.RotateKey(context.Background(), f.org, f.records["test"].ID, admin.RotateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := f.do("POST", "/v1/evaluate", bearer(rot.Secret), tlsReq, Policy{}); res.status != 429 {
+		t.Fatalf("rotated key got a fresh bucket: %d", res.status)
+	}
+}
+
+func TestHeadersSurviveTheNextHandler(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	r := httptest.NewRequest("GET", "/orders", nil)
+	r.Header.Set("Authorization", bearer(f.keys["live"]))
+	res := f.serve(r, tlsReq, Policy{Require: apikey.Live}, func(w http.ResponseWriter, r *http.Request) {
+		// An upstream that sends its own rate-limit headers, as a proxied
+		// service might.
+		w.Header().Add("X-RateLimit-Limit", "1")
+		w.Header().Add("X-RateLimit-Remaining", "0")
+		w.WriteHeader(http.StatusTeapot)
+	})
+	if res.status != http.StatusTeapot {
+		t.Fatalf("status %d", res.status)
+	}
+	if got := res.header.Values("X-RateLimit-Limit"); len(got) != 1 || got[0] != strconv.Itoa(DefaultLiveLimit) {
+		t.Fatalf("X-RateLimit-Limit = %v", got)
+	}
+	if got := res.header.Values("X-RateLimit-Remaining"); len(got) != 1 || got[0] != strconv.Itoa(DefaultLiveLimit-1) {
+		t.Fatalf("X-RateLimit-Remaining = %v", got)
+	}
+}
+
+func TestFailedAuthenticationIsLimitedPerIP(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Unauthenticated = ratelimit.Limit{Rate: 3, Period: time.Hour, Burst: 3}
+	f := newFixture(t, cfg)
+	attacker := Request{HTTPS: true, ClientIP: "203.0.113.7"}
+	for i := 0; i < 3; i++ {
+		res := f.do("GET", "/v1/projects", "Bearer nope", attacker, Policy{})
+		if res.status != 401 || res.header.Get("X-RateLimit-Limit") != "3" ||
+			res.header.Get("X-RateLimit-Remaining") != strconv.Itoa(2-i) {
+			t.Fatalf("failure %d: %d %v", i, res.status, res.header)
+		}
+	}
+	res := f.do("GET", "/v1/projects", "Bearer nope", attacker, Policy{})
+	if res.status != 429 || res.header.Get("Retry-After") == "" {
+		t.Fatalf("after the limit: %d %v", res.status, res.header)
+	}
+	// Once blocked, the IP's unknown keys are refused without any lookup
+	// or limiter call.
+	lookups, checks := f.source.n.Load(), f.limiter.n.Load()
+	for i := 0; i < 20; i++ {
+		forged, _ := apikey.Generate(apikey.Admin)
+		if res := f.do("GET", "/v1/projects", bearer(forged), attacker, Policy{}); res.status != 429 {
+			t.Fatalf("blocked IP, forged key: %d", res.status)
+		}
+	}
+	if f.source.n.Load() != lookups || f.limiter.n.Load() != checks {
+		t.Fatalf("a blocked IP still cost %d lookups and %d limiter calls",
+			f.source.n.Load()-lookups, f.limiter.n.Load()-checks)
+	}
+	// Other clients are unaffected.
+	if res := f.do("GET", "/v1/projects", "Bearer nope", tlsReq, Policy{}); res.status != 401 {
+		t.Fatalf("other IP: %d", res.status)
+	}
+	// A valid key the instance already knows still works from that IP.
+	admin := bearer(f.keys["admin"])
+	f.do("GET", "/v1/projects", admin, tlsReq, Policy{}) // cache it
+	if res := f.do("GET", "/v1/projects", admin, attacker, Policy{}); res.status != 200 {
+		t.Fatalf("cached valid key from a blocked IP: %d", res.status)
+	}
+}
+
+func TestStorageFailurePolicy(t *testing.T) {
+	r := testenv.StartRedis(t)
+	st, err := store.OpenRedis(r.URL(), store.Options{Timeout: 200 * time.Millisecond, KeyPrefix: testenv.UniquePrefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	lim := ratelimit.NewRedis(st.Client(), st.Prefix())
+
+	for _, failOpen := range []bool{false, true} {
+		r.Start()
+		cfg := DefaultConfig()
+		cfg.FailOpen = failOpen
+		cfg.Timeout = 200 * time.Millisecond
+		f := newFixtureOn(t, st, lim, cfg)
+		live := bearer(f.keys["live"])
+		if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 {
+			t.Fatalf("Redis up: %d %s", res.status, res.body)
+		}
+		r.Stop()
+		start := time.Now()
+		res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("a request with Redis down took %v", took)
+		}
+		if failOpen {
+			if res.status != 200 || res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultLiveLimit) ||
+				res.header.Get("X-RateLimit-Remaining") != "" {
+				t.Fatalf("allow policy: %d %v", res.status, res.header)
+			}
+		} else if res.status != 503 || res.body != `{"error":"STORAGE_UNAVAILABLE","message":"Storage is unavailable; try again shortly"}` {
+			t.Fatalf("deny policy: %d %s", res.status, res.body)
+		}
+		// A key the instance has never seen cannot be verified: refused
+		// under either policy.
+		res = f.do("POST", "/v1/evaluate", bearer(f.keys["test"]), tlsReq, Policy{})
+		if res.status != 503 {
+			t.Fatalf("unverifiable key (failOpen=%v): %d %s", failOpen, res.status, res.body)
+		}
+	}
+}
+
+func BenchmarkGuardHotPath(b *testing.B) {
+	t := &testing.T{}
+	_ = t
+	st, err := store.OpenFile(b.TempDir(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	svc := admin.New(st)
+	ctx := context.Background()
+	boot, _ := svc.Bootstrap(ctx, admin.BootstrapInput{})
+	svc.CreateProject(ctx, boot.Record, admin.CreateProjectInput{Slug: "app"})
+	k, _ := svc.CreateKey(ctx, boot.Record, "app", admin.CreateKeyInput{Name: "b", Type: "live", Environment: "production"})
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Live] = ratelimit.PerMinute(1 << 30)
+	g := NewGuard(cfg, NewKeyCache(svc, KeyCacheOptions{}), ratelimit.NewMemory(), nil)
+	auth := bearer(k.Secret)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := httptest.NewRequest("POST", "/v1/evaluate", nil)
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			r.Header["Authorization"] = []string{auth}
+			d := g.Check(r, tlsReq, Policy{})
+			nw, ok := d.Apply(w, r, Policy{})
+			if !ok {
+				b.Fatal("refused")
+			}
+			nw.WriteHeader(200)
+		}
+	})
+}
+
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
