@@ -38,13 +38,16 @@ type Headers struct {
 
 // Headers renders r's headers as of now; see [Result.SetHeaders].
 func (r Result) Headers(now time.Time) Headers {
-	hv := Headers{
-		limit:     []string{strconv.Itoa(r.Limit.Rate)},
-		remaining: []string{strconv.Itoa(max(r.Remaining, 0))},
-		reset:     []string{strconv.FormatInt(ceilUnix(now.Add(r.ResetAfter)), 10)},
-	}
+	// One backing array for all values, each slice capped at its single
+	// element so that appending to one never writes into the next.
+	vals := make([]string, 4)
+	vals[0] = strconv.Itoa(r.Limit.Rate)
+	vals[1] = strconv.Itoa(max(r.Remaining, 0))
+	vals[2] = strconv.FormatInt(ceilUnix(now.Add(r.ResetAfter)), 10)
+	hv := Headers{limit: vals[0:1:1], remaining: vals[1:2:2], reset: vals[2:3:3]}
 	if !r.Allowed {
-		hv.retryAfter = []string{strconv.FormatInt(r.RetryAfterSeconds(), 10)}
+		vals[3] = strconv.FormatInt(r.RetryAfterSeconds(), 10)
+		hv.retryAfter = vals[3:4:4]
 	}
 	return hv
 }
