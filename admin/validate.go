@@ -1,0 +1,51 @@
+package admin
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/flagbridge/flagbridge/apierror"
+)
+
+// validSlug checks a project or environment identifier: it appears in URLs,
+// so it is kept to lower-case letters, digits and inner hyphens.
+func validSlug(field, s string) error {
+	if s == "" {
+		return apierror.Invalid("%s is required", field)
+	}
+	if len(s) > 63 {
+		return apierror.Invalid("%s must be at most 63 characters", field)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' && i > 0 && i < len(s)-1
+		if !ok {
+			return apierror.Invalid("%s %q must be lower-case letters, digits and hyphens, not starting or ending with a hyphen", field, s)
+		}
+	}
+	return nil
+}
+
+// cleanName trims a display name and checks it; an empty name takes def.
+func cleanName(field, s, def string, required bool) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		if required {
+			return "", apierror.Invalid("%s is required", field)
+		}
+		return def, nil
+	}
+	if !utf8.ValidString(s) {
+		return "", apierror.Invalid("%s must be valid UTF-8", field)
+	}
+	if utf8.RuneCountInString(s) > 100 {
+		return "", apierror.Invalid("%s must be at most 100 characters", field)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "", apierror.Invalid("%s must not contain control characters", field)
+		}
+	}
+	return s, nil
+}
