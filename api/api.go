@@ -1,0 +1,112 @@
+// Package api is FlagBridge's REST API over net/http: the routes under /v1
+// that the flagbridge_api Caddy handler serves in process. It decodes
+// requests, calls the admin services and encodes their answers; it holds
+// no business rules of its own.
+//
+// Every request reaching it has been authenticated by the edge, which hands
+// over the calling key with [Handler.Serve].
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/internal/route"
+)
+
+// MaxBodyBytes bounds request bodies of the admin endpoints.
+const MaxBodyBytes = 64 << 10
+
+// requestTimeout bounds the storage work of one API request.
+const requestTimeout = 10 * time.Second
+
+// Handler serves the REST API.
+type Handler struct {
+	admin  *admin.Service
+	log    *zap.Logger
+	routes []endpoint
+}
+
+type endpoint struct {
+	method  string
+	pattern route.Pattern
+	handle  func(h *Handler, w http.ResponseWriter, r *http.Request, caller *apikey.Record) error
+}
+
+// New returns the API over an admin service.
+func New(svc *admin.Service, log *zap.Logger) *Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &Handler{admin: svc, log: log}
+	add := func(method, pattern string, fn func(*Handler, http.ResponseWriter, *http.Request, *apikey.Record) error) {
+		h.routes = append(h.routes, endpoint{method, route.Compile(pattern), fn})
+	}
+	add("GET", "/v1/projects", (*Handler).listProjects)
+	add("POST", "/v1/projects", (*Handler).createProject)
+	add("GET", "/v1/projects/{project}", (*Handler).getProject)
+	add("DELETE", "/v1/projects/{project}", (*Handler).deleteProject)
+	add("GET", "/v1/projects/{project}/environments", (*Handler).listEnvironments)
+	add("POST", "/v1/projects/{project}/environments", (*Handler).createEnvironment)
+	add("GET", "/v1/projects/{project}/api-keys", (*Handler).listKeys)
+	add("POST", "/v1/projects/{project}/api-keys", (*Handler).createKey)
+	add("GET", "/v1/api-keys/{id}", (*Handler).getKey)
+	add("DELETE", "/v1/api-keys/{id}", (*Handler).revokeKey)
+	add("POST", "/v1/api-keys/{id}/rotate", (*Handler).rotateKey)
+	return h
+}
+
+// Serve answers one request on behalf of caller, the key the edge
+// authenticated. A nil caller (no edge in front) is refused.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.Record) {
+	if caller == nil {
+		h.log.Error("flagbridge_api reached without an authenticated key; put flagbridge_auth before it in the route")
+		apierror.Write(w, apierror.InvalidKey)
+		return
+	}
+	var allowed []string
+	for i := range h.routes {
+		e := &h.routes[i]
+		if !e.pattern.Params(r.URL.Path, r.SetPathValue) {
+			continue
+		}
+		if e.method != r.Method {
+			allowed = append(allowed, e.method)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		h.fail(w, r, e.handle(h, w, r.WithContext(ctx), caller))
+		return
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		apierror.Write(w, apierror.New(http.StatusMethodNotAllowed, apierror.CodeMethodNotAllowed,
+			r.Method+" is not allowed on "+r.URL.Path+"; use "+strings.Join(allowed, " or ")))
+		return
+	}
+	apierror.Write(w, apierror.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
+}
+
+// fail writes err, if any: API errors as they are, anything else as a
+// storage failure (logged, since the client is told nothing specific).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if err == nil {
+		return
+	}
+	var ae *apierror.Error
+	if errors.As(err, &ae) {
+		apierror.Write(w, ae)
+		return
+	}
+	h.log.Error("storage failure", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+	apierror.Write(w, apierror.StorageDown)
+}

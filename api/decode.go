@@ -1,0 +1,80 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/flagbridge/flagbridge/apierror"
+)
+
+// decodeJSON reads a JSON object body into dst, refusing unknown fields,
+// wrong types, trailing data and bodies over MaxBodyBytes with a message that
+// names the problem. An empty body is allowed only if optional.
+func decodeJSON(r *http.Request, dst any, optional bool) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return apierror.Invalid("could not read the request body: %v", err)
+	}
+	if len(body) > MaxBodyBytes {
+		return apierror.Invalid("request body is larger than %d bytes", MaxBodyBytes)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return apierror.Invalid("request body is required (a JSON object)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return apierror.Invalid("%s", describeJSONError(err))
+	}
+	// dec.More is not enough: it reports false for a stray '}' or ']', so
+	// `{"name":"x"}}` would pass. Only the end of the body may follow.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return apierror.Invalid("request body has data after the JSON object")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, syntax)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return fmt.Sprintf("request body must be a JSON object, not %s", typ.Value)
+		}
+		return fmt.Sprintf("%s must be %s, not %s", typ.Field, jsonTypeName(typ.Type.Kind().String()), typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of body"
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + f
+	}
+	return "invalid JSON: " + strings.TrimPrefix(msg, "json: ")
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "uint8", "float64":
+		return "a number"
+	}
+	return kind
+}

@@ -1,0 +1,78 @@
+package api
+
+import (
+	"time"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apikey"
+)
+
+// keyView is a key as the API shows it: never its secret or digest.
+type keyView struct {
+	ID          string              `json:"id"`
+	Name        string              `json:"name"`
+	Type        apikey.Type         `json:"type"`
+	Project     *string             `json:"project"`
+	Environment *string             `json:"environment"`
+	Permissions []apikey.Permission `json:"permissions"`
+	Hint        string              `json:"hint"`
+	Status      string              `json:"status"`
+	CreatedAt   time.Time           `json:"created_at"`
+	ExpiresAt   *time.Time          `json:"expires_at"`
+	RevokedAt   *time.Time          `json:"revoked_at"`
+	RotatedAt   *time.Time          `json:"rotated_at"`
+	LastUsedAt  *time.Time          `json:"last_used_at"`
+	// Key is the full secret, present only in the response that created or
+	// rotated it.
+	Key string `json:"key,omitempty"`
+	// PreviousKeyValidUntil says until when the secret replaced by a
+	// rotation keeps working.
+	PreviousKeyValidUntil *time.Time `json:"previous_key_valid_until,omitempty"`
+}
+
+func viewKey(k *admin.Key, now time.Time) keyView {
+	v := keyView{
+		ID:          k.ID,
+		Name:        k.Name,
+		Type:        k.Type,
+		Project:     optional(k.Project),
+		Environment: optional(k.Environment),
+		Permissions: k.Permissions.List(),
+		Hint:        k.Hint,
+		Status:      k.Status(now),
+		CreatedAt:   k.CreatedAt,
+		ExpiresAt:   k.ExpiresAt,
+		RevokedAt:   k.RevokedAt,
+		RotatedAt:   k.RotatedAt,
+		LastUsedAt:  k.LastUsedAt,
+	}
+	if k.PreviousValidUntil != nil && now.Before(*k.PreviousValidUntil) {
+		v.PreviousKeyValidUntil = k.PreviousValidUntil
+	}
+	return v
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// projectView is a project, with its environments when one is asked for.
+type projectView struct {
+	admin.Project
+	Environments []admin.Environment `json:"environments,omitempty"`
+}
+
+// list wraps collections, leaving room for paging fields later.
+type list[T any] struct {
+	Data []T `json:"data"`
+}
+
+func listOf[T any](xs []T) list[T] {
+	if xs == nil {
+		xs = []T{}
+	}
+	return list[T]{Data: xs}
+}
