@@ -1,0 +1,89 @@
+package caddymodule
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+)
+
+func init() {
+	caddy.RegisterModule(API{})
+	httpcaddyfile.RegisterHandlerDirective("flagbridge_api", parseAPI)
+	httpcaddyfile.RegisterDirectiveOrder("flagbridge_api", httpcaddyfile.Before, "file_server")
+}
+
+// API is the in-process FlagBridge backend, http.handlers.flagbridge_api:
+// the /v1 REST endpoints. It answers every request it gets (unknown paths
+// with a JSON 404), so it ends a route. It must follow flagbridge_auth,
+// which authenticates the caller; without it every request is refused.
+type API struct {
+	app    *App
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (API) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.flagbridge_api",
+		New: func() caddy.Module { return new(API) },
+	}
+}
+
+// Provision finds the flagbridge app.
+func (a *API) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	app, err := ctx.App("flagbridge")
+	if err != nil {
+		return err
+	}
+	a.app = app.(*App)
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	c, err := a.app.ready()
+	if err != nil {
+		a.logger.Error("storage unavailable", zap.Error(err))
+		apierror.Write(w, apierror.StorageDown)
+		return nil
+	}
+	// Only flagbridge_auth stores a *apikey.Record here; a value set any
+	// other way (the vars directive can only set strings) fails the
+	// assertion and the request is refused.
+	key, _ := caddyhttp.GetVar(r.Context(), varKey).(*apikey.Record)
+	c.api.Serve(w, r, key)
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. It takes no
+// options:
+//
+//	flagbridge_api [<matcher>]
+func (a *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next()
+	if d.NextArg() || d.NextBlock(0) {
+		return d.Err("flagbridge_api takes no arguments or options")
+	}
+	return nil
+}
+
+func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(API)
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return a, err
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*API)(nil)
+	_ caddyhttp.MiddlewareHandler = (*API)(nil)
+	_ caddyfile.Unmarshaler       = (*API)(nil)
+)

@@ -1,0 +1,196 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/edge"
+)
+
+func init() {
+	caddy.RegisterModule(Auth{})
+	httpcaddyfile.RegisterHandlerDirective("flagbridge_auth", parseAuth)
+	httpcaddyfile.RegisterDirectiveOrder("flagbridge_auth", httpcaddyfile.After, "basic_auth")
+}
+
+// Variables the guard leaves for later handlers. {http.vars.flagbridge.key_id}
+// and its siblings can be used as placeholders, e.g. in reverse_proxy's
+// header_up, to tell an upstream which key called.
+const (
+	varKey         = "flagbridge.key"
+	varKeyID       = "flagbridge.key_id"
+	varKeyType     = "flagbridge.key_type"
+	varProject     = "flagbridge.project"
+	varEnvironment = "flagbridge.environment"
+)
+
+// Auth is the edge guard, http.handlers.flagbridge_auth. It refuses
+// requests that did not arrive over HTTPS, authenticates the Bearer key,
+// applies the key's rate limit, checks the key's scope and then hands the
+// request on. Every response to an authenticated request carries the
+// X-RateLimit-* headers, whichever handler wrote it.
+//
+// In front of flagbridge_api the scope table decides which key types may
+// call which endpoint. In front of anything else, Require sets the least
+// capable key type the route admits (admin > test > live).
+type Auth struct {
+	// Require is "live", "test" or "admin": the key type a route needs.
+	// Empty means the FlagBridge API's scope table decides.
+	Require string `json:"require,omitempty"`
+	// AllowHTTP admits requests that did not arrive over TLS. For local
+	// development only; it logs a warning.
+	AllowHTTP bool `json:"allow_http,omitempty"`
+	// KeepCredentials passes the Authorization header on to the next
+	// handler. By default it is removed, so upstreams never see keys.
+	KeepCredentials bool `json:"keep_credentials,omitempty"`
+
+	app    *App
+	policy edge.Policy
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Auth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.flagbridge_auth",
+		New: func() caddy.Module { return new(Auth) },
+	}
+}
+
+// Provision finds the flagbridge app and builds the route's policy.
+func (a *Auth) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	app, err := ctx.App("flagbridge")
+	if err != nil {
+		return err
+	}
+	a.app = app.(*App)
+	a.policy = edge.Policy{AllowHTTP: a.AllowHTTP, KeepCredentials: a.KeepCredentials}
+	if a.Require != "" {
+		t, err := apikey.ParseType(a.Require)
+		if err != nil {
+			return err
+		}
+		a.policy.Require = t
+	}
+	if a.AllowHTTP {
+		a.logger.Warn("flagbridge_auth: allow_http is set, so API keys may travel in clear text; use it for local development only")
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	c, err := a.app.ready()
+	if err != nil {
+		a.logger.Error("storage unavailable", zap.Error(err))
+		apierror.Write(w, apierror.StorageDown)
+		return nil
+	}
+	in := edge.Request{HTTPS: arrivedOverHTTPS(r)}
+	in.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	d := c.guard.Check(r, in, a.policy)
+	w, ok := d.Apply(w, r, a.policy)
+	if !ok {
+		return nil
+	}
+	ctx := r.Context()
+	caddyhttp.SetVar(ctx, varKey, d.Key)
+	caddyhttp.SetVar(ctx, varKeyID, d.Key.ID)
+	caddyhttp.SetVar(ctx, varKeyType, d.Key.Type.String())
+	caddyhttp.SetVar(ctx, varProject, d.Key.Project)
+	caddyhttp.SetVar(ctx, varEnvironment, d.Key.Environment)
+	return next.ServeHTTP(w, r)
+}
+
+// arrivedOverHTTPS reports whether the client's connection was TLS: either
+// to Caddy itself, or to a proxy in Caddy's trusted_proxies that says so in
+// X-Forwarded-Proto. The header is ignored from anyone else, since any
+// client can send it.
+func arrivedOverHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	if !trusted {
+		return false
+	}
+	proto := r.Header.Values("X-Forwarded-Proto")
+	if len(proto) == 0 {
+		return false
+	}
+	// With several proxies the header may be a list; the first entry was
+	// set by the proxy nearest the client.
+	first, _, _ := strings.Cut(proto[0], ",")
+	return strings.EqualFold(strings.TrimSpace(first), "https")
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	flagbridge_auth [<matcher>] {
+//		require live|test|admin
+//		allow_http
+//		keep_credentials
+//	}
+//
+// With no block, the scope table of the FlagBridge API decides which key
+// types may call which endpoint. require is for routes in front of other
+// services (reverse_proxy and such): the key type the route needs, where
+// admin > test > live, and READ for safe methods, WRITE for the rest.
+// allow_http admits plain HTTP (local development only). keep_credentials
+// passes the Authorization header on to the next handler.
+func (a *Auth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "require":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if _, err := apikey.ParseType(d.Val()); err != nil {
+				return d.Errf("require: %v", err)
+			}
+			a.Require = strings.ToLower(d.Val())
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "allow_http":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.AllowHTTP = true
+		case "keep_credentials":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.KeepCredentials = true
+		default:
+			return d.Errf("unrecognized flagbridge_auth option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(Auth)
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return a, err
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Auth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Auth)(nil)
+	_ caddyfile.Unmarshaler       = (*Auth)(nil)
+)

@@ -1,0 +1,147 @@
+package caddymodule
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("flagbridge", parseGlobalOption)
+}
+
+// UnmarshalCaddyfile sets up the app from the Caddyfile global option:
+//
+//	{
+//		flagbridge {
+//			storage <url>
+//			storage_timeout <duration>
+//			key_prefix <prefix>
+//			on_storage_error deny|allow
+//			key_cache_ttl <duration>
+//			rate_limit live|test|admin|unauthenticated <requests>[/<window>]
+//		}
+//	}
+//
+// storage is file://<dir> (default: the flagbridge folder of Caddy's data
+// directory) or a redis:// or rediss:// URL: a single server, Sentinel
+// (?master_name=<name>&addr=<sentinel2>...) or Cluster
+// (?cluster=true&addr=<node2>...). rate_limit sets one bucket's limit, with
+// bursts of up to <requests>; the window defaults to 1m, so
+// "rate_limit live 10000" and "rate_limit live 10000/1m" are the same.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "storage", "key_prefix", "on_storage_error":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			v := d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "storage":
+				a.Storage = v
+			case "key_prefix":
+				a.KeyPrefix = v
+			case "on_storage_error":
+				if v != "deny" && v != "allow" {
+					return d.Errf("on_storage_error: %q is not deny or allow", v)
+				}
+				a.OnStorageError = v
+			}
+		case "storage_timeout", "key_cache_ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return d.Errf("%s: %q is not a positive duration", opt, d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if opt == "storage_timeout" {
+				a.StorageTimeout = caddy.Duration(dur)
+			} else {
+				a.KeyCacheTTL = caddy.Duration(dur)
+			}
+		case "rate_limit":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("rate_limit takes a bucket and a limit, e.g. rate_limit live 10000/1m")
+			}
+			switch args[0] {
+			case "live", "test", "admin", "unauthenticated":
+			default:
+				return d.Errf("rate_limit: unknown bucket %q (want live, test, admin or unauthenticated)", args[0])
+			}
+			rl, err := parseRateLimit(args[1])
+			if err != nil {
+				return d.Errf("rate_limit %s: %v", args[0], err)
+			}
+			if a.RateLimits == nil {
+				a.RateLimits = make(map[string]RateLimit)
+			}
+			a.RateLimits[args[0]] = rl
+		default:
+			return d.Errf("unrecognized flagbridge option %q", opt)
+		}
+	}
+	return nil
+}
+
+// parseRateLimit reads "<requests>[/<window>]".
+func parseRateLimit(s string) (RateLimit, error) {
+	n, window, hasWindow := strings.Cut(s, "/")
+	requests, err := strconv.Atoi(n)
+	if err != nil || requests <= 0 {
+		return RateLimit{}, fmt.Errorf("%q: requests must be a positive whole number", s)
+	}
+	rl := RateLimit{Requests: requests}
+	if hasWindow {
+		// Allow "/min" style shorthands as well as durations.
+		switch window {
+		case "s", "sec", "second":
+			window = "1s"
+		case "m", "min", "minute":
+			window = "1m"
+		case "h", "hour":
+			window = "1h"
+		}
+		dur, err := caddy.ParseDuration(window)
+		if err != nil || dur <= 0 {
+			return RateLimit{}, fmt.Errorf("%q: window must be a positive duration such as 1m", s)
+		}
+		rl.Window = caddy.Duration(dur)
+	} else {
+		rl.Window = caddy.Duration(time.Minute)
+	}
+	return rl, nil
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{
+		Name:  "flagbridge",
+		Value: caddyconfig.JSON(app, nil),
+	}, nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*App)(nil)

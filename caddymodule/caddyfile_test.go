@@ -1,0 +1,180 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func TestUnmarshalAppCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`flagbridge {
+		storage redis://cache:6379?master_name=main
+		storage_timeout 250ms
+		key_prefix acme
+		on_storage_error allow
+		key_cache_ttl 1m
+		rate_limit live 20000/1m
+		rate_limit test 50/s
+		rate_limit admin 100
+		rate_limit unauthenticated 30/1h
+	}`)
+	var a App
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	want := App{
+		Storage:        "redis://cache:6379?master_name=main",
+		StorageTimeout: caddy.Duration(250 * time.Millisecond),
+		KeyPrefix:      "acme",
+		OnStorageError: "allow",
+		KeyCacheTTL:    caddy.Duration(time.Minute),
+		RateLimits: map[string]RateLimit{
+			"live":            {20000, caddy.Duration(time.Minute)},
+			"test":            {50, caddy.Duration(time.Second)},
+			"admin":           {100, caddy.Duration(time.Minute)},
+			"unauthenticated": {30, caddy.Duration(time.Hour)},
+		},
+	}
+	got, _ := json.Marshal(a)
+	exp, _ := json.Marshal(want)
+	if !bytes.Equal(got, exp) {
+		t.Fatalf("got  %s\nwant %s", got, exp)
+	}
+}
+
+func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
+	cases := map[string]string{
+		"flagbridge {\n storage\n}":                  "wrong argument count",
+		"flagbridge {\n on_storage_error maybe\n}":   "not deny or allow",
+		"flagbridge {\n rate_limit root 10/1m\n}":    "unknown bucket",
+		"flagbridge {\n rate_limit live ten/1m\n}":   "positive whole number",
+		"flagbridge {\n rate_limit live 10/never\n}": "positive duration",
+		"flagbridge {\n rate_limit live 0\n}":        "positive whole number",
+		"flagbridge {\n key_cache_ttl -1s\n}":        "positive duration",
+		"flagbridge {\n colour blue\n}":              "unrecognized flagbridge option",
+		"flagbridge {\n storage a b\n}":              "wrong argument count",
+		"flagbridge extra":                           "wrong argument count",
+	}
+	for input, want := range cases {
+		var a App
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want it to mention %q", input, err, want)
+		}
+	}
+	authCases := map[string]string{
+		"flagbridge_auth {\n require root\n}":   "unknown key type",
+		"flagbridge_auth {\n require\n}":        "wrong argument count",
+		"flagbridge_auth {\n allow_http yes\n}": "wrong argument count",
+		"flagbridge_auth {\n colour blue\n}":    "unrecognized flagbridge_auth option",
+		"flagbridge_auth admin":                 "wrong argument count",
+	}
+	for input, want := range authCases {
+		var a Auth
+		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want it to mention %q", input, err, want)
+		}
+	}
+	var api API
+	if err := api.UnmarshalCaddyfile(caddyfile.NewTestDispenser("flagbridge_api foo")); err == nil {
+		t.Error("flagbridge_api accepted an argument")
+	}
+}
+
+// TestAdaptGolden adapts each testdata/*.caddyfiletest (a Caddyfile, a line
+// of dashes, the JSON it must adapt to) and compares, as Caddy's own adapt
+// tests do.
+func TestAdaptGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.caddyfiletest")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, expected, ok := strings.Cut(string(raw), "\n----------\n")
+			if !ok {
+				t.Fatal("no separator")
+			}
+			got, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input+"\n"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(warnings) > 0 {
+				t.Fatalf("warnings: %v", warnings)
+			}
+			var g, e any
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(expected), &e); err != nil {
+				t.Fatalf("golden JSON: %v", err)
+			}
+			gb, _ := json.MarshalIndent(g, "", "  ")
+			eb, _ := json.MarshalIndent(e, "", "  ")
+			if !bytes.Equal(gb, eb) {
+				t.Fatalf("adapted:\n%s\nwant:\n%s", gb, eb)
+			}
+		})
+	}
+}
+
+// TestExampleAdapts checks the shipped Caddyfile.example: it must adapt,
+// keep Caddy off port 80 with no redirects, and guard both sites.
+func TestExampleAdapts(t *testing.T) {
+	raw, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(raw, nil)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("adapt: %v %v", err, warnings)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				HTTPPort  int `json:"http_port"`
+				HTTPSPort int `json:"https_port"`
+				Servers   map[string]struct {
+					Listen        []string `json:"listen"`
+					AutomaticHTTP struct {
+						DisableRedirects bool `json:"disable_redirects"`
+					} `json:"automatic_https"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(got, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Apps.HTTP
+	if h.HTTPPort != 8080 || h.HTTPSPort != 8443 {
+		t.Fatalf("ports %d/%d", h.HTTPPort, h.HTTPSPort)
+	}
+	for name, s := range h.Servers {
+		if !s.AutomaticHTTP.DisableRedirects {
+			t.Errorf("server %s may redirect", name)
+		}
+		for _, l := range s.Listen {
+			if strings.HasSuffix(l, ":80") || strings.HasSuffix(l, ":443") {
+				t.Errorf("server %s listens on %s", name, l)
+			}
+		}
+	}
+	if n := strings.Count(string(got), `"handler":"flagbridge_auth"`); n != 2 {
+		t.Errorf("flagbridge_auth appears %d times, want on both sites", n)
+	}
+}

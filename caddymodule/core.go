@@ -1,0 +1,145 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/api"
+	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/store"
+)
+
+// usageFlushInterval is how often last-used times go to storage; it is the
+// precision of last_used_at.
+const usageFlushInterval = time.Minute
+
+// core is the state shared by every config that names the same storage. It
+// is opened lazily, once, and closed by the usage pool when the last config
+// using it is cleaned up.
+type core struct {
+	url  string
+	opts store.Options
+	log  *zap.Logger
+
+	mu     sync.Mutex
+	opened *openCore
+}
+
+// openCore is a core whose storage is open.
+type openCore struct {
+	store   store.Store
+	admin   *admin.Service
+	keys    *edge.KeyCache
+	guard   *edge.Guard
+	api     *api.Handler
+	limiter ratelimit.Limiter
+
+	unsubscribe func()
+	stop        chan struct{}
+	done        sync.WaitGroup
+}
+
+func newCore(url string, opts store.Options, log *zap.Logger) *core {
+	return &core{url: url, opts: opts, log: log}
+}
+
+// open opens storage and starts the background work, the first time; later
+// calls return the same state. A failed open is retried on the next call.
+func (c *core) open() (*openCore, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.opened != nil {
+		return c.opened, nil
+	}
+	st, err := store.Open(c.url, c.opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening storage %s: %w", store.Redact(c.url), err)
+	}
+	var limiter ratelimit.Limiter
+	if rs, ok := st.(*store.RedisStore); ok {
+		limiter = ratelimit.NewRedis(rs.Client(), rs.Prefix())
+	} else {
+		limiter = ratelimit.NewMemory()
+	}
+	svc := admin.New(st)
+	keys := edge.NewKeyCache(svc, edge.KeyCacheOptions{})
+	o := &openCore{
+		store:   st,
+		admin:   svc,
+		keys:    keys,
+		limiter: limiter,
+		guard:   edge.NewGuard(edge.DefaultConfig(), keys, limiter, c.log.Named("edge")),
+		api:     api.New(svc, c.log.Named("api")),
+		stop:    make(chan struct{}),
+	}
+	o.unsubscribe = st.Subscribe(func(ev store.Event) {
+		switch {
+		case ev.Resync:
+			keys.Purge()
+		case ev.Topic == admin.TopicKeys:
+			keys.Invalidate(string(ev.Payload))
+		}
+	})
+	o.done.Add(1)
+	go o.background(c.log)
+	c.opened = o
+	c.log.Info("storage opened", zap.String("storage", store.Redact(c.url)))
+	return o, nil
+}
+
+// background sweeps the key cache and flushes last-used times until stop.
+func (o *openCore) background(log *zap.Logger) {
+	defer o.done.Done()
+	sweep := time.NewTicker(10 * time.Second)
+	flush := time.NewTicker(usageFlushInterval)
+	defer sweep.Stop()
+	defer flush.Stop()
+	lastFlush := time.Now()
+	flushUsage := func() {
+		since := lastFlush
+		lastFlush = time.Now()
+		used := o.keys.UsedSince(since)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := o.admin.RecordUsage(ctx, used); err != nil {
+			log.Warn("could not record key usage", zap.Int("keys", len(used)), zap.Error(err))
+		}
+	}
+	for {
+		select {
+		case <-o.stop:
+			flushUsage()
+			return
+		case now := <-sweep.C:
+			o.keys.Sweep(now)
+			// The in-process limiter also sweeps as it is used; this
+			// frees idle buckets once traffic stops.
+			if m, ok := o.limiter.(*ratelimit.MemoryLimiter); ok {
+				m.Sweep()
+			}
+		case <-flush.C:
+			flushUsage()
+		}
+	}
+}
+
+// Destruct closes storage when no config uses this core any more.
+func (c *core) Destruct() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.opened
+	if o == nil {
+		return nil
+	}
+	c.opened = nil
+	close(o.stop)
+	o.done.Wait()
+	o.unsubscribe()
+	return o.store.Close()
+}
