@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,6 +31,11 @@ type core struct {
 
 	mu     sync.Mutex
 	opened *openCore
+	// ready is opened, readable without the lock: every request asks.
+	ready atomic.Pointer[openCore]
+	// closed is set by Destruct: a request still in flight on an old
+	// config must not open the store again.
+	closed bool
 }
 
 // openCore is a core whose storage is open.
@@ -52,10 +59,16 @@ func newCore(url string, opts store.Options, log *zap.Logger) *core {
 // open opens storage and starts the background work, the first time; later
 // calls return the same state. A failed open is retried on the next call.
 func (c *core) open() (*openCore, error) {
+	if o := c.ready.Load(); o != nil {
+		return o, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.opened != nil {
 		return c.opened, nil
+	}
+	if c.closed {
+		return nil, errors.New("flagbridge is shutting down")
 	}
 	st, err := store.Open(c.url, c.opts)
 	if err != nil {
@@ -89,6 +102,7 @@ func (c *core) open() (*openCore, error) {
 	o.done.Add(1)
 	go o.background(c.log)
 	c.opened = o
+	c.ready.Store(o)
 	c.log.Info("storage opened", zap.String("storage", store.Redact(c.url)))
 	return o, nil
 }
@@ -133,11 +147,13 @@ func (o *openCore) background(log *zap.Logger) {
 func (c *core) Destruct() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	o := c.opened
 	if o == nil {
 		return nil
 	}
 	c.opened = nil
+	c.ready.Store(nil)
 	close(o.stop)
 	o.done.Wait()
 	o.unsubscribe()

@@ -65,7 +65,7 @@ type Caddy struct {
 	AccessLog string // the HTTPS site's access log
 
 	cmd    *exec.Cmd
-	output *bytes.Buffer
+	output *syncBuffer
 	client *http.Client
 }
 
@@ -166,7 +166,7 @@ func (c *Caddy) Env() []string {
 // Start runs the instance and waits until it answers over HTTPS.
 func (c *Caddy) Start() *Caddy {
 	c.t.Helper()
-	c.output = &bytes.Buffer{}
+	c.output = &syncBuffer{}
 	args := []string{"run", "--config", c.Config}
 	if c.Adapter != "" {
 		args = append(args, "--adapter", c.Adapter)

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,7 +23,7 @@ type Redis struct {
 	Dir  string
 	args []string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *syncBuffer
 }
 
 // RedisURL returns a Redis URL for a test: REDIS_URL when it is set (the
@@ -74,7 +73,7 @@ func (r *Redis) Start() {
 	if r.cmd != nil {
 		return
 	}
-	r.log = &bytes.Buffer{}
+	r.log = &syncBuffer{}
 	cmd := exec.Command("redis-server", r.args...)
 	cmd.Stdout = r.log
 	cmd.Stderr = r.log
