@@ -7,9 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
-	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 )
 
@@ -24,8 +22,7 @@ func init() {
 // with a JSON 404), so it ends a route. It must follow flagbridge_auth,
 // which authenticates the caller; without it every request is refused.
 type API struct {
-	app    *App
-	logger *zap.Logger
+	appHandle
 }
 
 // CaddyModule returns the Caddy module information.
@@ -37,22 +34,12 @@ func (API) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision finds the flagbridge app.
-func (a *API) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
-	app, err := ctx.App("flagbridge")
-	if err != nil {
-		return err
-	}
-	a.app = app.(*App)
-	return nil
-}
+func (a *API) Provision(ctx caddy.Context) error { return a.provision(ctx) }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	c, err := a.app.ready()
-	if err != nil {
-		a.logger.Error("storage unavailable", zap.Error(err))
-		apierror.Write(w, apierror.StorageDown)
+	c, ok := a.state(w)
+	if !ok {
 		return nil
 	}
 	// Only flagbridge_auth stores a *apikey.Record here; a value set any

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/ratelimit"
@@ -165,6 +167,35 @@ func (a *App) Cleanup() error {
 // before Start (apps start in no fixed order).
 func (a *App) ready() (*openCore, error) {
 	return a.core.open()
+}
+
+// appHandle is what both HTTP handlers hold: the app, found at provision
+// time, and a logger.
+type appHandle struct {
+	app    *App
+	logger *zap.Logger
+}
+
+func (h *appHandle) provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := ctx.App("flagbridge")
+	if err != nil {
+		return err
+	}
+	h.app = app.(*App)
+	return nil
+}
+
+// state returns the app's opened state, or answers 503 (and returns false)
+// when storage cannot be opened.
+func (h *appHandle) state(w http.ResponseWriter) (*openCore, bool) {
+	c, err := h.app.ready()
+	if err != nil {
+		h.logger.Error("storage unavailable", zap.Error(err))
+		apierror.Write(w, apierror.StorageDown)
+		return nil, false
+	}
+	return c, true
 }
 
 // The app whose admin API route answers bootstrap requests: the most

@@ -8,9 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
-	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
 )
@@ -52,9 +50,8 @@ type Auth struct {
 	// handler. By default it is removed, so upstreams never see keys.
 	KeepCredentials bool `json:"keep_credentials,omitempty"`
 
-	app    *App
+	appHandle
 	policy edge.Policy
-	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -67,12 +64,9 @@ func (Auth) CaddyModule() caddy.ModuleInfo {
 
 // Provision finds the flagbridge app and builds the route's policy.
 func (a *Auth) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
-	app, err := ctx.App("flagbridge")
-	if err != nil {
+	if err := a.provision(ctx); err != nil {
 		return err
 	}
-	a.app = app.(*App)
 	a.policy = edge.Policy{AllowHTTP: a.AllowHTTP, KeepCredentials: a.KeepCredentials}
 	if a.Require != "" {
 		t, err := apikey.ParseType(a.Require)
@@ -89,16 +83,14 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	c, err := a.app.ready()
-	if err != nil {
-		a.logger.Error("storage unavailable", zap.Error(err))
-		apierror.Write(w, apierror.StorageDown)
+	c, ok := a.state(w)
+	if !ok {
 		return nil
 	}
 	in := edge.Request{HTTPS: arrivedOverHTTPS(r)}
 	in.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	d := c.guard.Check(r, in, a.policy)
-	w, ok := d.Apply(w, r, a.policy)
+	w, ok = d.Apply(w, r, a.policy)
 	if !ok {
 		return nil
 	}
