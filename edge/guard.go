@@ -135,7 +135,7 @@ func (g *Guard) Check(r *http.Request, in Request, p Policy) Decision {
 	cfg := g.cfg.Load()
 	now := g.now()
 
-	token, err := BearerToken(r.Header["Authorization"])
+	token, err := Credentials(r.Header)
 	if err != nil {
 		if errors.Is(err, errNoCredentials) {
 			return g.refuse(r.Context(), cfg, in, now, apierror.MissingKey)
@@ -250,16 +250,20 @@ func (g *Guard) logStorageError(doing string, err error) {
 // Apply carries out a decision on the response. If the request is refused
 // it writes the error and returns ok false. Otherwise it returns the writer
 // the next handler must use, which keeps the rate-limit headers on the
-// response whatever that handler writes, and removes the key from the
-// request unless the policy keeps it.
+// response whatever that handler writes. It removes the key from the
+// request unless the policy keeps it for an admitted request.
 func (d Decision) Apply(w http.ResponseWriter, r *http.Request, p Policy) (next http.ResponseWriter, ok bool) {
 	d.Rate.Apply(w.Header())
+	// The key leaves the request here, refused or not, so that neither the
+	// next handler nor an access log that records request headers sees it
+	// (Caddy redacts Authorization in its logs, but not X-API-Key).
+	if d.Err != nil || !p.KeepCredentials {
+		r.Header.Del("Authorization")
+		r.Header.Del("X-Api-Key")
+	}
 	if d.Err != nil {
 		apierror.Write(w, d.Err)
 		return nil, false
-	}
-	if !p.KeepCredentials {
-		r.Header.Del("Authorization")
 	}
 	if d.Rate.IsZero() {
 		return w, true

@@ -227,6 +227,49 @@ func TestMalformedAuthorization(t *testing.T) {
 	}
 }
 
+func TestXAPIKeyHeader(t *testing.T) {
+	f := newFixture(t, DefaultConfig())
+	send := func(h http.Header) response {
+		r := httptest.NewRequest("POST", "/ofrep/v1/evaluate/flags/x", nil)
+		for k, v := range h {
+			r.Header[k] = v
+		}
+		return f.serve(r, tlsReq, Policy{}, func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-API-Key") != "" || r.Header.Get("Authorization") != "" {
+				t.Errorf("the next handler saw the key")
+			}
+			w.WriteHeader(200)
+		})
+	}
+	live := f.keys["live"]
+	if res := send(http.Header{"X-Api-Key": {live}}); res.status != 200 {
+		t.Fatalf("X-API-Key: %d %s", res.status, res.body)
+	}
+	cases := map[string]http.Header{
+		"both headers":    {"X-Api-Key": {live}, "Authorization": {bearer(live)}},
+		"two X-API-Keys":  {"X-Api-Key": {live, live}},
+		"with a space":    {"X-Api-Key": {live + " "}},
+		"with the scheme": {"X-Api-Key": {bearer(live)}},
+		"forged":          {"X-Api-Key": {live[:len(live)-1] + flip(live[len(live)-1])}},
+	}
+	for name, h := range cases {
+		if res := send(h); res.status != 401 || res.body != bodyInvalid {
+			t.Errorf("%s: %d %s", name, res.status, res.body)
+		}
+	}
+	if res := send(http.Header{"X-Api-Key": {""}}); res.status != 401 || res.body != bodyMissing {
+		t.Errorf("empty X-API-Key: %d %s", res.status, res.body)
+	}
+	// A refused request loses its credentials too, so that an access log
+	// recording request headers never holds them.
+	r := httptest.NewRequest("GET", "/v1/projects", nil)
+	r.Header.Set("X-API-Key", live)
+	f.serve(r, tlsReq, Policy{}, nil)
+	if r.Header.Get("X-API-Key") != "" {
+		t.Fatal("the refused request kept its X-API-Key")
+	}
+}
+
 func flip(c byte) string {
 	if c == 'A' {
 		return "B"
@@ -261,7 +304,9 @@ func TestUnknownKeyIsLookedUpOnceThenCachedNegative(t *testing.T) {
 func TestScopeMatrix(t *testing.T) {
 	f := newFixture(t, DefaultConfig())
 	type ep struct{ method, path string }
-	evaluate := []ep{{"POST", "/v1/evaluate"}, {"POST", "/v1/evaluate/batch"}}
+	evaluate := []ep{{"POST", "/v1/evaluate"}, {"POST", "/v1/evaluate/batch"},
+		{"POST", "/ofrep/v1/evaluate/flags/new-checkout"}, {"POST", "/ofrep/v1/evaluate/flags"},
+		{"GET", "/ofrep/v1/configuration"}}
 	testing_ := []ep{{"POST", "/v1/testing/sessions"}, {"POST", "/v1/testing/sessions/ts_1/overrides"}, {"DELETE", "/v1/testing/sessions/ts_1"}}
 	adminOnly := []ep{
 		{"GET", "/v1/projects"}, {"POST", "/v1/projects"}, {"GET", "/v1/projects/app"},

@@ -31,6 +31,10 @@ var Scopes = []ScopeRule{
 	{"POST", "/v1/testing/sessions", Requirement{apikey.Test, apikey.Write}},
 	{"POST", "/v1/testing/sessions/{id}/overrides", Requirement{apikey.Test, apikey.Write}},
 	{"DELETE", "/v1/testing/sessions/{id}", Requirement{apikey.Test, apikey.Write}},
+	// OpenFeature Remote Evaluation Protocol: evaluation, so live-level.
+	{"POST", "/ofrep/v1/evaluate/flags/{key}", Requirement{apikey.Live, apikey.Read}},
+	{"POST", "/ofrep/v1/evaluate/flags", Requirement{apikey.Live, apikey.Read}},
+	{"GET", "/ofrep/v1/configuration", Requirement{apikey.Live, apikey.Read}},
 }
 
 // ScopeTable resolves requests to requirements.
