@@ -127,8 +127,9 @@ func (s *Service) GetProject(ctx context.Context, caller *apikey.Record, slug st
 	return &p, envs, nil
 }
 
-// DeleteProject deletes a project with its environments and keys, in one
-// transaction; every instance drops the deleted keys from its cache.
+// DeleteProject deletes a project with its environments, keys, flag sets
+// and testing sessions, in one transaction; every instance drops the
+// deleted keys and flag sets from its caches.
 func (s *Service) DeleteProject(ctx context.Context, caller *apikey.Record, slug string) error {
 	if err := authorize(caller, writeAccess, slug); err != nil {
 		return err
@@ -150,6 +151,19 @@ func (s *Service) DeleteProject(ctx context.Context, caller *apikey.Record, slug
 			if err := s.deleteKey(tx, k); err != nil {
 				return err
 			}
+		}
+		envs, err := listJSON[Environment](tx, colEnvironments(caller.OrgID, slug))
+		if err != nil {
+			return err
+		}
+		for _, e := range envs {
+			tx.Publish(TopicFlags, []byte(FlagSetRef{caller.OrgID, slug, e.Slug}.String()))
+		}
+		if err := tx.DeleteCollection(colFlagSets(caller.OrgID, slug)); err != nil {
+			return err
+		}
+		if err := deleteProjectSessions(tx, caller.OrgID, slug); err != nil {
+			return err
 		}
 		if err := tx.DeleteCollection(colEnvironments(caller.OrgID, slug)); err != nil {
 			return err

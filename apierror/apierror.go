@@ -32,6 +32,10 @@ const (
 	CodeNotFound           = "NOT_FOUND"
 	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
 	CodeConflict           = "CONFLICT"
+	CodePreconditionFailed = "PRECONDITION_FAILED"
+	CodeFlagNotFound       = "FLAG_NOT_FOUND"
+	CodeInvalidContext     = "INVALID_CONTEXT"
+	CodeSessionNotFound    = "SESSION_NOT_FOUND"
 	CodeStorageUnavailable = "STORAGE_UNAVAILABLE"
 	CodeInternal           = "INTERNAL"
 )

@@ -1,0 +1,289 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/evaluator"
+	"github.com/flagbridge/flagbridge/store"
+)
+
+// TopicFlags is the change-feed topic on which a changed flag set is
+// published, as "<org>/<project>/<environment>".
+const TopicFlags = "flags"
+
+// colFlagSets holds a project's flag sets, one document per environment.
+func colFlagSets(org, project string) string { return "flag-sets/" + org + "/" + project }
+
+// FlagSet is the flag set of one environment: a flagd document and the
+// version that every write increments.
+type FlagSet struct {
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Document is the set in flagd's flag-definition format, as compiled
+	// and normalized by the evaluator.
+	Document json.RawMessage `json:"document"`
+}
+
+// emptyFlagSet is what an environment holds before its first write.
+var emptyFlagSet = []byte(`{"flags":{}}`)
+
+// FlagSetRef names a flag set.
+type FlagSetRef struct {
+	OrgID, Project, Environment string
+}
+
+// String is the change-feed payload naming the set.
+func (r FlagSetRef) String() string { return r.OrgID + "/" + r.Project + "/" + r.Environment }
+
+// ReadFlagSet returns the stored flag set of an environment, for the
+// evaluation side (which has authorized the caller already); an environment
+// never written holds an empty set at version 0, and a missing project or
+// environment is NOT_FOUND.
+func (s *Service) ReadFlagSet(ctx context.Context, ref FlagSetRef) (*FlagSet, error) {
+	var out *FlagSet
+	err := s.view(ctx, func(r store.Reader) error {
+		if err := environmentExists(r, ref); err != nil {
+			return err
+		}
+		var err error
+		out, err = readFlagSet(r, ref)
+		return err
+	})
+	return out, err
+}
+
+func environmentExists(r store.Reader, ref FlagSetRef) error {
+	var p Project
+	if err := mustGetProject(r, ref.OrgID, ref.Project, &p); err != nil {
+		return err
+	}
+	var e Environment
+	found, err := getJSON(r, colEnvironments(ref.OrgID, ref.Project), ref.Environment, &e)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return apierror.NotFound("project %q has no environment %q", ref.Project, ref.Environment)
+	}
+	return nil
+}
+
+func readFlagSet(r store.Reader, ref FlagSetRef) (*FlagSet, error) {
+	var fs FlagSet
+	found, err := getJSON(r, colFlagSets(ref.OrgID, ref.Project), ref.Environment, &fs)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return &FlagSet{Document: emptyFlagSet}, nil
+	}
+	return &fs, nil
+}
+
+// flagSetScope checks the caller and that the environment exists, inside a
+// transaction.
+func flagSetScope(r store.Reader, caller *apikey.Record, project, env string) (FlagSetRef, error) {
+	ref := FlagSetRef{OrgID: caller.OrgID, Project: project, Environment: env}
+	return ref, environmentExists(r, ref)
+}
+
+// GetFlagSet returns an environment's flag set.
+func (s *Service) GetFlagSet(ctx context.Context, caller *apikey.Record, project, env string) (*FlagSet, error) {
+	if err := authorize(caller, readAccess, project); err != nil {
+		return nil, err
+	}
+	var out *FlagSet
+	err := s.view(ctx, func(r store.Reader) error {
+		ref, err := flagSetScope(r, caller, project, env)
+		if err != nil {
+			return err
+		}
+		out, err = readFlagSet(r, ref)
+		return err
+	})
+	return out, err
+}
+
+// Precondition is an optional If-Match: the version the caller last saw.
+// A write against another version is refused with 412, so that two people
+// editing the same set cannot overwrite each other unknowingly.
+type Precondition struct {
+	Version int64
+	Set     bool
+}
+
+// ErrVersionMismatch is the 412 a failed precondition gets.
+func versionMismatch(want, have int64) error {
+	return apierror.New(412, apierror.CodePreconditionFailed,
+		fmt.Sprintf("the flag set is at version %d, not %d; fetch it again and retry", have, want))
+}
+
+// PutFlagSet replaces an environment's whole flag set with a flagd document.
+// An invalid document is refused whole, with the evaluator's message naming
+// the flag and the problem; nothing is half-applied.
+func (s *Service) PutFlagSet(ctx context.Context, caller *apikey.Record, project, env string, doc []byte, pre Precondition) (*FlagSet, error) {
+	if err := authorize(caller, writeAccess, project); err != nil {
+		return nil, err
+	}
+	compiled, err := compileFlags(doc)
+	if err != nil {
+		return nil, err
+	}
+	return s.writeFlagSet(ctx, caller, project, env, pre, func(*FlagSet) ([]byte, error) {
+		return compiled.Document(), nil
+	})
+}
+
+// GetFlag returns one flag's definition and the version of its set.
+func (s *Service) GetFlag(ctx context.Context, caller *apikey.Record, project, env, key string) (json.RawMessage, int64, error) {
+	fs, err := s.GetFlagSet(ctx, caller, project, env)
+	if err != nil {
+		return nil, 0, err
+	}
+	flags, err := flagsOf(fs.Document)
+	if err != nil {
+		return nil, 0, err
+	}
+	def, ok := flags[key]
+	if !ok {
+		return nil, 0, flagNotFound(key, env)
+	}
+	return def, fs.Version, nil
+}
+
+// PutFlag creates or replaces one flag. The whole set is compiled with the
+// change, so a flag that breaks the set (a $ref to a missing evaluator, say)
+// is refused. created reports whether the flag is new.
+func (s *Service) PutFlag(ctx context.Context, caller *apikey.Record, project, env, key string, def json.RawMessage, pre Precondition) (fs *FlagSet, created bool, err error) {
+	if err := authorize(caller, writeAccess, project); err != nil {
+		return nil, false, err
+	}
+	if key == "" {
+		return nil, false, apierror.Invalid("flag key is empty")
+	}
+	if !json.Valid(def) || len(bytes.TrimSpace(def)) == 0 || bytes.TrimSpace(def)[0] != '{' {
+		return nil, false, apierror.Invalid("flag %q: the definition must be a JSON object", key)
+	}
+	fs, err = s.writeFlagSet(ctx, caller, project, env, pre, func(cur *FlagSet) ([]byte, error) {
+		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
+			_, exists := flags[key]
+			created = !exists
+			flags[key] = def
+			return nil
+		})
+	})
+	return fs, created, err
+}
+
+// DeleteFlag removes one flag.
+func (s *Service) DeleteFlag(ctx context.Context, caller *apikey.Record, project, env, key string, pre Precondition) (*FlagSet, error) {
+	if err := authorize(caller, writeAccess, project); err != nil {
+		return nil, err
+	}
+	return s.writeFlagSet(ctx, caller, project, env, pre, func(cur *FlagSet) ([]byte, error) {
+		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
+			if _, ok := flags[key]; !ok {
+				return flagNotFound(key, env)
+			}
+			delete(flags, key)
+			return nil
+		})
+	})
+}
+
+// writeFlagSet is the one write path of flag sets: in a transaction, check
+// the scope and precondition, build the new document from the current one,
+// compile it, bump the version and announce the change.
+func (s *Service) writeFlagSet(ctx context.Context, caller *apikey.Record, project, env string, pre Precondition,
+	build func(cur *FlagSet) ([]byte, error)) (*FlagSet, error) {
+	var out *FlagSet
+	err := s.update(ctx, func(tx store.Writer) error {
+		ref, err := flagSetScope(tx, caller, project, env)
+		if err != nil {
+			return err
+		}
+		cur, err := readFlagSet(tx, ref)
+		if err != nil {
+			return err
+		}
+		if pre.Set && pre.Version != cur.Version {
+			return versionMismatch(pre.Version, cur.Version)
+		}
+		doc, err := build(cur)
+		if err != nil {
+			return err
+		}
+		compiled, err := compileFlags(doc)
+		if err != nil {
+			return err
+		}
+		out = &FlagSet{Version: cur.Version + 1, UpdatedAt: s.timestamp(), Document: compiled.Document()}
+		if err := putJSON(tx, colFlagSets(ref.OrgID, ref.Project), ref.Environment, out); err != nil {
+			return err
+		}
+		tx.Publish(TopicFlags, []byte(ref.String()))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// compileFlags validates a document with the evaluator, turning its
+// definition errors into 400s that name the flag and the problem.
+func compileFlags(doc []byte) (*evaluator.FlagSet, error) {
+	fs, err := evaluator.Compile(doc)
+	if err != nil {
+		// Compile fails only on the document itself, so every error is the
+		// caller's, and its message names the flag and the problem.
+		return nil, apierror.Invalid("invalid flag definitions: %v", err)
+	}
+	return fs, nil
+}
+
+// flagsOf returns the "flags" object of a stored (valid) document.
+func flagsOf(doc []byte) (map[string]json.RawMessage, error) {
+	var top struct {
+		Flags map[string]json.RawMessage `json:"flags"`
+	}
+	if err := json.Unmarshal(doc, &top); err != nil {
+		return nil, fmt.Errorf("decoding a stored flag set: %w", err)
+	}
+	return top.Flags, nil
+}
+
+// editFlags applies edit to the "flags" object of a document, keeping the
+// rest ($evaluators, metadata) as it is.
+func editFlags(doc []byte, edit func(map[string]json.RawMessage) error) ([]byte, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &top); err != nil {
+		return nil, fmt.Errorf("decoding a stored flag set: %w", err)
+	}
+	flags := map[string]json.RawMessage{}
+	if raw, ok := top["flags"]; ok {
+		if err := json.Unmarshal(raw, &flags); err != nil {
+			return nil, fmt.Errorf("decoding a stored flag set: %w", err)
+		}
+	}
+	if err := edit(flags); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(flags)
+	if err != nil {
+		return nil, err
+	}
+	top["flags"] = raw
+	return json.Marshal(top)
+}
+
+func flagNotFound(key, env string) error {
+	return apierror.New(404, apierror.CodeFlagNotFound, "flag "+strconv.Quote(key)+" not found in environment "+strconv.Quote(env))
+}
