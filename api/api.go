@@ -19,6 +19,7 @@ import (
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/internal/route"
 )
 
@@ -31,6 +32,7 @@ const requestTimeout = 10 * time.Second
 // Handler serves the REST API.
 type Handler struct {
 	admin  *admin.Service
+	eval   *evaluation.Service
 	log    *zap.Logger
 	routes []endpoint
 }
@@ -41,12 +43,12 @@ type endpoint struct {
 	handle  func(h *Handler, w http.ResponseWriter, r *http.Request, caller *apikey.Record) error
 }
 
-// New returns the API over an admin service.
-func New(svc *admin.Service, log *zap.Logger) *Handler {
+// New returns the API over the admin and evaluation services.
+func New(svc *admin.Service, eval *evaluation.Service, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &Handler{admin: svc, log: log}
+	h := &Handler{admin: svc, eval: eval, log: log}
 	add := func(method, pattern string, fn func(*Handler, http.ResponseWriter, *http.Request, *apikey.Record) error) {
 		h.routes = append(h.routes, endpoint{method, route.Compile(pattern), fn})
 	}
@@ -61,6 +63,22 @@ func New(svc *admin.Service, log *zap.Logger) *Handler {
 	add("GET", "/v1/api-keys/{id}", (*Handler).getKey)
 	add("DELETE", "/v1/api-keys/{id}", (*Handler).revokeKey)
 	add("POST", "/v1/api-keys/{id}/rotate", (*Handler).rotateKey)
+
+	add("GET", "/v1/projects/{project}/environments/{env}/flags", (*Handler).getFlagSet)
+	add("PUT", "/v1/projects/{project}/environments/{env}/flags", (*Handler).putFlagSet)
+	add("GET", "/v1/projects/{project}/environments/{env}/flags/{flag}", (*Handler).getFlag)
+	add("PUT", "/v1/projects/{project}/environments/{env}/flags/{flag}", (*Handler).putFlag)
+	add("DELETE", "/v1/projects/{project}/environments/{env}/flags/{flag}", (*Handler).deleteFlag)
+
+	add("POST", "/v1/evaluate", (*Handler).evaluate)
+	add("POST", "/v1/evaluate/batch", (*Handler).evaluateBatch)
+	add("POST", "/v1/testing/sessions", (*Handler).createSession)
+	add("POST", "/v1/testing/sessions/{id}/overrides", (*Handler).setOverrides)
+	add("DELETE", "/v1/testing/sessions/{id}", (*Handler).deleteSession)
+
+	add("POST", "/ofrep/v1/evaluate/flags/{key}", (*Handler).ofrepEvaluate)
+	add("POST", "/ofrep/v1/evaluate/flags", (*Handler).ofrepEvaluateAll)
+	add("GET", "/ofrep/v1/configuration", (*Handler).ofrepConfiguration)
 	return h
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/api"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -45,7 +46,7 @@ func newServer(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{svc: svc, h: api.New(svc, nil), st: st, orgID: boot.Organization.ID, root: boot.Record, rootKey: boot.Key}
+	s := &server{svc: svc, h: api.New(svc, evaluation.New(svc, evaluation.NewRegistry(svc, 0)), nil), st: st, orgID: boot.Organization.ID, root: boot.Record, rootKey: boot.Key}
 	s.secrets = append(s.secrets, boot.Key)
 	for _, p := range []string{"alpha", "beta"} {
 		if _, err := svc.CreateProject(context.Background(), s.root, admin.CreateProjectInput{Slug: p}); err != nil {

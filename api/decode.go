@@ -16,12 +16,9 @@ import (
 // wrong types, trailing data and bodies over MaxBodyBytes with a message that
 // names the problem. An empty body is allowed only if optional.
 func decodeJSON(r *http.Request, dst any, optional bool) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
-		return apierror.Invalid("could not read the request body: %v", err)
-	}
-	if len(body) > MaxBodyBytes {
-		return apierror.Invalid("request body is larger than %d bytes", MaxBodyBytes)
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
@@ -29,6 +26,24 @@ func decodeJSON(r *http.Request, dst any, optional bool) error {
 		}
 		return apierror.Invalid("request body is required (a JSON object)")
 	}
+	return decodeStrict(body, dst)
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, apierror.Invalid("could not read the request body: %v", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, apierror.Invalid("request body is larger than %d bytes", limit)
+	}
+	return body, nil
+}
+
+// decodeStrict decodes one JSON value into dst, refusing unknown fields and
+// trailing data.
+func decodeStrict(body []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {

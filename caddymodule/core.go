@@ -13,6 +13,7 @@ import (
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/api"
 	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -43,6 +44,7 @@ type openCore struct {
 	store   store.Store
 	admin   *admin.Service
 	keys    *edge.KeyCache
+	sets    *evaluation.Registry
 	guard   *edge.Guard
 	api     *api.Handler
 	limiter ratelimit.Limiter
@@ -82,21 +84,26 @@ func (c *core) open() (*openCore, error) {
 	}
 	svc := admin.New(st)
 	keys := edge.NewKeyCache(svc, edge.KeyCacheOptions{})
+	sets := evaluation.NewRegistry(svc, 0)
 	o := &openCore{
 		store:   st,
 		admin:   svc,
 		keys:    keys,
 		limiter: limiter,
 		guard:   edge.NewGuard(edge.DefaultConfig(), keys, limiter, c.log.Named("edge")),
-		api:     api.New(svc, c.log.Named("api")),
+		sets:    sets,
+		api:     api.New(svc, evaluation.New(svc, sets), c.log.Named("api")),
 		stop:    make(chan struct{}),
 	}
 	o.unsubscribe = st.Subscribe(func(ev store.Event) {
 		switch {
 		case ev.Resync:
 			keys.Purge()
+			sets.Purge()
 		case ev.Topic == admin.TopicKeys:
 			keys.Invalidate(string(ev.Payload))
+		case ev.Topic == admin.TopicFlags:
+			sets.Invalidate(string(ev.Payload))
 		}
 	})
 	o.done.Add(1)
@@ -107,7 +114,8 @@ func (c *core) open() (*openCore, error) {
 	return o, nil
 }
 
-// background sweeps the key cache and flushes last-used times until stop.
+// background sweeps the caches, flushes last-used times and deletes expired
+// testing sessions until stop.
 func (o *openCore) background(log *zap.Logger) {
 	defer o.done.Done()
 	sweep := time.NewTicker(10 * time.Second)
@@ -139,6 +147,12 @@ func (o *openCore) background(log *zap.Logger) {
 			}
 		case <-flush.C:
 			flushUsage()
+			o.sets.Sweep()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if _, err := o.admin.SweepSessions(ctx); err != nil {
+				log.Warn("could not delete expired testing sessions", zap.Error(err))
+			}
+			cancel()
 		}
 	}
 }

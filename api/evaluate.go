@@ -1,0 +1,159 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/evaluation"
+	"github.com/flagbridge/flagbridge/evaluator"
+)
+
+// Request headers of the evaluation endpoints (native and OFREP).
+const (
+	// HeaderSession names a testing session whose overrides apply.
+	HeaderSession = "FlagBridge-Session"
+	// HeaderProject and HeaderEnvironment say where an admin key evaluates;
+	// live and test keys evaluate in their own environment.
+	HeaderProject     = "FlagBridge-Project"
+	HeaderEnvironment = "FlagBridge-Environment"
+)
+
+// MaxBatchFlags bounds the flags one batch request may name.
+const MaxBatchFlags = 1000
+
+// evaluateRequest is the body of POST /v1/evaluate.
+type evaluateRequest struct {
+	Flag    string          `json:"flag"`
+	Context json.RawMessage `json:"context,omitempty"`
+}
+
+// batchRequest is the body of POST /v1/evaluate/batch.
+type batchRequest struct {
+	Flags   []string        `json:"flags,omitempty"`
+	Context json.RawMessage `json:"context,omitempty"`
+}
+
+// evaluationView is one flag's result on the native API.
+type evaluationView struct {
+	Flag         string         `json:"flag"`
+	Value        any            `json:"value"`
+	Variant      string         `json:"variant,omitempty"`
+	Reason       string         `json:"reason"`
+	ErrorCode    string         `json:"error_code,omitempty"`
+	ErrorMessage string         `json:"error_message,omitempty"`
+	Metadata     map[string]any `json:"metadata,omitempty"`
+}
+
+func viewOutcome(o evaluation.Outcome) evaluationView {
+	return evaluationView{
+		Flag: o.Flag, Value: o.Value, Variant: o.Variant, Reason: string(o.Reason),
+		ErrorCode: string(o.ErrorCode), ErrorMessage: o.ErrorMessage, Metadata: o.Metadata,
+	}
+}
+
+// evaluationContext checks and decodes a request's context: absent or null
+// is empty; anything but an object, or a targetingKey that is not a
+// string, is INVALID_CONTEXT.
+func evaluationContext(raw json.RawMessage) (map[string]any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return map[string]any{}, nil
+	}
+	var ctx map[string]any
+	if raw[0] != '{' || json.Unmarshal(raw, &ctx) != nil {
+		return nil, invalidContext("context must be a JSON object")
+	}
+	if tk, ok := ctx["targetingKey"]; ok {
+		if _, isString := tk.(string); !isString {
+			return nil, invalidContext("context.targetingKey must be a string")
+		}
+	}
+	return ctx, nil
+}
+
+func invalidContext(msg string) *apierror.Error {
+	return apierror.New(http.StatusBadRequest, apierror.CodeInvalidContext, msg)
+}
+
+// begin prepares a request's evaluations from its headers.
+func (h *Handler) begin(r *http.Request, caller *apikey.Record) (*evaluation.Evaluation, error) {
+	return h.eval.Begin(r.Context(), caller,
+		r.Header.Get(HeaderProject), r.Header.Get(HeaderEnvironment), r.Header.Get(HeaderSession))
+}
+
+func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+	var in evaluateRequest
+	if err := decodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	if in.Flag == "" {
+		return apierror.Invalid("flag is required")
+	}
+	ctx, err := evaluationContext(in.Context)
+	if err != nil {
+		return err
+	}
+	ev, err := h.begin(r, caller)
+	if err != nil {
+		return err
+	}
+	out := ev.Evaluate(in.Flag, ctx)
+	if out.ErrorCode == evaluator.ErrFlagNotFound {
+		return apierror.New(http.StatusNotFound, apierror.CodeFlagNotFound,
+			"flag "+quote(in.Flag)+" not found in environment "+quote(ev.Set.Ref.Environment))
+	}
+	setVersion(w, ev)
+	apierror.WriteJSON(w, http.StatusOK, viewOutcome(out))
+	return nil
+}
+
+// batchView is the answer of POST /v1/evaluate/batch: every result comes
+// from the same version of the flag set.
+type batchView struct {
+	Project     string           `json:"project"`
+	Environment string           `json:"environment"`
+	Version     int64            `json:"version"`
+	Session     string           `json:"session,omitempty"`
+	Results     []evaluationView `json:"results"`
+}
+
+func (h *Handler) evaluateBatch(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+	var in batchRequest
+	if err := decodeJSON(r, &in, true); err != nil {
+		return err
+	}
+	if len(in.Flags) > MaxBatchFlags {
+		return apierror.Invalid("flags: at most %d flags per batch (got %d)", MaxBatchFlags, len(in.Flags))
+	}
+	ctx, err := evaluationContext(in.Context)
+	if err != nil {
+		return err
+	}
+	ev, err := h.begin(r, caller)
+	if err != nil {
+		return err
+	}
+	keys := in.Flags
+	if keys == nil {
+		keys = ev.Keys()
+	}
+	out := batchView{
+		Project: ev.Set.Ref.Project, Environment: ev.Set.Ref.Environment, Version: ev.Set.Version,
+		Results: make([]evaluationView, len(keys)),
+	}
+	if ev.Session != nil {
+		out.Session = ev.Session.ID
+	}
+	for i, k := range keys {
+		out.Results[i] = viewOutcome(ev.Evaluate(k, ctx))
+	}
+	setVersion(w, ev)
+	apierror.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func quote(s string) string { return strconv.Quote(s) }
