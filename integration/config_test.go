@@ -12,6 +12,7 @@ import (
 // TestModulesAdaptAndJSONConfig checks that the modules are listed, that
 // the Caddyfile adapts, and that the adapted JSON runs as well.
 func TestModulesAdaptAndJSONConfig(t *testing.T) {
+	t.Parallel()
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{Global: "\tflagbridge {\n\t\trate_limit admin 42/1m\n\t}"})
 	mods := c.Run("list-modules")
 	for _, id := range []string{"flagbridge", "http.handlers.flagbridge_auth", "http.handlers.flagbridge_api", "admin.api.flagbridge"} {

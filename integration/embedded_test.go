@@ -13,6 +13,7 @@ import (
 // TestKeyMatrix drives every key type of two projects against every
 // endpoint of the API, over real HTTPS, on the embedded store.
 func TestKeyMatrix(t *testing.T) {
+	t.Parallel()
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{}).Start()
 	org := bootstrap(t, c) // the server holds the store: goes through the admin endpoint
 
@@ -133,6 +134,7 @@ func TestKeyMatrix(t *testing.T) {
 // TestPlainHTTP checks that plain HTTP is refused with the exact body, no
 // redirect, on the guarded port, and that Caddy binds no port 80.
 func TestPlainHTTP(t *testing.T) {
+	t.Parallel()
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{}).Start()
 	org := bootstrap(t, c)
 	plain := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -165,6 +167,7 @@ func TestPlainHTTP(t *testing.T) {
 // TestTrustedProxy checks that X-Forwarded-Proto counts from Caddy's
 // trusted proxies, and only from them.
 func TestTrustedProxy(t *testing.T) {
+	t.Parallel()
 	port := testenv.FreePort(t)
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{
 		Global: fmt.Sprintf("\tservers 127.0.0.1:%d {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", port),
@@ -195,6 +198,7 @@ func TestTrustedProxy(t *testing.T) {
 // TestEmbeddedRestartLosesNothing kills the server (as a crash would) and
 // checks that everything written before is still there after a restart.
 func TestEmbeddedRestartLosesNothing(t *testing.T) {
+	t.Parallel()
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{}).Start()
 	org := bootstrap(t, c)
 	mustStatus(t, call(t, c, "POST", "/v1/projects", org, `{"slug":"app","name":"App"}`), 201)
@@ -234,6 +238,7 @@ func TestEmbeddedRestartLosesNothing(t *testing.T) {
 
 // TestKeysNeverLogged checks Caddy's own log and the access log for keys.
 func TestKeysNeverLogged(t *testing.T) {
+	t.Parallel()
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{}).Start()
 	org := bootstrap(t, c)
 	mustStatus(t, call(t, c, "POST", "/v1/projects", org, `{"slug":"app"}`), 201)
@@ -258,6 +263,7 @@ func TestKeysNeverLogged(t *testing.T) {
 // TestAllowHTTPForLocalDevelopment checks the explicit opt-out: plain HTTP
 // is admitted on that route only, and the server says so at start.
 func TestAllowHTTPForLocalDevelopment(t *testing.T) {
+	t.Parallel()
 	port := testenv.FreePort(t)
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{
 		Extra: fmt.Sprintf("http://:%d {\n\tflagbridge_auth {\n\t\tallow_http\n\t}\n\tflagbridge_api\n}\n", port),

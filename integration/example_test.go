@@ -13,6 +13,7 @@ import (
 // TestCaddyfileExample runs the shipped Caddyfile.example as the README's
 // quick start does, on its fixed ports 8443, 8080 and 2019.
 func TestCaddyfileExample(t *testing.T) {
+	t.Parallel()
 	for _, port := range []string{"8443", "8080", "2019"} {
 		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
 			t.Fatalf("port %s is taken, and Caddyfile.example needs it: %v", port, err)

@@ -13,6 +13,7 @@ import (
 // TestGuardInFrontOfReverseProxy puts flagbridge_auth with require in front
 // of a team's own service.
 func TestGuardInFrontOfReverseProxy(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var seen []http.Header
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -57,6 +57,7 @@ func dataCommands(m map[string]int) int {
 }
 
 func TestPlainHTTPCostsNoRedisCommand(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	c := redisCaddy(t, r, "")
 	org := bootstrap(t, c)
@@ -97,6 +98,7 @@ func TestPlainHTTPCostsNoRedisCommand(t *testing.T) {
 // TestSecondInstanceSeesChanges revokes and rotates keys on one instance and
 // watches another, sharing Redis, stop accepting them.
 func TestSecondInstanceSeesChanges(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	a := redisCaddy(t, r, "")
 	b := redisCaddy(t, r, "")
@@ -145,6 +147,7 @@ func TestSecondInstanceSeesChanges(t *testing.T) {
 // TestSharedLimitAndHeaders drives one key through two instances: they
 // share the bucket, and every response carries its headers.
 func TestSharedLimitAndHeaders(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	limits := "\t\trate_limit admin 6/1h\n\t\trate_limit unauthenticated 3/1h"
 	a := redisCaddy(t, r, limits)
@@ -194,6 +197,7 @@ func TestSharedLimitAndHeaders(t *testing.T) {
 // TestReloadKeepsState reloads the config under use and checks that the
 // Redis connections (and the key cache) survive it.
 func TestReloadKeepsState(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	c := redisCaddy(t, r, "")
 	org := bootstrap(t, c)
@@ -239,6 +243,7 @@ func TestReloadKeepsState(t *testing.T) {
 }
 
 func TestBootstrapOnRedisWithoutServer(t *testing.T) {
+	t.Parallel()
 	r := testenv.StartRedis(t)
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{
 		Global: fmt.Sprintf("\tflagbridge {\n\t\tstorage %s\n\t}", r.URL()),

@@ -179,12 +179,23 @@ func (c *Caddy) Start() *Caddy {
 	}
 	c.cmd = cmd
 	c.t.Cleanup(c.Stop)
+	// Ready means a full TLS handshake with the certificate Caddy's
+	// internal CA issues, which happens shortly after the port opens.
+	c.client = nil
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.HTTPSPort), 100*time.Millisecond); err == nil {
 			conn.Close()
 			if _, err := os.Stat(c.rootCA()); err == nil {
-				break
+				// A handshake, not a request: a request without a key
+				// would spend from the client IP's unauthenticated bucket.
+				cfg := c.Client().Transport.(*http.Transport).TLSClientConfig
+				addr := fmt.Sprintf("localhost:%d", c.HTTPSPort)
+				if conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg); err == nil {
+					conn.Close()
+					break
+				}
+				c.client = nil
 			}
 		}
 		if cmd.ProcessState != nil || time.Now().After(deadline) {
@@ -192,7 +203,6 @@ func (c *Caddy) Start() *Caddy {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.client = nil
 	return c
 }
 
