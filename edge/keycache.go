@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,8 +141,14 @@ func (c *KeyCache) Load(ctx context.Context, d apikey.Digest, now time.Time) (*K
 	if e, ok := c.Cached(d, now); ok {
 		return e, nil
 	}
-	v, err, _ := c.lookups.Do(string(d[:]), func() (any, error) {
-		gen := c.gen.Load()
+	// Only loads of one generation are shared: a request that starts after
+	// an invalidation (a revocation, say) must not be handed the answer of
+	// a lookup that may have read the record before the change.
+	gen := c.gen.Load()
+	var sfKey [len(d) + 8]byte
+	copy(sfKey[:], d[:])
+	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
+	v, err, _ := c.lookups.Do(string(sfKey[:]), func() (any, error) {
 		rec, err := c.source.LookupKey(ctx, d)
 		if err != nil {
 			return nil, err
