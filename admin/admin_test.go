@@ -31,7 +31,7 @@ func TestBootstrap(t *testing.T) {
 			t.Fatalf("orgs after a refused bootstrap: %q", ids)
 		}
 
-		first, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{OrgName: " Acme ", KeyName: "ops"})
+		first, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{OrgName: " Acme ", KeyName: "ops", OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestBootstrap(t *testing.T) {
 
 		// A second plain bootstrap refuses and writes nothing.
 		before := e.snap(t, append(keyCols(orgID), "orgs")...)
-		_, err = e.svc.Bootstrap(ctx, admin.BootstrapInput{})
+		_, err = e.svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 		wantErr(t, err, http.StatusConflict, apierror.CodeConflict, orgID)
 		if !before.equal(e.snap(t, append(keyCols(orgID), "orgs")...)) {
 			t.Fatal("a refused bootstrap changed the store")
@@ -102,7 +102,7 @@ func TestBootstrap(t *testing.T) {
 		wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, "new_key", "new_org")
 
 		// NewOrg makes a second, separate organization.
-		other, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OrgName: "Other"})
+		other, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OrgName: "Other", OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,13 +126,16 @@ func TestBootstrap(t *testing.T) {
 		_, err = e.svc.Bootstrap(ctx, admin.BootstrapInput{NewKey: true, OrgID: "org_nope"})
 		wantErr(t, err, http.StatusNotFound, apierror.CodeNotFound, "org_nope")
 
-		for _, in := range []admin.BootstrapInput{
-			{NewOrg: true, OrgName: "bad\x07name"},
-			{NewOrg: true, KeyName: strings.Repeat("k", 101)},
+		for in, why := range map[admin.BootstrapInput]string{
+			{NewOrg: true, OrgName: "bad\x07name", OwnerEmail: "o@example.com", OwnerName: "O"}:            "control characters",
+			{NewOrg: true, KeyName: strings.Repeat("k", 101), OwnerEmail: "o@example.com", OwnerName: "O"}: "at most 100",
+			{NewOrg: true, OwnerName: "O"}:                               "owner_email is required",
+			{NewOrg: true, OwnerEmail: "not-an-address", OwnerName: "O"}: "not an e-mail address",
+			{NewOrg: true, OwnerEmail: "o@example.com"}:                  "owner_name is required",
 		} {
 			before := e.snap(t, "orgs")
 			_, err := e.svc.Bootstrap(ctx, in)
-			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest)
+			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, why)
 			if !before.equal(e.snap(t, "orgs")) {
 				t.Fatalf("Bootstrap(%+v) failed but created an organization", in)
 			}
@@ -956,7 +959,7 @@ func TestNothingHalfWritten(t *testing.T) {
 				return svc.DeleteProject(ctx, o.root, "alpha")
 			}},
 			{"Bootstrap fails indexing the digest", failOn("put", "key-digests"), func(svc *admin.Service) error {
-				_, err := svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true})
+				_, err := svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 				return err
 			}},
 			{"Bootstrap NewKey fails storing the record", failOn("put", "keys/"), func(svc *admin.Service) error {

@@ -36,8 +36,11 @@ func authorize(caller *apikey.Record, need access, project string) error {
 			return apierror.Forbidden("This key lacks the READ permission")
 		}
 	}
-	if project != "" && !caller.OrgWide() && caller.Project != project {
-		return apierror.Forbidden("This key belongs to project %q and cannot access project %q", caller.Project, project)
+	if project != "" && !caller.CoversProject(project) {
+		if !caller.OrgWide() {
+			return apierror.Forbidden("This key belongs to project %q and cannot access project %q", caller.Project, project)
+		}
+		return apierror.Forbidden("This key is limited to projects %v and cannot access project %q", caller.Resources, project)
 	}
 	return nil
 }
@@ -47,6 +50,15 @@ func authorize(caller *apikey.Record, need access, project string) error {
 func requireOrgWide(caller *apikey.Record, what string) error {
 	if !caller.OrgWide() {
 		return apierror.Forbidden("This key is scoped to project %q and cannot %s; use an organization-wide admin key", caller.Project, what)
+	}
+	return nil
+}
+
+// requireUnscoped refuses Scoped keys (limited to listed projects) for
+// operations that would reach beyond those projects.
+func requireUnscoped(caller *apikey.Record, what string) error {
+	if len(caller.Resources) > 0 {
+		return apierror.Forbidden("This key is limited to projects %v and cannot %s", caller.Resources, what)
 	}
 	return nil
 }

@@ -264,7 +264,7 @@ type org struct {
 func (e *env) newOrg(t *testing.T, projects ...string) *org {
 	t.Helper()
 	ctx := context.Background()
-	res, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true})
+	res, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}

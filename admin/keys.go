@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/flagbridge/flagbridge/apierror"
@@ -17,6 +18,8 @@ type CreateKeyInput struct {
 	Environment string   `json:"environment,omitempty"`
 	Permissions []string `json:"permissions,omitempty"`
 	ExpiresIn   string   `json:"expires_in,omitempty"`
+	// Resources makes a Scoped organization-wide key: only these projects.
+	Resources []string `json:"resources,omitempty"`
 }
 
 // RotateKeyInput is the (optional) body of POST /v1/api-keys/{id}/rotate.
@@ -51,6 +54,8 @@ type keySpec struct {
 	perms             apikey.Permissions
 	name              string
 	expiresAt         *time.Time
+	owner             string
+	resources         []string
 }
 
 // newKey makes a record and its secret; it writes nothing.
@@ -74,6 +79,8 @@ func (s *Service) newKey(spec keySpec) (*apikey.Record, string, error) {
 		Hint:        apikey.Hint(secret),
 		CreatedAt:   s.timestamp(),
 		ExpiresAt:   spec.expiresAt,
+		Resources:   spec.resources,
+		OwnerID:     spec.owner,
 		Digest:      apikey.DigestOf(secret).String(),
 	}
 	return rec, secret, nil
@@ -131,10 +138,19 @@ func (s *Service) CreateKey(ctx context.Context, caller *apikey.Record, project 
 		return nil, apierror.Invalid("type: %v", err)
 	}
 	switch {
+	case project == "" && typ != apikey.Admin:
+		return nil, apierror.Invalid("project is required for %s keys", typ)
 	case typ == apikey.Admin && in.Environment != "":
 		return nil, apierror.Invalid("environment: admin keys cover every environment of their project; omit environment")
 	case typ != apikey.Admin && in.Environment == "":
 		return nil, apierror.Invalid("environment is required for %s keys", typ)
+	case project != "" && len(in.Resources) > 0:
+		return nil, apierror.Invalid("resources: a key of project %q is already limited to it; resources narrow organization-wide keys", project)
+	}
+	if project == "" {
+		if err := requireOrgWide(caller, "create organization-wide keys"); err != nil {
+			return nil, err
+		}
 	}
 	perms := apikey.AllPermissions
 	if in.Permissions != nil {
@@ -157,12 +173,21 @@ func (s *Service) CreateKey(ctx context.Context, caller *apikey.Record, project 
 	if err := mayHandOut(caller, perms, expiresAt, "create a key that outlives it; set expires_in accordingly"); err != nil {
 		return nil, err
 	}
+	resources, err := narrowResources(caller, project, in.Resources)
+	if err != nil {
+		return nil, err
+	}
 
 	var out *CreatedKey
 	err = s.update(ctx, func(tx store.Writer) error {
-		var p Project
-		if err := mustGetProject(tx, caller.OrgID, project, &p); err != nil {
-			return err
+		for _, p := range append([]string{project}, resources...) {
+			if p == "" {
+				continue
+			}
+			var proj Project
+			if err := mustGetProject(tx, caller.OrgID, p, &proj); err != nil {
+				return err
+			}
 		}
 		if in.Environment != "" {
 			var e Environment
@@ -177,6 +202,7 @@ func (s *Service) CreateKey(ctx context.Context, caller *apikey.Record, project 
 		rec, secret, err := s.newKey(keySpec{
 			org: caller.OrgID, project: project, env: in.Environment,
 			typ: typ, perms: perms, name: name, expiresAt: expiresAt,
+			owner: caller.OwnerID, resources: resources,
 		})
 		if err != nil {
 			return err
@@ -187,6 +213,38 @@ func (s *Service) CreateKey(ctx context.Context, caller *apikey.Record, project 
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// narrowResources checks the projects a new Scoped key lists: each within
+// the caller's own scope, and a caller that is itself Scoped can only hand
+// out keys at least as narrow (never an unscoped one).
+func narrowResources(caller *apikey.Record, project string, resources []string) ([]string, error) {
+	if project != "" {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	out := make([]string, 0, len(resources))
+	for _, p := range resources {
+		if err := validSlug("resources", p); err != nil {
+			return nil, err
+		}
+		if seen[p] {
+			return nil, apierror.Invalid("resources: %q is listed twice", p)
+		}
+		seen[p] = true
+		if !caller.CoversProject(p) {
+			return nil, apierror.Forbidden("This key cannot grant access to project %q, which is outside its own scope", p)
+		}
+		out = append(out, p)
+	}
+	if len(caller.Resources) > 0 && len(out) == 0 {
+		return nil, apierror.Forbidden("This key is limited to projects %v and cannot create a key without that limit; list resources", caller.Resources)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	sort.Strings(out)
 	return out, nil
 }
 
@@ -273,15 +331,49 @@ func keyFor(r store.Reader, caller *apikey.Record, id string) (*apikey.Record, e
 	if !found {
 		return nil, apierror.NotFound("API key %q not found", id)
 	}
-	if !caller.OrgWide() {
-		if rec.OrgWide() {
-			return nil, apierror.Forbidden("This key is scoped to project %q and cannot manage organization-wide keys", caller.Project)
-		}
-		if rec.Project != caller.Project {
-			return nil, apierror.Forbidden("This key belongs to project %q and cannot manage keys of project %q", caller.Project, rec.Project)
-		}
+	if err := mayManage(caller, &rec); err != nil {
+		return nil, err
 	}
 	return &rec, nil
+}
+
+// mayManage checks that caller's scope covers key's: a project key manages
+// keys of its project, a Scoped key keys of its projects, and only an
+// unscoped organization-wide key manages organization-wide keys.
+func mayManage(caller, key *apikey.Record) error {
+	switch {
+	case key.OrgWide() && !caller.OrgWide():
+		return apierror.Forbidden("This key is scoped to project %q and cannot manage organization-wide keys", caller.Project)
+	case key.OrgWide() && len(caller.Resources) > 0 && !subset(key.Resources, caller.Resources):
+		return apierror.Forbidden("This key is limited to projects %v and cannot manage keys beyond them", caller.Resources)
+	case !key.OrgWide() && !caller.CoversProject(key.Project):
+		if !caller.OrgWide() {
+			return apierror.Forbidden("This key belongs to project %q and cannot manage keys of project %q", caller.Project, key.Project)
+		}
+		return apierror.Forbidden("This key is limited to projects %v and cannot manage keys of project %q", caller.Resources, key.Project)
+	}
+	return nil
+}
+
+// subset reports whether every element of a is in b; an empty a (no
+// limit) is a subset of nothing but an empty b.
+func subset(a, b []string) bool {
+	if len(a) == 0 {
+		return len(b) == 0
+	}
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			if x == y {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func withUse(r store.Reader, rec *apikey.Record) (Key, error) {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/flagbridge/flagbridge/apierror"
@@ -28,11 +29,18 @@ type BootstrapInput struct {
 	OrgID  string `json:"org_id,omitempty"`
 	// NewOrg creates another organization even if one exists.
 	NewOrg bool `json:"new_org,omitempty"`
+	// OwnerEmail and OwnerName are the organization's first owner, who
+	// owns the key. Required when an organization is created; with NewKey,
+	// the e-mail address picks the member owning the new key (default: the
+	// first owner).
+	OwnerEmail string `json:"owner_email,omitempty"`
+	OwnerName  string `json:"owner_name,omitempty"`
 }
 
 // BootstrapResult is what bootstrapping made. Key is shown once.
 type BootstrapResult struct {
 	Organization Organization   `json:"organization"`
+	Owner        Member         `json:"owner"`
 	Record       *apikey.Record `json:"-"`
 	Key          string         `json:"key"`
 	Created      bool           `json:"organization_created"`
@@ -70,9 +78,22 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 				return err
 			}
 			out.Organization = org
+			owner, err := pickOwner(tx, org.ID, in.OwnerEmail)
+			if err != nil {
+				return err
+			}
+			out.Owner = *owner
 		case len(orgs) > 0 && !in.NewOrg:
 			return apierror.Conflict("FlagBridge is already bootstrapped (organization %s exists); ask for another organization-wide key with --new-key", orgs[0].ID)
 		default:
+			email, err := cleanEmail("owner_email", in.OwnerEmail)
+			if err != nil {
+				return err
+			}
+			name, err := cleanName("owner_name", in.OwnerName, "", true)
+			if err != nil {
+				return err
+			}
 			id, err := apikey.NewID("org")
 			if err != nil {
 				return err
@@ -82,9 +103,15 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 			if err := putJSON(tx, colOrgs, id, out.Organization); err != nil {
 				return err
 			}
+			owner, err := s.addMember(tx, id, email, name, RoleOwner)
+			if err != nil {
+				return err
+			}
+			out.Owner = *owner
 		}
 		rec, secret, err := s.newKey(keySpec{
 			org: out.Organization.ID, typ: apikey.Admin, perms: apikey.AllPermissions, name: keyName,
+			owner: out.Owner.ID,
 		})
 		if err != nil {
 			return err
@@ -114,4 +141,27 @@ func pickOrg(orgs []Organization, id string) (Organization, error) {
 		return orgs[0], nil
 	}
 	return Organization{}, apierror.Invalid("there are %d organizations; name one with --org", len(orgs))
+}
+
+// pickOwner finds the member who owns a key minted for an existing
+// organization: the one with the given address, or the first owner.
+func pickOwner(r store.Reader, org, email string) (*Member, error) {
+	members, err := listJSON[Member](r, colMembers(org))
+	if err != nil {
+		return nil, err
+	}
+	sortBy(members, func(a, b *Member) bool { return a.CreatedAt.Before(b.CreatedAt) })
+	for i := range members {
+		m := &members[i]
+		if email != "" && strings.EqualFold(m.Email, strings.TrimSpace(email)) {
+			return m, nil
+		}
+		if email == "" && m.Role == RoleOwner {
+			return m, nil
+		}
+	}
+	if email != "" {
+		return nil, apierror.NotFound("no member with the e-mail address %q in organization %s", email, org)
+	}
+	return nil, apierror.Conflict("organization %s has no owner", org)
 }

@@ -53,7 +53,7 @@ func (s *Service) ListProjects(ctx context.Context, caller *apikey.Record) ([]Pr
 		}
 		out = all[:0]
 		for _, p := range all {
-			if caller.OrgWide() || p.Slug == caller.Project {
+			if caller.CoversProject(p.Slug) {
 				out = append(out, p)
 			}
 		}
@@ -69,6 +69,9 @@ func (s *Service) CreateProject(ctx context.Context, caller *apikey.Record, in C
 		return nil, err
 	}
 	if err := requireOrgWide(caller, "create projects"); err != nil {
+		return nil, err
+	}
+	if err := requireUnscoped(caller, "create projects"); err != nil {
 		return nil, err
 	}
 	if err := validSlug("slug", in.Slug); err != nil {

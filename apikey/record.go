@@ -14,7 +14,13 @@ type Record struct {
 	Project string `json:"project,omitempty"`
 	// Environment is the environment a live or test key evaluates in;
 	// admin keys cover every environment of their project and leave it empty.
-	Environment string      `json:"environment,omitempty"`
+	Environment string `json:"environment,omitempty"`
+	// Resources, if not empty, limits the key to these projects (a Scoped
+	// key), within its project or organization.
+	Resources []string `json:"resources,omitempty"`
+	// OwnerID is the member who owns the key: whoever created it, or the
+	// owner of the key that created it.
+	OwnerID     string      `json:"owner_id,omitempty"`
 	Type        Type        `json:"type"`
 	Permissions Permissions `json:"permissions"`
 	Name        string      `json:"name"`
@@ -33,6 +39,36 @@ type Record struct {
 
 // OrgWide reports whether the key spans every project of its organization.
 func (r *Record) OrgWide() bool { return r.Project == "" }
+
+// CoversProject reports whether the key's scope includes project: its own
+// project (or any, if organization-wide), narrowed to its resources if it
+// lists any.
+func (r *Record) CoversProject(project string) bool {
+	if !r.OrgWide() && r.Project != project {
+		return false
+	}
+	if len(r.Resources) == 0 {
+		return true
+	}
+	for _, p := range r.Resources {
+		if p == project {
+			return true
+		}
+	}
+	return false
+}
+
+// Kind names a key the way people describe it: "SCOPED" if it lists
+// resources, else "READ_ONLY" without WRITE, else "FULL_ACCESS".
+func (r *Record) Kind() string {
+	switch {
+	case len(r.Resources) > 0:
+		return "SCOPED"
+	case !r.Permissions.Has(Write):
+		return "READ_ONLY"
+	}
+	return "FULL_ACCESS"
+}
 
 // Status names the state of the key at time now: "active", "expired" or
 // "revoked".

@@ -25,11 +25,12 @@ func init() {
 	caddy.RegisterModule(AdminAPI{})
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "flagbridge",
-		Usage: "bootstrap [--config <path>] [--adapter <name>] [--org-name <name>] [--key-name <name>] [--new-key [--org <id>]] [--new-org] [--quiet]",
+		Usage: "bootstrap --email <address> --name <name> [--config <path>] [--adapter <name>] [--org-name <name>] [--key-name <name>] [--new-key [--org <id>]] [--new-org] [--quiet]",
 		Short: "Administers FlagBridge: bootstrap prints a first organization-wide admin key",
 		Long: `
 "caddy flagbridge bootstrap" creates the first organization of a FlagBridge
-deployment and prints an organization-wide admin key, once. It reads the
+deployment with its first owner (--email, --name) and prints an
+organization-wide admin key that owner holds, once. It reads the
 storage setting from the config (the same --config as "caddy run"), so it
 works on the embedded store and on Redis, whether or not the server is
 running: when the server holds the embedded store, the request goes through
@@ -37,7 +38,8 @@ Caddy's local admin endpoint instead.
 
 Once an organization exists it refuses, unless --new-key asks for another
 organization-wide key (for the only organization, or the one --org names)
-or --new-org for another organization.`,
+or --new-org for another organization. With --new-key, --email picks the
+member who owns the new key (default: the organization's first owner).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			bootstrap := &cobra.Command{
 				Use:   "bootstrap",
@@ -45,6 +47,8 @@ or --new-org for another organization.`,
 				RunE:  caddycmd.WrapCommandFuncForCobra(cmdBootstrap),
 			}
 			f := bootstrap.Flags()
+			f.String("email", "", "E-mail address of the organization's first owner (required to create one)")
+			f.String("name", "", "Name of the organization's first owner (required to create one)")
 			f.StringP("config", "c", "", "Configuration file (default: ./Caddyfile)")
 			f.StringP("adapter", "a", "", "Name of config adapter to apply")
 			f.String("org-name", "", "Name of the organization to create (default \"Default\")")
@@ -61,11 +65,13 @@ or --new-org for another organization.`,
 func cmdBootstrap(fl caddycmd.Flags) (int, error) {
 	configFile, adapter := fl.String("config"), fl.String("adapter")
 	in := admin.BootstrapInput{
-		OrgName: fl.String("org-name"),
-		KeyName: fl.String("key-name"),
-		NewKey:  fl.Bool("new-key"),
-		OrgID:   fl.String("org"),
-		NewOrg:  fl.Bool("new-org"),
+		OrgName:    fl.String("org-name"),
+		KeyName:    fl.String("key-name"),
+		NewKey:     fl.Bool("new-key"),
+		OrgID:      fl.String("org"),
+		NewOrg:     fl.Bool("new-org"),
+		OwnerEmail: fl.String("email"),
+		OwnerName:  fl.String("name"),
 	}
 	cfg, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
@@ -159,6 +165,7 @@ func printBootstrap(w io.Writer, res *admin.BootstrapResult, quiet bool) {
 		verb = "created"
 	}
 	fmt.Fprintf(w, "Organization %q (%s), %s.\n", res.Organization.Name, res.Organization.ID, verb)
+	fmt.Fprintf(w, "Key owner: %s <%s>, %s.\n", res.Owner.Name, res.Owner.Email, res.Owner.Role)
 	fmt.Fprintf(w, "Organization-wide admin key (READ, WRITE; no expiry):\n\n    %s\n\n", res.Key)
 	fmt.Fprintln(w, "Store it now: it is shown only this once and cannot be recovered.")
 }

@@ -72,7 +72,7 @@ func newFixtureOn(t *testing.T, st store.Store, lim ratelimit.Limiter, cfg Confi
 	f.limiter = &countingLimiter{Limiter: lim}
 	f.guard = NewGuard(cfg, NewKeyCache(f.source, KeyCacheOptions{}), f.limiter, nil)
 
-	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{})
+	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,7 +646,7 @@ func BenchmarkGuardHotPathRedis(b *testing.B) {
 func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter) {
 	svc := admin.New(st)
 	ctx := context.Background()
-	boot, _ := svc.Bootstrap(ctx, admin.BootstrapInput{})
+	boot, _ := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	svc.CreateProject(ctx, boot.Record, admin.CreateProjectInput{Slug: "app"})
 	k, _ := svc.CreateKey(ctx, boot.Record, "app", admin.CreateKeyInput{Name: "b", Type: "live", Environment: "production"})
 	cfg := DefaultConfig()

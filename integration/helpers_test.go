@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,9 @@ var keyPattern = regexp.MustCompile(`fb_(live|test|admin)_[0-9A-Za-z]{36}`)
 func bootstrap(t *testing.T, c *testenv.Caddy, args ...string) string {
 	t.Helper()
 	cmd := []string{"flagbridge", "bootstrap", "--config", c.Config}
+	if !slices.Contains(args, "--new-key") && !slices.Contains(args, "--email") {
+		cmd = append(cmd, "--email", "owner@example.com", "--name", "Olive Owner")
+	}
 	if c.Adapter != "" {
 		cmd = append(cmd, "--adapter", c.Adapter)
 	}
