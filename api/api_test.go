@@ -42,7 +42,7 @@ func newServer(t *testing.T) *server {
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := admin.New(st)
-	boot, err := svc.Bootstrap(context.Background(), admin.BootstrapInput{})
+	boot, err := svc.Bootstrap(context.Background(), admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -725,7 +725,7 @@ func TestAuthorizationHTTP(t *testing.T) {
 func TestOtherOrganizationHTTP(t *testing.T) {
 	s := newServer(t)
 	ctx := context.Background()
-	other, err := s.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true})
+	other, err := s.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,8 @@ func setFlagSetVersion(w http.ResponseWriter, version int64) {
 // (its ETag, or the bare number).
 func precondition(r *http.Request) (admin.Precondition, error) {
 	v := strings.TrimSpace(r.Header.Get("If-Match"))
-	if v == "" {
+	if v == "" || v == "*" {
+		// "*" asks only that the set exists, and every environment has one.
 		return admin.Precondition{}, nil
 	}
 	n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)

@@ -24,9 +24,11 @@ type ofrepRequest struct {
 }
 
 // ofrepResult is one flag in OFREP's shape: a success (Value absent when
-// the code default applies) or a failure (ErrorCode set).
+// the code default applies) or a failure (ErrorCode set). Key is empty
+// only in the failure of a whole bulk request, which OFREP answers with
+// errorCode and errorDetails alone.
 type ofrepResult struct {
-	Key          string         `json:"key"`
+	Key          string         `json:"key,omitempty"`
 	Value        any            `json:"value,omitempty"`
 	Reason       string         `json:"reason,omitempty"`
 	Variant      string         `json:"variant,omitempty"`

@@ -149,7 +149,11 @@ func (c *KeyCache) Load(ctx context.Context, d apikey.Digest, now time.Time) (*K
 	copy(sfKey[:], d[:])
 	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
 	v, err, _ := c.lookups.Do(string(sfKey[:]), func() (any, error) {
-		rec, err := c.source.LookupKey(ctx, d)
+		// The lookup is shared, so it must not die with the request that
+		// happened to start it; it keeps that request's time bound only.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.lookupTimeout(ctx))
+		defer cancel()
+		rec, err := c.source.LookupKey(lctx, d)
 		if err != nil {
 			return nil, err
 		}
@@ -216,6 +220,17 @@ func (c *KeyCache) unindex(d apikey.Digest, e *KeyEntry) {
 	} else {
 		c.byID[e.Key.ID] = ds
 	}
+}
+
+// lookupTimeout is what is left of ctx's deadline, or 2s without one.
+func (c *KeyCache) lookupTimeout(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			return d
+		}
+		return time.Millisecond
+	}
+	return 2 * time.Second
 }
 
 // Invalidate drops every cached secret of the key with this id, so that

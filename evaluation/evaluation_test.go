@@ -45,8 +45,10 @@ func (c *clock) Advance(d time.Duration) {
 
 // gateStore wraps a store so that a test can hold one flag-set read in
 // flight: the read has fetched the stored document, and waits for the test
-// before handing it back. It also counts flag-set reads, which is how the
-// tests see whether the registry loaded or served from its cache.
+// before handing it back. (It waits after its transaction ends: an open
+// bbolt read transaction would block the very write the test makes
+// meanwhile.) It also counts flag-set reads, which is how the tests see
+// whether the registry loaded or served from its cache.
 type gateStore struct {
 	store.Store
 	reads atomic.Int64
@@ -69,28 +71,34 @@ func (s *gateStore) arm() *gate {
 }
 
 func (s *gateStore) View(ctx context.Context, fn func(store.Reader) error) error {
-	return s.Store.View(ctx, func(r store.Reader) error { return fn(gateReader{Reader: r, s: s}) })
-}
-
-type gateReader struct {
-	store.Reader
-	s *gateStore
-}
-
-func (r gateReader) Get(collection, id string) ([]byte, error) {
-	b, err := r.Reader.Get(collection, id)
-	if strings.HasPrefix(collection, "flag-sets/") {
-		r.s.reads.Add(1)
-		r.s.mu.Lock()
-		g := r.s.next
-		r.s.next = nil
-		r.s.mu.Unlock()
+	var flagSetRead bool
+	err := s.Store.View(ctx, func(r store.Reader) error {
+		return fn(gateReader{Reader: r, read: &flagSetRead})
+	})
+	if flagSetRead {
+		s.reads.Add(1)
+		s.mu.Lock()
+		g := s.next
+		s.next = nil
+		s.mu.Unlock()
 		if g != nil {
 			close(g.entered)
 			<-g.release
 		}
 	}
-	return b, err
+	return err
+}
+
+type gateReader struct {
+	store.Reader
+	read *bool
+}
+
+func (r gateReader) Get(collection, id string) ([]byte, error) {
+	if strings.HasPrefix(collection, "flag-sets/") {
+		*r.read = true
+	}
+	return r.Reader.Get(collection, id)
 }
 
 // fixture is an organization with projects alpha and beta over a file
@@ -126,7 +134,7 @@ func newFixtureOn(t *testing.T, st, readSt store.Store) *fixture {
 	src := admin.New(gs)
 	src.SetClock(c.Now)
 	ctx := context.Background()
-	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true})
+	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,6 +436,7 @@ func TestRegistryTTLAndSweep(t *testing.T) {
 	if collected(kept) {
 		t.Fatal("Sweep dropped a set younger than the TTL")
 	}
+	runtime.KeepAlive(reg) // the registry itself must stay reachable to hold its sets
 }
 
 // weakGet loads ref and returns a weak pointer to the compiled set, keeping
@@ -835,7 +844,7 @@ func TestBeginAndOverrides(t *testing.T) {
 func (f *fixture) otherOrgTestKey(t *testing.T) *apikey.Record {
 	t.Helper()
 	ctx := context.Background()
-	other, err := f.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true})
+	other, err := f.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -847,4 +856,42 @@ func (f *fixture) otherOrgTestKey(t *testing.T) *apikey.Record {
 		t.Fatal(err)
 	}
 	return k.Record
+}
+
+// An override stops applying when the flag changes type under it, rather
+// than handing out a value the flag can no longer have.
+func TestOverrideDroppedWhenTheFlagChangesType(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	ev := evaluation.New(f.svc, evaluation.NewRegistry(f.svc, time.Hour))
+	ref := f.ref("alpha", "staging")
+	f.put(t, ref, sessionDoc)
+	test := f.key(t, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
+	ts, err := f.svc.CreateSession(ctx, test, admin.CreateSessionInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.SetOverrides(ctx, test, ts.ID, admin.SetOverridesInput{Overrides: map[string]json.RawMessage{
+		"theme": []byte(`"dark"`),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ev.Begin(ctx, test, "", "", ts.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.Evaluate("theme", nil); !out.Overridden || out.Value != "dark" {
+		t.Fatalf("before the change: %+v", out)
+	}
+	f.put(t, ref, strings.Replace(sessionDoc, `"variants": {"light": "light", "dark": "dark"}, "defaultVariant": "light"`,
+		`"variants": {"on": true, "off": false}, "defaultVariant": "on"`, 1))
+	ev.Registry().Invalidate(ref.String())
+	e, err = ev.Begin(ctx, test, "", "", ts.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := e.Evaluate("theme", nil); out.Overridden || out.Value != true || out.Reason != evaluator.ReasonStatic {
+		t.Fatalf("after theme became a boolean flag: %+v", out)
+	}
 }

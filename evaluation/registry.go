@@ -2,6 +2,7 @@ package evaluation
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,9 @@ import (
 type FlagSource interface {
 	ReadFlagSet(ctx context.Context, ref admin.FlagSetRef) (*admin.FlagSet, error)
 }
+
+// loadTimeout bounds one shared load of a flag set.
+const loadTimeout = 5 * time.Second
 
 // Compiled is a flag set ready to evaluate, with the version it was
 // compiled from. It is immutable.
@@ -59,9 +63,16 @@ func (r *Registry) Get(ctx context.Context, ref admin.FlagSetRef) (*Compiled, er
 	if ok && now.Sub(c.fetched) < r.ttl {
 		return c, nil
 	}
-	v, err, _ := r.loads.Do(key, func() (any, error) {
-		gen := r.gen.Load()
-		fs, err := r.source.ReadFlagSet(ctx, ref)
+	// Only Gets of one generation share a load: a Get that starts after an
+	// invalidation must not be handed a load that may have read the set
+	// before the change, so the generation is part of the load's key.
+	gen := r.gen.Load()
+	v, err, _ := r.loads.Do(key+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
+		// The load is shared, so it must not die with the request that
+		// happened to start it; it gets its own bound instead.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		fs, err := r.source.ReadFlagSet(lctx, ref)
 		if err != nil {
 			return nil, err
 		}

@@ -104,15 +104,23 @@ type Outcome struct {
 }
 
 // Evaluate evaluates one flag. A flag a session overrides takes the pinned
-// value, with reason OVERRIDE, as long as the flag still exists.
+// value, with reason OVERRIDE (disabled or not), as long as the flag exists
+// and the value fits it.
 func (e *Evaluation) Evaluate(flag string, ctx map[string]any) Outcome {
 	res := e.Set.Set.Evaluate(flag, ctx)
-	if v, ok := e.overrides[flag]; ok && res.ErrorCode != evaluator.ErrFlagNotFound {
+	// An override applies while the flag exists and the pinned value still
+	// fits its variants (the flag may have changed type since).
+	if v, ok := e.overrides[flag]; ok && res.ErrorCode != evaluator.ErrFlagNotFound && e.fits(flag, v) {
 		return Outcome{Result: evaluator.Result{
 			Flag: flag, Value: v, Reason: ReasonOverride, Metadata: res.Metadata,
 		}, Overridden: true}
 	}
 	return Outcome{Result: res}
+}
+
+func (e *Evaluation) fits(flag string, v any) bool {
+	t, ok := e.Set.Set.VariantType(flag)
+	return ok && t.Accepts(v)
 }
 
 // Keys returns every flag of the set, in order.
