@@ -125,3 +125,74 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }
+
+// Style is the shape an endpoint's errors take.
+type Style uint8
+
+// The error styles.
+const (
+	// REST is FlagBridge's {"error":..., "message":...}.
+	REST Style = iota
+	// GraphQL is GraphQL's {"errors":[{"message":...,"extensions":{"code":...}}]},
+	// so that GraphQL clients surface the edge's refusals like any other
+	// GraphQL error.
+	GraphQL
+)
+
+// The messages GraphQL clients get for refused requests, whatever the
+// detail: the same words every GraphQL API uses.
+const (
+	GraphQLUnauthenticated = "You must be authenticated to perform this action"
+	GraphQLForbidden       = "You do not have permission to perform this action"
+)
+
+// WriteStyled sends e in the given style.
+func WriteStyled(w http.ResponseWriter, e *Error, style Style) {
+	if style == GraphQL {
+		WriteGraphQL(w, e)
+		return
+	}
+	Write(w, e)
+}
+
+// GraphQLCode returns the extensions.code and message e becomes in a
+// GraphQL error: UNAUTHENTICATED and FORBIDDEN with their fixed messages,
+// the others with e's own.
+func GraphQLCode(e *Error) (code, message string) {
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		return "UNAUTHENTICATED", GraphQLUnauthenticated
+	case e.Code == CodeForbidden:
+		return "FORBIDDEN", GraphQLForbidden
+	case e.Code == CodeInvalidRequest:
+		return "BAD_USER_INPUT", e.Message
+	}
+	return e.Code, e.Message
+}
+
+// WriteGraphQL sends e as a GraphQL error response, with e's HTTP status.
+func WriteGraphQL(w http.ResponseWriter, e *Error) {
+	code, message := GraphQLCode(e)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	h["X-Content-Type-Options"] = nosniff
+	if e.Status == http.StatusUnauthorized {
+		h["Www-Authenticate"] = bearerChallenge
+	}
+	type extensions struct {
+		Code string `json:"code"`
+	}
+	type gqlError struct {
+		Message    string     `json:"message"`
+		Extensions extensions `json:"extensions"`
+	}
+	body, err := json.Marshal(struct {
+		Errors []gqlError `json:"errors"`
+	}{[]gqlError{{message, extensions{code}}}})
+	if err != nil {
+		body = []byte(`{"errors":[{"message":"Internal error","extensions":{"code":"INTERNAL"}}]}`)
+	}
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(body)
+}

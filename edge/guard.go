@@ -125,10 +125,18 @@ type Decision struct {
 	Rate ratelimit.Headers
 	// Entry is the key's cache entry, set when Err is nil.
 	Entry *KeyEntry
+	// Style is the shape Err is written in, from the request's path.
+	Style apierror.Style
 }
 
 // Check decides on a request. It writes nothing.
 func (g *Guard) Check(r *http.Request, in Request, p Policy) Decision {
+	d := g.check(r, in, p)
+	d.Style = ErrorStyle(r.URL.Path)
+	return d
+}
+
+func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
 	if !in.HTTPS && !p.AllowHTTP {
 		return Decision{Err: apierror.HTTPSRequired}
 	}
@@ -262,7 +270,7 @@ func (d Decision) Apply(w http.ResponseWriter, r *http.Request, p Policy) (next 
 		r.Header.Del("X-Api-Key")
 	}
 	if d.Err != nil {
-		apierror.Write(w, d.Err)
+		apierror.WriteStyled(w, d.Err, d.Style)
 		return nil, false
 	}
 	if d.Rate.IsZero() {

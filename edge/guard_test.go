@@ -675,3 +675,52 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+// On /graphql the edge answers in GraphQL's error shape, so that GraphQL
+// clients surface its refusals; everywhere else the REST shape stays.
+func TestGraphQLRouteErrorShape(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Admin] = ratelimit.Limit{Rate: 3, Period: time.Hour, Burst: 3}
+	f := newFixture(t, cfg)
+	const (
+		unauthenticated = `{"errors":[{"message":"You must be authenticated to perform this action","extensions":{"code":"UNAUTHENTICATED"}}]}`
+		forbidden       = `{"errors":[{"message":"You do not have permission to perform this action","extensions":{"code":"FORBIDDEN"}}]}`
+	)
+	for name, auth := range map[string]string{
+		"no key": "", "extra space": "Bearer  " + f.keys["admin"], "other characters": "Bearer " + f.keys["admin"] + "!",
+		"revoked-looking": "Bearer " + f.keys["admin"][:len(f.keys["admin"])-1] + flip(f.keys["admin"][len(f.keys["admin"])-1]),
+	} {
+		res := f.do("POST", "/graphql", auth, tlsReq, Policy{})
+		if res.status != 401 || res.body != unauthenticated || res.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: %d %s", name, res.status, res.body)
+		}
+	}
+	for _, key := range []string{"live", "test"} {
+		if res := f.do("POST", "/graphql", bearer(f.keys[key]), tlsReq, Policy{}); res.status != 403 || res.body != forbidden {
+			t.Errorf("%s key: %d %s", key, res.status, res.body)
+		}
+	}
+	// Queries arrive as POST: a READ-only admin key passes the edge (the
+	// resolvers refuse its mutations).
+	if res := f.do("POST", "/graphql", bearer(f.keys["admin-ro"]), tlsReq, Policy{}); res.status != 200 {
+		t.Errorf("read-only admin key: %d %s", res.status, res.body)
+	}
+	if res := f.do("POST", "/graphql", bearer(f.keys["admin"]), Request{ClientIP: "192.0.2.1"}, Policy{}); res.status != 403 ||
+		res.body != `{"errors":[{"message":"All requests must use HTTPS","extensions":{"code":"HTTPS_REQUIRED"}}]}` {
+		t.Errorf("plain HTTP: %d %s", res.status, res.body)
+	}
+	for i := 0; i < 3; i++ {
+		if res := f.do("POST", "/graphql", bearer(f.keys["admin"]), tlsReq, Policy{}); res.status != 200 {
+			t.Fatalf("request %d within the limit: %d", i, res.status)
+		}
+	}
+	res := f.do("POST", "/graphql", bearer(f.keys["admin"]), tlsReq, Policy{})
+	if res.status != 429 || !strings.HasPrefix(res.body, `{"errors":[{"message":"Rate limit exceeded`) ||
+		!strings.Contains(res.body, `"extensions":{"code":"RATE_LIMITED"}`) || res.header.Get("Retry-After") == "" {
+		t.Errorf("over the limit: %d %s", res.status, res.body)
+	}
+	// Other routes keep the REST shape.
+	if res := f.do("GET", "/v1/projects", "", tlsReq, Policy{}); res.body != bodyMissing {
+		t.Errorf("REST route: %s", res.body)
+	}
+}

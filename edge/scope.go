@@ -3,6 +3,7 @@ package edge
 import (
 	"net/http"
 
+	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/internal/route"
 )
@@ -35,6 +36,25 @@ var Scopes = []ScopeRule{
 	{"POST", "/ofrep/v1/evaluate/flags/{key}", Requirement{apikey.Live, apikey.Read}},
 	{"POST", "/ofrep/v1/evaluate/flags", Requirement{apikey.Live, apikey.Read}},
 	{"GET", "/ofrep/v1/configuration", Requirement{apikey.Live, apikey.Read}},
+	// GraphQL: admin keys. Queries and mutations alike arrive as POST, so
+	// the edge asks for READ and the resolvers refuse mutations to
+	// READ-only keys.
+	{"POST", "/graphql", Requirement{apikey.Admin, apikey.Read}},
+	{"GET", "/graphql", Requirement{apikey.Admin, apikey.Read}},
+}
+
+// graphQLPaths are the endpoints whose refusals the edge writes in
+// GraphQL's error shape rather than FlagBridge's.
+var graphQLPaths = []string{"/graphql"}
+
+// ErrorStyle returns the shape errors take on path.
+func ErrorStyle(path string) apierror.Style {
+	for _, p := range graphQLPaths {
+		if path == p {
+			return apierror.GraphQL
+		}
+	}
+	return apierror.REST
 }
 
 // ScopeTable resolves requests to requirements.
