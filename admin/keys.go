@@ -290,13 +290,47 @@ func (s *Service) ListKeys(ctx context.Context, caller *apikey.Record, project s
 		}
 		return nil
 	})
-	sortBy(out, func(a, b *Key) bool {
+	sortKeys(out)
+	return out, err
+}
+
+// ListVisibleKeys returns every key of the caller's organization that the
+// caller's scope covers, oldest first: all of them for an unscoped
+// organization-wide key, its project's for a project key, its projects'
+// for a Scoped key.
+func (s *Service) ListVisibleKeys(ctx context.Context, caller *apikey.Record) ([]Key, error) {
+	if err := authorize(caller, readAccess, ""); err != nil {
+		return nil, err
+	}
+	var out []Key
+	err := s.view(ctx, func(r store.Reader) error {
+		recs, err := listJSON[apikey.Record](r, colKeys(caller.OrgID))
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			if mayManage(caller, &recs[i]) != nil {
+				continue
+			}
+			k, err := withUse(r, &recs[i])
+			if err != nil {
+				return err
+			}
+			out = append(out, k)
+		}
+		return nil
+	})
+	sortKeys(out)
+	return out, err
+}
+
+func sortKeys(keys []Key) {
+	sortBy(keys, func(a, b *Key) bool {
 		if !a.CreatedAt.Equal(b.CreatedAt) {
 			return a.CreatedAt.Before(b.CreatedAt)
 		}
 		return a.ID < b.ID
 	})
-	return out, err
 }
 
 // GetKey returns one key.

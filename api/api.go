@@ -20,6 +20,7 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/evaluation"
+	"github.com/flagbridge/flagbridge/graphqlapi"
 	"github.com/flagbridge/flagbridge/internal/route"
 )
 
@@ -31,10 +32,11 @@ const requestTimeout = 10 * time.Second
 
 // Handler serves the REST API.
 type Handler struct {
-	admin  *admin.Service
-	eval   *evaluation.Service
-	log    *zap.Logger
-	routes []endpoint
+	admin   *admin.Service
+	eval    *evaluation.Service
+	graphql *graphqlapi.Handler
+	log     *zap.Logger
+	routes  []endpoint
 }
 
 type endpoint struct {
@@ -48,7 +50,7 @@ func New(svc *admin.Service, eval *evaluation.Service, log *zap.Logger) *Handler
 	if log == nil {
 		log = zap.NewNop()
 	}
-	h := &Handler{admin: svc, eval: eval, log: log}
+	h := &Handler{admin: svc, eval: eval, graphql: graphqlapi.NewHandler(svc, log.Named("graphql")), log: log}
 	add := func(method, pattern string, fn func(*Handler, http.ResponseWriter, *http.Request, *apikey.Record) error) {
 		h.routes = append(h.routes, endpoint{method, route.Compile(pattern), fn})
 	}
@@ -79,6 +81,9 @@ func New(svc *admin.Service, eval *evaluation.Service, log *zap.Logger) *Handler
 	add("POST", "/ofrep/v1/evaluate/flags/{key}", (*Handler).ofrepEvaluate)
 	add("POST", "/ofrep/v1/evaluate/flags", (*Handler).ofrepEvaluateAll)
 	add("GET", "/ofrep/v1/configuration", (*Handler).ofrepConfiguration)
+
+	add("POST", "/graphql", (*Handler).serveGraphQL)
+	add("GET", "/graphql", (*Handler).serveGraphQL)
 	return h
 }
 
@@ -127,4 +132,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	h.log.Error("storage failure", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
 	apierror.Write(w, apierror.StorageDown)
+}
+
+// serveGraphQL hands /graphql to the GraphQL layer, which writes its own
+// answers in GraphQL's shape.
+func (h *Handler) serveGraphQL(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+	h.graphql.Serve(w, r, caller)
+	return nil
 }

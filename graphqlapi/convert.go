@@ -1,0 +1,64 @@
+package graphqlapi
+
+import (
+	"strings"
+	"time"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apikey"
+)
+
+// The conversions between the admin services' types and the schema's.
+
+func keyType(t apikey.Type) KeyType { return KeyType(strings.ToUpper(t.String())) }
+
+func permissions(ps apikey.Permissions) []Permission {
+	out := make([]Permission, 0, 2)
+	for _, p := range ps.List() {
+		out = append(out, Permission(p))
+	}
+	return out
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func member(m *admin.Member) *Member {
+	return &Member{ID: m.ID, Email: m.Email, Name: m.Name, Role: Role(m.Role)}
+}
+
+func callingKey(k *apikey.Record) *CallingKey {
+	return &CallingKey{
+		ID: k.ID, Name: k.Name, Type: keyType(k.Type), Kind: KeyKind(k.Kind()),
+		Permissions: permissions(k.Permissions), Project: optional(k.Project),
+		Environment: optional(k.Environment), Resources: k.Resources, ExpiresAt: k.ExpiresAt,
+	}
+}
+
+func apiKey(k *admin.Key, owner *Member, now time.Time) *APIKey {
+	return &APIKey{
+		ID: k.ID, Name: k.Name, Type: keyType(k.Type), Kind: KeyKind(k.Kind()),
+		Permissions: permissions(k.Permissions), Project: optional(k.Project),
+		Environment: optional(k.Environment), Resources: k.Resources, Hint: k.Hint,
+		Status: KeyStatus(strings.ToUpper(k.Status(now))), Owner: owner,
+		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
+		RotatedAt: k.RotatedAt, LastUsedAt: k.LastUsedAt,
+	}
+}
+
+func createdKey(k *admin.CreatedKey, now time.Time) *CreatedAPIKey {
+	out := &CreatedAPIKey{
+		ID: k.ID, Key: k.Secret, Name: k.Name, Type: keyType(k.Type), Kind: KeyKind(k.Kind()),
+		Permissions: permissions(k.Permissions), Project: optional(k.Project),
+		Environment: optional(k.Environment), Resources: k.Resources, Hint: k.Hint,
+		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
+	}
+	if k.PreviousValidUntil != nil && now.Before(*k.PreviousValidUntil) {
+		out.PreviousKeyValidUntil = k.PreviousValidUntil
+	}
+	return out
+}

@@ -1,0 +1,3 @@
+package graphqlapi
+
+//go:generate go tool gqlgen generate --config gqlgen.yml

@@ -1,0 +1,226 @@
+package graphqlapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+)
+
+// Bounds on what one request may ask.
+const (
+	// MaxRequestBytes bounds a request body.
+	MaxRequestBytes = 64 << 10
+	// MaxDepth bounds how deeply selections nest (introspection queries,
+	// the deepest legitimate ones, reach about 13).
+	MaxDepth = 15
+	// MaxComplexity bounds the fields one operation may resolve.
+	MaxComplexity = 500
+)
+
+// Handler serves /graphql.
+type Handler struct {
+	srv *handler.Server
+	log *zap.Logger
+}
+
+// NewHandler returns the GraphQL endpoint over the admin services.
+func NewHandler(svc *admin.Service, log *zap.Logger) *Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	h := &Handler{log: log}
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Admin: svc}}))
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
+	srv.Use(depthLimit{max: MaxDepth})
+	srv.SetErrorPresenter(h.present)
+	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
+		h.log.Error("panic in a GraphQL resolver", zap.Any("panic", p))
+		return apierror.Internal
+	})
+	h.srv = srv
+	return h
+}
+
+// Serve answers one GraphQL request on behalf of caller, the key the edge
+// authenticated.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.Record) {
+	if caller == nil {
+		apierror.WriteGraphQL(w, apierror.InvalidKey)
+		return
+	}
+	if r.Body != nil {
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+		if err != nil {
+			apierror.WriteGraphQL(w, apierror.Invalid("could not read the request body: %v", err))
+			return
+		}
+		if len(body) > MaxRequestBytes {
+			apierror.WriteGraphQL(w, apierror.Invalid("request body is larger than %d bytes", MaxRequestBytes))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		// curl -d sends form encoding unless told otherwise; a POST whose
+		// body is a JSON object is a JSON request whatever it says.
+		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) &&
+			bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+			r.Header.Set("Content-Type", "application/json")
+		}
+	}
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	h.srv.ServeHTTP(rec, r.WithContext(withCaller(r.Context(), caller)))
+
+	status := rec.status
+	if status == http.StatusOK {
+		status = operationStatus(rec.body.Bytes())
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// operationStatus turns an answer whose whole operation was refused (no
+// data, every error FORBIDDEN) into a 403, as REST would; an answer with
+// any data stays 200 and carries its field-level denials.
+func operationStatus(body []byte) int {
+	var resp struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []struct {
+			Extensions struct {
+				Code string `json:"code"`
+			} `json:"extensions"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &resp) != nil || len(resp.Errors) == 0 {
+		return http.StatusOK
+	}
+	if d := bytes.TrimSpace(resp.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+		return http.StatusOK
+	}
+	for _, e := range resp.Errors {
+		if e.Extensions.Code != "FORBIDDEN" {
+			return http.StatusOK
+		}
+	}
+	return http.StatusForbidden
+}
+
+// present maps resolver errors onto GraphQL errors: the services' API
+// errors by code (FORBIDDEN with the standard message), storage failures as
+// STORAGE_UNAVAILABLE (logged, since the client learns nothing specific).
+func (h *Handler) present(ctx context.Context, err error) *gqlerror.Error {
+	gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+	var ae *apierror.Error
+	if errors.As(err, &ae) {
+		code, message := apierror.GraphQLCode(ae)
+		gqlErr.Message = message
+		gqlErr.Extensions = map[string]any{"code": code}
+		return gqlErr
+	}
+	var parse *gqlerror.Error
+	if errors.As(err, &parse) && parse.Err == nil {
+		return gqlErr // gqlgen's own: parsing, validation, limits
+	}
+	h.log.Error("storage failure in a GraphQL resolver", zap.Error(err))
+	gqlErr.Message = apierror.StorageDown.Message
+	gqlErr.Extensions = map[string]any{"code": apierror.CodeStorageUnavailable}
+	return gqlErr
+}
+
+// recorder holds gqlgen's answer so that its status can be decided once
+// the whole body is known.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(status int)      { r.status = status }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+
+// depthLimit refuses operations whose selections nest deeper than max,
+// following fragments.
+type depthLimit struct{ max int }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = depthLimit{}
+
+func (depthLimit) ExtensionName() string { return "DepthLimit" }
+
+func (depthLimit) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (d depthLimit) MutateOperationContext(ctx context.Context, op *graphql.OperationContext) *gqlerror.Error {
+	if op.Operation == nil {
+		return nil
+	}
+	if depth := selectionDepth(op.Operation.SelectionSet, op.Doc, 0, map[string]bool{}); depth > d.max {
+		err := gqlerror.Errorf("operation nests %d levels deep; at most %d are allowed", depth, d.max)
+		err.Extensions = map[string]any{"code": "QUERY_TOO_DEEP"}
+		return err
+	}
+	return nil
+}
+
+func selectionDepth(set ast.SelectionSet, doc *ast.QueryDocument, depth int, visiting map[string]bool) int {
+	deepest := depth
+	for _, sel := range set {
+		var d int
+		switch s := sel.(type) {
+		case *ast.Field:
+			if len(s.SelectionSet) == 0 {
+				d = depth + 1
+			} else {
+				d = selectionDepth(s.SelectionSet, doc, depth+1, visiting)
+			}
+		case *ast.InlineFragment:
+			d = selectionDepth(s.SelectionSet, doc, depth, visiting)
+		case *ast.FragmentSpread:
+			// Validation has refused cyclic fragments already; visiting
+			// guards anyway.
+			if visiting[s.Name] || doc == nil {
+				continue
+			}
+			if f := doc.Fragments.ForName(s.Name); f != nil {
+				visiting[s.Name] = true
+				d = selectionDepth(f.SelectionSet, doc, depth, visiting)
+				delete(visiting, s.Name)
+			}
+		}
+		if d > deepest {
+			deepest = d
+		}
+	}
+	return deepest
+}
