@@ -242,6 +242,10 @@ func (c *Caddy) Logs() string {
 	return string(b)
 }
 
+// RootCA is the path of the instance's local CA certificate, which clients
+// must trust.
+func (c *Caddy) RootCA() string { return c.rootCA() }
+
 func (c *Caddy) rootCA() string {
 	return filepath.Join(c.Dir, "data", "caddy", "pki", "authorities", "local", "root.crt")
 }
