@@ -62,8 +62,8 @@ func cleanEmail(field, s string) (string, error) {
 // addMember writes a new member, refusing an address already taken.
 func (s *Service) addMember(tx store.Writer, org, email, name string, role Role) (*Member, error) {
 	key := strings.ToLower(email)
-	var ref memberRef
-	found, err := getJSON(tx, colMemberEmails(org), key, &ref)
+	var taken memberRef
+	found, err := getJSON(tx, colMemberEmails(org), key, &taken)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,11 @@ func (s *Service) addMember(tx store.Writer, org, email, name string, role Role)
 	if err := putJSON(tx, colMembers(org), id, m); err != nil {
 		return nil, err
 	}
-	return m, putJSON(tx, colMemberEmails(org), key, memberRef{OrgID: org, MemberID: id})
+	ref := memberRef{OrgID: org, MemberID: id}
+	if err := addMembership(tx, email, ref, m.CreatedAt); err != nil {
+		return nil, err
+	}
+	return m, putJSON(tx, colMemberEmails(org), key, ref)
 }
 
 // ListMembers returns the caller's organization's members, oldest first.

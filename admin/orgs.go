@@ -35,6 +35,8 @@ type BootstrapInput struct {
 	// first owner).
 	OwnerEmail string `json:"owner_email,omitempty"`
 	OwnerName  string `json:"owner_name,omitempty"`
+	// OwnerPassword, if set, becomes the owner's dashboard password.
+	OwnerPassword string `json:"owner_password,omitempty"`
 }
 
 // BootstrapResult is what bootstrapping made. Key is shown once.
@@ -63,6 +65,15 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 	}
 	if in.NewKey && in.NewOrg {
 		return nil, apierror.Invalid("new_key and new_org cannot be combined")
+	}
+	var passwordHash string
+	if in.OwnerPassword != "" {
+		if err := checkPassword(in.OwnerPassword); err != nil {
+			return nil, err
+		}
+		if passwordHash, err = hashPassword(in.OwnerPassword); err != nil {
+			return nil, err
+		}
 	}
 	var out *BootstrapResult
 	err = s.update(ctx, func(tx store.Writer) error {
@@ -117,6 +128,17 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 			return err
 		}
 		out.Record, out.Key = rec, secret
+		if passwordHash != "" {
+			var acct Account
+			key := strings.ToLower(out.Owner.Email)
+			if _, err := getJSON(tx, colAccounts, key, &acct); err != nil {
+				return err
+			}
+			acct.PasswordHash = passwordHash
+			if err := putJSON(tx, colAccounts, key, acct); err != nil {
+				return err
+			}
+		}
 		return s.putKey(tx, rec)
 	})
 	if err != nil {

@@ -102,3 +102,6 @@ func (s *Service) update(ctx context.Context, fn func(store.Writer) error) error
 func sortBy[T any](xs []T, less func(a, b *T) bool) {
 	sort.SliceStable(xs, func(i, j int) bool { return less(&xs[i], &xs[j]) })
 }
+
+// decodeItem decodes one listed document.
+func decodeItem(it store.Item, v any) error { return json.Unmarshal(it.Value, v) }

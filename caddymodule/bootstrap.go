@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -39,7 +40,9 @@ Caddy's local admin endpoint instead.
 Once an organization exists it refuses, unless --new-key asks for another
 organization-wide key (for the only organization, or the one --org names)
 or --new-org for another organization. With --new-key, --email picks the
-member who owns the new key (default: the organization's first owner).`,
+member who owns the new key (default: the organization's first owner).
+--password-stdin reads that member's dashboard password from standard input
+(echo "$PASSWORD" | caddy flagbridge bootstrap ... --password-stdin).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			bootstrap := &cobra.Command{
 				Use:   "bootstrap",
@@ -57,6 +60,7 @@ member who owns the new key (default: the organization's first owner).`,
 			f.String("org", "", "With --new-key: the organization id, when there are several")
 			f.Bool("new-org", false, "Create another organization even if one exists")
 			f.BoolP("quiet", "q", false, "Print only the key")
+			f.Bool("password-stdin", false, "Read the owner's dashboard password from standard input")
 			cmd.AddCommand(bootstrap)
 		},
 	})
@@ -72,6 +76,13 @@ func cmdBootstrap(fl caddycmd.Flags) (int, error) {
 		NewOrg:     fl.Bool("new-org"),
 		OwnerEmail: fl.String("email"),
 		OwnerName:  fl.String("name"),
+	}
+	if fl.Bool("password-stdin") {
+		pw, err := io.ReadAll(io.LimitReader(os.Stdin, 4096))
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("reading the password: %v", err)
+		}
+		in.OwnerPassword = strings.TrimRight(string(pw), "\r\n")
 	}
 	cfg, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
