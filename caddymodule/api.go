@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/edge"
 )
 
 func init() {
@@ -18,7 +19,7 @@ func init() {
 }
 
 // API is the in-process FlagBridge backend, http.handlers.flagbridge_api:
-// the /v1 REST endpoints. It answers every request it gets (unknown paths
+// the /v1 REST endpoints, OFREP, /graphql and the /dashboard. It answers every request it gets (unknown paths
 // with a JSON 404), so it ends a route. It must follow flagbridge_auth,
 // which authenticates the caller; without it every request is refused.
 type API struct {
@@ -40,6 +41,11 @@ func (a *API) Provision(ctx caddy.Context) error { return a.provision(ctx) }
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	c, ok := a.state(w)
 	if !ok {
+		return nil
+	}
+	if edge.IsDashboard(r.URL.Path) {
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		c.dashboard.Serve(w, r, ip)
 		return nil
 	}
 	// Only flagbridge_auth stores a *apikey.Record here; a value set any

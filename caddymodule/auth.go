@@ -94,6 +94,9 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if !ok {
 		return nil
 	}
+	if d.Key == nil { // the dashboard: no key, only HTTPS
+		return next.ServeHTTP(w, r)
+	}
 	ctx := r.Context()
 	caddyhttp.SetVar(ctx, varKey, d.Key)
 	caddyhttp.SetVar(ctx, varKeyID, d.Key.ID)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/api"
+	"github.com/flagbridge/flagbridge/dashboard"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/ratelimit"
@@ -41,13 +42,14 @@ type core struct {
 
 // openCore is a core whose storage is open.
 type openCore struct {
-	store   store.Store
-	admin   *admin.Service
-	keys    *edge.KeyCache
-	sets    *evaluation.Registry
-	guard   *edge.Guard
-	api     *api.Handler
-	limiter ratelimit.Limiter
+	store     store.Store
+	admin     *admin.Service
+	keys      *edge.KeyCache
+	sets      *evaluation.Registry
+	guard     *edge.Guard
+	api       *api.Handler
+	dashboard *dashboard.Handler
+	limiter   ratelimit.Limiter
 
 	unsubscribe func()
 	stop        chan struct{}
@@ -95,6 +97,10 @@ func (c *core) open() (*openCore, error) {
 		api:     api.New(svc, evaluation.New(svc, sets), c.log.Named("api")),
 		stop:    make(chan struct{}),
 	}
+	o.dashboard = dashboard.New(dashboard.Config{
+		Admin: svc, API: o.api, Limiter: limiter,
+		MemberLimit: ratelimit.PerMinute(edge.DefaultAdminLimit), Log: c.log.Named("dashboard"),
+	})
 	o.unsubscribe = st.Subscribe(func(ev store.Event) {
 		switch {
 		case ev.Resync:
@@ -151,6 +157,9 @@ func (o *openCore) background(log *zap.Logger) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if _, err := o.admin.SweepSessions(ctx); err != nil {
 				log.Warn("could not delete expired testing sessions", zap.Error(err))
+			}
+			if err := o.admin.SweepLoginSessions(ctx); err != nil {
+				log.Warn("could not delete expired login sessions", zap.Error(err))
 			}
 			cancel()
 		}

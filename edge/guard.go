@@ -117,7 +117,8 @@ func (g *Guard) Keys() *KeyCache { return g.keys }
 
 // Decision is the outcome of [Guard.Check].
 type Decision struct {
-	// Key is the authenticated key, set when Err is nil.
+	// Key is the authenticated key, set when Err is nil, except for the
+	// dashboard, whose requests carry no key.
 	Key *apikey.Record
 	// Err is the error to answer with, or nil to admit the request.
 	Err *apierror.Error
@@ -139,6 +140,9 @@ func (g *Guard) Check(r *http.Request, in Request, p Policy) Decision {
 func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
 	if !in.HTTPS && !p.AllowHTTP {
 		return Decision{Err: apierror.HTTPSRequired}
+	}
+	if p.Require == 0 && IsDashboard(r.URL.Path) {
+		return Decision{}
 	}
 	cfg := g.cfg.Load()
 	now := g.now()

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
@@ -41,6 +42,16 @@ var Scopes = []ScopeRule{
 	// READ-only keys.
 	{"POST", "/graphql", Requirement{apikey.Admin, apikey.Read}},
 	{"GET", "/graphql", Requirement{apikey.Admin, apikey.Read}},
+}
+
+// DashboardPath is where the browser dashboard lives. Its requests carry
+// no API key: the guard only makes sure they arrived over HTTPS, and the
+// dashboard authenticates its users itself (login sessions).
+const DashboardPath = "/dashboard"
+
+// IsDashboard reports whether path belongs to the dashboard.
+func IsDashboard(path string) bool {
+	return path == DashboardPath || strings.HasPrefix(path, DashboardPath+"/")
 }
 
 // graphQLPaths are the endpoints whose refusals the edge writes in
