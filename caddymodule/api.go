@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
 )
@@ -44,6 +45,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		return nil
 	}
 	if edge.IsDashboard(r.URL.Path) {
+		// Served only behind flagbridge_auth, which made sure of HTTPS.
+		if checked, _ := caddyhttp.GetVar(r.Context(), varDashboard).(bool); !checked {
+			a.logger.Error("the dashboard was reached without flagbridge_auth; put flagbridge_auth before flagbridge_api")
+			apierror.Write(w, apierror.HTTPSRequired)
+			return nil
+		}
 		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 		c.dashboard.Serve(w, r, ip)
 		return nil

@@ -28,6 +28,8 @@ const (
 	varKeyType     = "flagbridge.key_type"
 	varProject     = "flagbridge.project"
 	varEnvironment = "flagbridge.environment"
+	// varDashboard marks a dashboard request whose HTTPS the guard checked.
+	varDashboard = "flagbridge.dashboard"
 )
 
 // Auth is the edge guard, http.handlers.flagbridge_auth. It refuses
@@ -36,9 +38,12 @@ const (
 // request on. Every response to an authenticated request carries the
 // X-RateLimit-* headers, whichever handler wrote it.
 //
-// In front of flagbridge_api the scope table decides which key types may
-// call which endpoint. In front of anything else, Require sets the least
-// capable key type the route admits (admin > test > live).
+// Without Require, the guard protects FlagBridge's own endpoints and must
+// be followed by flagbridge_api: the scope table decides which key types
+// may call which endpoint, and /dashboard passes without a key (the
+// dashboard logs people in itself). In front of anything else (a team's
+// own services), Require sets the least capable key type the route admits
+// (admin > test > live), and every path needs a key.
 type Auth struct {
 	// Require is "live", "test" or "admin": the key type a route needs.
 	// Empty means the FlagBridge API's scope table decides.
@@ -94,7 +99,10 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if !ok {
 		return nil
 	}
-	if d.Key == nil { // the dashboard: no key, only HTTPS
+	if d.Key == nil {
+		// The dashboard: no key, only HTTPS, which flagbridge_api checks
+		// was verified here before serving it.
+		caddyhttp.SetVar(r.Context(), varDashboard, true)
 		return next.ServeHTTP(w, r)
 	}
 	ctx := r.Context()
