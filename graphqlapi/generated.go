@@ -2202,10 +2202,10 @@ func (ec *executionContext) _Mutation_createAPIKey(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *CreatedAPIKey) graphql.Marshaler {
-			return ec.marshalNCreatedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCreatedAPIKey(ctx, selections, v)
+			return ec.marshalOCreatedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCreatedAPIKey(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createAPIKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2246,10 +2246,10 @@ func (ec *executionContext) _Mutation_revokeAPIKey(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *RevokedAPIKey) graphql.Marshaler {
-			return ec.marshalNRevokedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐRevokedAPIKey(ctx, selections, v)
+			return ec.marshalORevokedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐRevokedAPIKey(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeAPIKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2290,10 +2290,10 @@ func (ec *executionContext) _Mutation_rotateAPIKey(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *CreatedAPIKey) graphql.Marshaler {
-			return ec.marshalNCreatedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCreatedAPIKey(ctx, selections, v)
+			return ec.marshalOCreatedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCreatedAPIKey(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_rotateAPIKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -4438,21 +4438,21 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createAPIKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeAPIKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeAPIKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "rotateAPIKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rotateAPIKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -5140,14 +5140,6 @@ func (ec *executionContext) unmarshalNCreateAPIKeyInput2githubᚗcomᚋflagbridg
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNCreatedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCreatedAPIKey(ctx context.Context, sel ast.SelectionSet, v *CreatedAPIKey) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "CreatedAPIKey!")
-		return graphql.Null
-	}
-	return ec._CreatedAPIKey(ctx, sel, v)
-}
-
 func (ec *executionContext) marshalNEnvironment2ᚕᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐEnvironmentᚄ(ctx context.Context, sel ast.SelectionSet, v []*Environment) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -5310,14 +5302,6 @@ func (ec *executionContext) marshalNProject2ᚖgithubᚗcomᚋflagbridgeᚋflagb
 		return graphql.Null
 	}
 	return ec._Project(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNRevokedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐRevokedAPIKey(ctx context.Context, sel ast.SelectionSet, v *RevokedAPIKey) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "RevokedAPIKey!")
-		return graphql.Null
-	}
-	return ec._RevokedAPIKey(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRole2githubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐRole(ctx context.Context, v any) (Role, error) {
@@ -5538,6 +5522,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) marshalOCreatedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCreatedAPIKey(ctx context.Context, sel ast.SelectionSet, v *CreatedAPIKey) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CreatedAPIKey(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
 	if v == nil {
 		return nil, nil
@@ -5612,6 +5603,13 @@ func (ec *executionContext) marshalOMember2ᚖgithubᚗcomᚋflagbridgeᚋflagbr
 		return graphql.Null
 	}
 	return ec._Member(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalORevokedAPIKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐRevokedAPIKey(ctx context.Context, sel ast.SelectionSet, v *RevokedAPIKey) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RevokedAPIKey(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -33,6 +34,25 @@ const (
 	// MaxComplexity bounds the fields one operation may resolve.
 	MaxComplexity = 500
 )
+
+// Codes of the errors refusing an operation before it runs because it asks
+// too much. Like the parse and validation errors, they are request errors:
+// the whole operation is refused, with 422.
+const (
+	codeTooComplex = "COMPLEXITY_LIMIT_EXCEEDED" // gqlgen's extension.ComplexityLimit
+	codeTooDeep    = "QUERY_TOO_DEEP"
+	// codeBadRequest is the code of gqlgen's own errors about a request it
+	// could not read (such as a body member of the wrong type), which carry
+	// none.
+	codeBadRequest = "BAD_REQUEST"
+)
+
+func init() {
+	// gqlgen documents 422 for the complexity limit but leaves its code a
+	// user error (200); an extension must register its codes.
+	errcode.RegisterErrorType(codeTooComplex, errcode.KindProtocol)
+	errcode.RegisterErrorType(codeTooDeep, errcode.KindProtocol)
+}
 
 // Handler serves /graphql.
 type Handler struct {
@@ -69,8 +89,10 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.R
 		apierror.WriteGraphQL(w, apierror.InvalidKey)
 		return
 	}
+	var body []byte
 	if r.Body != nil {
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+		var err error
+		body, err = io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 		if err != nil {
 			apierror.WriteGraphQL(w, apierror.Invalid("could not read the request body: %v", err))
 			return
@@ -80,10 +102,18 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.R
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	if r.Method == http.MethodPost {
+		// A POST carries {"query": ..., "variables": ...}; anything else is
+		// refused here, in GraphQL's shape with a code, rather than by gqlgen
+		// (which answers without a code, echoing the body).
+		if !jsonObject(body) {
+			apierror.WriteGraphQL(w, apierror.Invalid(`the request body must be a JSON object such as {"query": "{ viewer { id } }"}`))
+			return
+		}
 		// curl -d sends form encoding unless told otherwise; a POST whose
 		// body is a JSON object is a JSON request whatever it says.
-		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) &&
-			bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		if !isJSON(r.Header.Get("Content-Type")) {
 			r.Header.Set("Content-Type", "application/json")
 		}
 	}
@@ -103,17 +133,24 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.R
 	_, _ = w.Write(rec.body.Bytes())
 }
 
+// jsonObject reports whether body is one JSON object.
+func jsonObject(body []byte) bool {
+	body = bytes.TrimSpace(body)
+	return bytes.HasPrefix(body, []byte("{")) && json.Valid(body)
+}
+
 func isJSON(contentType string) bool {
 	mt, _, _ := strings.Cut(contentType, ";")
 	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
 
 // operationStatus turns an answer whose whole operation was refused (no
-// data, every error FORBIDDEN) into a 403, as REST would; an answer with
-// any data stays 200 and carries its field-level denials.
+// root field has data, and every error is FORBIDDEN) into a 403, as REST
+// would; an answer with any data stays 200 and carries its field-level
+// denials.
 func operationStatus(body []byte) int {
 	var resp struct {
-		Data   json.RawMessage `json:"data"`
+		Data   map[string]json.RawMessage `json:"data"`
 		Errors []struct {
 			Extensions struct {
 				Code string `json:"code"`
@@ -123,8 +160,10 @@ func operationStatus(body []byte) int {
 	if json.Unmarshal(body, &resp) != nil || len(resp.Errors) == 0 {
 		return http.StatusOK
 	}
-	if d := bytes.TrimSpace(resp.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
-		return http.StatusOK
+	for _, v := range resp.Data {
+		if d := bytes.TrimSpace(v); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+			return http.StatusOK
+		}
 	}
 	for _, e := range resp.Errors {
 		if e.Extensions.Code != "FORBIDDEN" {
@@ -148,7 +187,14 @@ func (h *Handler) present(ctx context.Context, err error) *gqlerror.Error {
 	}
 	var parse *gqlerror.Error
 	if errors.As(err, &parse) && parse.Err == nil {
-		return gqlErr // gqlgen's own: parsing, validation, limits
+		// gqlgen's own: parsing, validation, limits, unreadable requests.
+		if code, _ := gqlErr.Extensions["code"].(string); code == "" {
+			if gqlErr.Extensions == nil {
+				gqlErr.Extensions = map[string]any{}
+			}
+			gqlErr.Extensions["code"] = codeBadRequest
+		}
+		return gqlErr
 	}
 	h.log.Error("storage failure in a GraphQL resolver", zap.Error(err))
 	gqlErr.Message = apierror.StorageDown.Message
@@ -187,7 +233,7 @@ func (d depthLimit) MutateOperationContext(ctx context.Context, op *graphql.Oper
 	}
 	if depth := selectionDepth(op.Operation.SelectionSet, op.Doc, 0, map[string]bool{}); depth > d.max {
 		err := gqlerror.Errorf("operation nests %d levels deep; at most %d are allowed", depth, d.max)
-		err.Extensions = map[string]any{"code": "QUERY_TOO_DEEP"}
+		err.Extensions = map[string]any{"code": codeTooDeep}
 		return err
 	}
 	return nil

@@ -2,8 +2,10 @@ package graphqlapi
 
 import (
 	"context"
+	"errors"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 )
 
@@ -25,4 +27,18 @@ func withCaller(ctx context.Context, caller *apikey.Record) context.Context {
 func caller(ctx context.Context) *apikey.Record {
 	c, _ := ctx.Value(callerKey{}).(*apikey.Record)
 	return c
+}
+
+// keyByIDError is the error of a mutation naming a key by id. Key ids are
+// global, so an id may name a key of another organization, which the admin
+// services report as missing (NOT_FOUND, so that the two cannot be told
+// apart). GraphQL answers both as FORBIDDEN, like a key of the caller's own
+// organization outside its scope: whatever the id names, the caller may not
+// touch it, and learns nothing about whether it exists.
+func keyByIDError(err error) error {
+	var ae *apierror.Error
+	if errors.As(err, &ae) && ae.Code == apierror.CodeNotFound {
+		return apierror.Forbidden("This key cannot manage that API key (%s)", ae.Message)
+	}
+	return err
 }
