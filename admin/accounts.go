@@ -126,19 +126,51 @@ func (s *Service) SetPassword(ctx context.Context, email, password string) error
 	if err != nil {
 		return err
 	}
+	key := strings.ToLower(strings.TrimSpace(email))
 	return s.update(ctx, func(tx store.Writer) error {
 		var acct Account
-		found, err := getJSON(tx, colAccounts, strings.ToLower(strings.TrimSpace(email)), &acct)
-		if err != nil {
-			return err
+		found := false
+		if key != "" {
+			var err error
+			if found, err = getJSON(tx, colAccounts, key, &acct); err != nil {
+				return err
+			}
 		}
 		if !found || len(acct.Memberships) == 0 {
 			return apierror.NotFound("no member has the e-mail address %q", email)
 		}
 		acct.PasswordHash = hash
 		acct.UpdatedAt = s.timestamp()
-		return putJSON(tx, colAccounts, strings.ToLower(acct.Email), acct)
+		if err := putJSON(tx, colAccounts, strings.ToLower(acct.Email), acct); err != nil {
+			return err
+		}
+		// A new password ends the account's open logins, wherever they are.
+		return endSessions(tx, func(sess *LoginSession) bool {
+			for _, m := range acct.Memberships {
+				if m.OrgID == sess.OrgID && m.MemberID == sess.MemberID {
+					return true
+				}
+			}
+			return false
+		})
 	})
+}
+
+// endSessions deletes the login sessions match selects.
+func endSessions(tx store.Writer, match func(*LoginSession) bool) error {
+	items, err := tx.List(colLoginSessions)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		var sess LoginSession
+		if decodeItem(it, &sess) == nil && match(&sess) {
+			if err := tx.Delete(colLoginSessions, it.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // errBadLogin is the one answer to every failed login, so that it tells
@@ -153,12 +185,16 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 	email = strings.ToLower(strings.TrimSpace(email))
 	var acct Account
 	var found bool
-	if err := s.view(ctx, func(r store.Reader) error {
-		var err error
-		found, err = getJSON(r, colAccounts, email, &acct)
-		return err
-	}); err != nil {
-		return "", nil, nil, err
+	// An empty address names no account (and is no valid document id: the
+	// store would refuse it as a storage error).
+	if email != "" {
+		if err := s.view(ctx, func(r store.Reader) error {
+			var err error
+			found, err = getJSON(r, colAccounts, email, &acct)
+			return err
+		}); err != nil {
+			return "", nil, nil, err
+		}
 	}
 	hash := acct.PasswordHash
 	if !found || hash == "" {
@@ -227,7 +263,13 @@ func (s *Service) Session(ctx context.Context, token string) (*LoginSession, *Me
 		return nil, nil, err
 	}
 	now := s.now()
-	if !found || now.Sub(sess.LastSeen) >= SessionIdleTimeout || now.Sub(sess.CreatedAt) >= SessionMaxAge {
+	if !found {
+		return nil, nil, errNoSession
+	}
+	if now.Sub(sess.LastSeen) >= SessionIdleTimeout || now.Sub(sess.CreatedAt) >= SessionMaxAge {
+		// Delete it rather than leave it to the sweep, so that a clock
+		// that steps back cannot revive it.
+		_ = s.update(ctx, func(tx store.Writer) error { return tx.Delete(colLoginSessions, digest) })
 		return nil, nil, errNoSession
 	}
 	if now.Sub(sess.LastSeen) >= sessionTouchEvery {

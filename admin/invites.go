@@ -128,7 +128,8 @@ func (s *Service) InviteInfo(ctx context.Context, token string) (*Invite, string
 // AcceptInvite makes the invited person a member. A new account sets its
 // password here; an existing account (a member of another organization)
 // proves it with its current password instead, so that a leaked invitation
-// cannot take over somebody's login.
+// cannot take over somebody's login; an address that is a member elsewhere
+// but has no password yet is refused until an operator sets one.
 func (s *Service) AcceptInvite(ctx context.Context, token, password string) (*Member, error) {
 	var hash string
 	var m *Member
@@ -146,12 +147,20 @@ func (s *Service) AcceptInvite(ctx context.Context, token, password string) (*Me
 		if _, err := getJSON(tx, colAccounts, strings.ToLower(inv.Email), &acct); err != nil {
 			return err
 		}
-		if acct.PasswordHash != "" {
+		switch {
+		case acct.PasswordHash != "":
 			if !verifyPassword(password, acct.PasswordHash) {
 				return apierror.New(401, apierror.CodeUnauthorized,
 					"This address already has a FlagBridge password; enter it to accept the invitation")
 			}
-		} else {
+		case len(acct.Memberships) > 0:
+			// A member elsewhere without a password (an owner bootstrapped
+			// without one): whoever holds the invitation must not choose
+			// the password that would then log in to those memberships.
+			return apierror.Conflict("%s is a member of another organization but has no FlagBridge password yet; "+
+				"an operator must set one (bootstrap --new-key --email %s --password-stdin) before the invitation can be accepted",
+				inv.Email, inv.Email)
+		default:
 			if err := checkPassword(password); err != nil {
 				return err
 			}
@@ -182,7 +191,8 @@ func (s *Service) AcceptInvite(ctx context.Context, token, password string) (*Me
 }
 
 // RemoveMember removes a member from the caller's organization, revoking
-// every key they own and ending their login sessions. Only owners remove
+// every key they own, ending their login sessions and withdrawing the
+// invitations they sent. Only owners remove
 // owners, and the last owner stays.
 func (s *Service) RemoveMember(ctx context.Context, caller *apikey.Record, memberID string) error {
 	return s.update(ctx, func(tx store.Writer) error {
@@ -235,14 +245,20 @@ func (s *Service) RemoveMember(ctx context.Context, caller *apikey.Record, membe
 			}
 			tx.Publish(TopicKeys, []byte(k.ID))
 		}
-		sessions, err := tx.List(colLoginSessions)
+		if err := endSessions(tx, func(sess *LoginSession) bool {
+			return sess.OrgID == m.OrgID && sess.MemberID == m.ID
+		}); err != nil {
+			return err
+		}
+		// Invitations the member sent go with them.
+		invites, err := tx.List(colInvites)
 		if err != nil {
 			return err
 		}
-		for _, it := range sessions {
-			var sess LoginSession
-			if decodeItem(it, &sess) == nil && sess.OrgID == m.OrgID && sess.MemberID == m.ID {
-				if err := tx.Delete(colLoginSessions, it.ID); err != nil {
+		for _, it := range invites {
+			var inv Invite
+			if decodeItem(it, &inv) == nil && inv.OrgID == m.OrgID && inv.InvitedBy == m.ID {
+				if err := tx.Delete(colInvites, it.ID); err != nil {
 					return err
 				}
 			}

@@ -138,7 +138,8 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 				h.fail(w, r, err)
 				return
 			}
-			if !h.allowMember(w, r, s) {
+			// Logging out is never rate limited.
+			if r.URL.Path != "/dashboard/api/logout" && !h.allowMember(w, r, s) {
 				return
 			}
 		}
