@@ -337,6 +337,22 @@ func (s *Service) SweepLoginSessions(ctx context.Context) error {
 	})
 }
 
+// sessionPrincipalPrefix starts the ID of every login session's principal,
+// which no key ID can (they start with "key_").
+const sessionPrincipalPrefix = "session_"
+
+// readOnlyMember is what a member without write rights is told: about their
+// role, since they hold no key.
+var readOnlyMember = apierror.Forbidden("Your role (Member) is read-only; ask an owner or admin of your organization")
+
+// readOnly returns the refusal of a write for caller.
+func readOnly(caller *apikey.Record) error {
+	if strings.HasPrefix(caller.ID, sessionPrincipalPrefix) {
+		return readOnlyMember
+	}
+	return apierror.ReadOnlyKey
+}
+
 // Principal is the key-shaped caller a login session acts as, so that the
 // dashboard goes through exactly the same services and checks as the API:
 // an organization-wide admin principal, with WRITE for owners and admins
@@ -347,7 +363,7 @@ func Principal(sess *LoginSession, m *Member) *apikey.Record {
 		perms, _ = apikey.ParsePermissions([]string{"READ"})
 	}
 	return &apikey.Record{
-		ID: "session_" + m.ID, OrgID: sess.OrgID, Type: apikey.Admin,
+		ID: sessionPrincipalPrefix + m.ID, OrgID: sess.OrgID, Type: apikey.Admin,
 		Permissions: perms, Name: "dashboard session of " + m.Email, OwnerID: m.ID,
 		CreatedAt: sess.CreatedAt,
 	}

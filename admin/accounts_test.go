@@ -796,17 +796,19 @@ func TestPrincipal(t *testing.T) {
 		if l.member.Role != admin.RoleMember || !p.Permissions.Has(apikey.Read) || p.Permissions.Has(apikey.Write) {
 			t.Fatalf("member principal: role %s, permissions %v", l.member.Role, p.Permissions.List())
 		}
+		// A person is told about their role, not about a key they do not hold.
+		memberReadOnly := apierror.Forbidden("Your role (Member) is read-only; ask an owner or admin of your organization")
 		cols := []string{"projects/" + o.id, "keys/" + o.id, "key-digests", "invites", "members/" + o.id}
 		before := e.snap(t, cols...)
 		_, err := e.svc.CreateProject(ctx, p, admin.CreateProjectInput{Slug: "beta"})
-		wantExact(t, err, apierror.ReadOnlyKey)
+		wantExact(t, err, memberReadOnly)
 		_, err = e.svc.CreateKey(ctx, p, "alpha", admin.CreateKeyInput{Name: "ci", Type: "live", Environment: "production", Permissions: []string{"READ"}})
-		wantExact(t, err, apierror.ReadOnlyKey)
+		wantExact(t, err, memberReadOnly)
 		_, err = e.svc.RevokeKey(ctx, p, o.root.ID)
-		wantExact(t, err, apierror.ReadOnlyKey)
-		wantExact(t, e.svc.DeleteProject(ctx, p, "alpha"), apierror.ReadOnlyKey)
+		wantExact(t, err, memberReadOnly)
+		wantExact(t, e.svc.DeleteProject(ctx, p, "alpha"), memberReadOnly)
 		_, _, err = e.svc.InviteMember(ctx, p, admin.InviteInput{Email: "x@example.com", Name: "X"})
-		wantExact(t, err, apierror.ReadOnlyKey)
+		wantExact(t, err, memberReadOnly)
 		if !before.equal(e.snap(t, cols...)) {
 			t.Fatal("a MEMBER's refused writes changed the store")
 		}

@@ -29,7 +29,7 @@ func authorize(caller *apikey.Record, need access, project string) error {
 	switch need {
 	case writeAccess:
 		if !caller.Permissions.Has(apikey.Write) {
-			return apierror.ReadOnlyKey
+			return readOnly(caller)
 		}
 	case readAccess:
 		if !caller.Permissions.Has(apikey.Read) {

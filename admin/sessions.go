@@ -68,7 +68,7 @@ func authorizeSessions(caller *apikey.Record, need access) error {
 		return apierror.WrongKeyType
 	}
 	if need == writeAccess && !caller.Permissions.Has(apikey.Write) {
-		return apierror.ReadOnlyKey
+		return readOnly(caller)
 	}
 	if need == readAccess && !caller.Permissions.Has(apikey.Read) {
 		return apierror.Forbidden("This key lacks the READ permission")

@@ -44,7 +44,7 @@ const (
 	msgCrossSite  = "Cross-site requests are not allowed"
 	msgBadLogin   = "Wrong e-mail address or password"
 	msgLogIn      = "Please log in"
-	msgReadOnly   = "This key is read-only and cannot make changes"
+	msgReadOnly   = "Your role (Member) is read-only; ask an owner or admin of your organization"
 	msgTooManyLog = "Too many login attempts; try again in a few minutes"
 )
 

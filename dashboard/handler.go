@@ -2,6 +2,8 @@ package dashboard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -52,6 +54,10 @@ type Config struct {
 type Handler struct {
 	cfg    Config
 	static http.Handler
+	// etags holds a content digest per embedded file: embedded files have
+	// no modification time, so without it every revalidation would
+	// download the file again.
+	etags  map[string]string
 	routes []endpoint
 }
 
@@ -83,7 +89,7 @@ func New(cfg Config) *Handler {
 	if err != nil {
 		panic(err) // the embedded folder is part of the build
 	}
-	h := &Handler{cfg: cfg, static: http.StripPrefix("/dashboard/", http.FileServer(http.FS(sub)))}
+	h := &Handler{cfg: cfg, static: http.StripPrefix("/dashboard/", http.FileServer(http.FS(sub))), etags: etagsOf(sub)}
 	add := func(method, pattern string, needsSession bool, fn func(*Handler, http.ResponseWriter, *http.Request, *session) error) {
 		h.routes = append(h.routes, endpoint{method, route.Compile(pattern), needsSession, fn})
 	}
@@ -121,6 +127,13 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, clientIP string)
 	// The page itself may be cached only after revalidation, so that a
 	// new build is picked up at once.
 	w.Header().Set("Cache-Control", "no-cache")
+	name := strings.TrimPrefix(path, "/dashboard/")
+	if name == "" {
+		name = "index.html"
+	}
+	if etag, ok := h.etags[name]; ok {
+		w.Header().Set("ETag", etag) // http.FileServer answers If-None-Match from it
+	}
 	h.static.ServeHTTP(w, r)
 }
 
@@ -261,4 +274,22 @@ func withClientIP(ctx context.Context, ip string) context.Context {
 func clientIP(ctx context.Context) string {
 	ip, _ := ctx.Value(clientIPKey{}).(string)
 	return ip
+}
+
+// etagsOf digests every file of fsys.
+func etagsOf(fsys fs.FS) map[string]string {
+	out := map[string]string{}
+	_ = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		out[p] = `"` + hex.EncodeToString(sum[:12]) + `"`
+		return nil
+	})
+	return out
 }

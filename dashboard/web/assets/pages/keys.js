@@ -1,0 +1,233 @@
+// Settings → API Keys: a project's keys; generate, rotate and revoke them.
+// A key's secret is in the answer that created or rotated it and nowhere
+// else: it is shown once in a dialog, and closing the dialog forgets it.
+
+import { del, get, post, v1 } from '../api.js';
+import { append, h, replace, time, uid } from '../dom.js';
+import { remember } from '../prefs.js';
+import {
+  badge, button, confirm, dialog, empty, field, loading, pageHeader, secret, select, table, toast,
+} from '../ui.js';
+import { loadFailed, noProjects, pickProject, projectSelect, readOnlyBanner } from './common.js';
+
+const TYPES = [
+  { value: 'live', label: 'Live', text: 'Evaluates flags in one environment: servers and apps.' },
+  { value: 'test', label: 'Test', text: 'Evaluates flags and runs testing sessions: CI.' },
+  { value: 'admin', label: 'Admin', text: 'Manages the project’s flags, environments and keys.' },
+];
+const TYPE_BADGE = { live: 'success', test: 'warning', admin: 'accent' };
+const STATUS_BADGE = { active: 'success', expired: 'warning', revoked: 'danger' };
+const EXPIRY = [
+  { value: '', label: 'No expiry' },
+  { value: '7d', label: '7 days' },
+  { value: '30d', label: '30 days' },
+  { value: '90d', label: '90 days' },
+  { value: '365d', label: '365 days' },
+];
+const GRACE = [
+  { value: '', label: 'Immediately: the current secret stops working now' },
+  { value: '1h', label: 'After 1 hour' },
+  { value: '24h', label: 'After 24 hours' },
+  { value: '7d', label: 'After 7 days' },
+];
+
+export async function render(root, ctx) {
+  const newKey = button('Generate New Key', { kind: 'primary', id: 'new-key', disabled: true });
+  append(root, [
+    pageHeader('API Keys', 'Keys let your applications evaluate flags and let tools manage FlagBridge. Each key belongs to one project.', newKey),
+    readOnlyBanner(ctx.session, 'generating, rotating and revoking keys'),
+  ]);
+  const body = h('div', { class: 'page-body' }, loading('Loading projects…'));
+  root.append(body);
+
+  let projects;
+  try {
+    projects = (await get(v1('projects'))).data;
+  } catch (err) {
+    replace(body, loadFailed('projects', err, () => ctx.navigate(location.hash)));
+    return;
+  }
+  if (projects.length === 0) {
+    replace(body, noProjects('API keys'));
+    return;
+  }
+
+  let project = pickProject(projects, ctx.query);
+  let envs = [];
+  const list = h('div', { class: 'card', id: 'keys-list', 'aria-live': 'polite' });
+  const toolbar = h('div', { class: 'toolbar' }, projectSelect(projects, project, (p) => {
+    project = p;
+    ctx.setQuery({ project });
+    load();
+  }));
+  replace(body, toolbar, list);
+  ctx.setQuery({ project });
+  remember('project', project);
+
+  async function load() {
+    const wanted = project;
+    newKey.disabled = true;
+    replace(list, loading('Loading keys…'));
+    let keys;
+    try {
+      const [k, e] = await Promise.all([
+        get(v1('projects', project, 'api-keys')),
+        get(v1('projects', project, 'environments')),
+      ]);
+      keys = k.data;
+      envs = e.data;
+    } catch (err) {
+      if (wanted === project) replace(list, loadFailed('the keys', err, load));
+      return;
+    }
+    if (wanted !== project) return; // another project was picked meanwhile
+    newKey.disabled = false;
+    if (keys.length === 0) {
+      replace(list, empty('No keys yet',
+        'Generate a key for each application or pipeline that talks to FlagBridge.',
+        button('Generate New Key', { kind: 'primary', onClick: () => create() })));
+      return;
+    }
+    // Active keys first, newest first.
+    keys.sort((a, b) => (b.status === 'active') - (a.status === 'active') || b.created_at.localeCompare(a.created_at));
+    replace(list, table(`API keys of project ${project}`,
+      ['Name and key', 'Type', 'Permissions', 'Environment', 'Created', 'Expires', 'Last used', 'Status', h('span', { class: 'visually-hidden' }, 'Actions')],
+      keys.map(row), { className: 'keys-table' }));
+  }
+
+  function row(k) {
+    const active = k.status === 'active';
+    const actions = active ? [
+      button('Rotate', { kind: 'secondary', small: true, 'aria-label': `Rotate key ${k.name}`, onClick: () => rotate(k), className: 'rotate-key' }),
+      button('Revoke', { kind: 'danger-ghost', small: true, 'aria-label': `Revoke key ${k.name}`, onClick: () => revoke(k), className: 'revoke-key' }),
+    ] : null;
+    return h('tr', { dataset: { keyId: k.id, keyName: k.name } },
+      h('td', { class: 'cell-name' },
+        h('span', { class: 'cell-strong' }, k.name),
+        h('span', { class: 'key-hint', title: 'The key’s first and last characters' }, k.hint)),
+      h('td', {}, badge(label(k.type), TYPE_BADGE[k.type])),
+      h('td', {}, h('span', { class: 'perm-list' }, (k.permissions || []).map((p) => badge(p, 'neutral')))),
+      h('td', {}, k.environment ? h('code', {}, k.environment) : h('span', { class: 'muted' }, 'All')),
+      h('td', {}, time(k.created_at, { dateOnly: true })),
+      h('td', {}, k.expires_at ? time(k.expires_at, { dateOnly: true }) : h('span', { class: 'muted' }, 'Never')),
+      h('td', {}, k.last_used_at ? time(k.last_used_at, { rel: true }) : h('span', { class: 'muted' }, 'Never')),
+      h('td', {},
+        badge(label(k.status), STATUS_BADGE[k.status] || 'neutral'),
+        k.previous_key_valid_until
+          ? h('span', { class: 'cell-note' }, 'previous secret until ', time(k.previous_key_valid_until))
+          : k.rotated_at && h('span', { class: 'cell-note' }, 'rotated ', time(k.rotated_at, { rel: true }))),
+      h('td', { class: 'cell-actions' }, actions || h('span', { class: 'muted' }, '—')));
+  }
+
+  async function create() {
+    const name = h('input', { id: 'key-name', type: 'text', required: true, maxlength: '100', placeholder: 'e.g. Production web server', autocomplete: 'off' });
+    const typeName = uid('key-type');
+    const radios = TYPES.map((t) => h('input', { type: 'radio', name: typeName, value: t.value, id: `key-type-${t.value}`, checked: t.value === 'live' }));
+    const read = h('input', { type: 'checkbox', id: 'key-perm-read', value: 'READ', checked: true });
+    const write = h('input', { type: 'checkbox', id: 'key-perm-write', value: 'WRITE' });
+    let permsTouched = false;
+    read.addEventListener('change', () => { permsTouched = true; });
+    write.addEventListener('change', () => { permsTouched = true; });
+    const env = select(envs.map((e) => ({ value: e.slug, label: e.name && e.name !== e.slug ? `${e.name} (${e.slug})` : e.slug })),
+      envs.some((e) => e.slug === 'production') ? 'production' : envs[0]?.slug, { id: 'key-environment', required: true });
+    const envField = field('Environment', env);
+    const expiry = select(EXPIRY, '', { id: 'key-expiry' });
+    const typeOf = () => radios.find((r) => r.checked).value;
+    const onType = () => {
+      const t = typeOf();
+      envField.hidden = t === 'admin';
+      env.disabled = t === 'admin';
+      if (!permsTouched) write.checked = t !== 'live';
+    };
+    radios.forEach((r) => r.addEventListener('change', onType));
+    onType();
+
+    const created = await dialog({
+      id: 'new-key-dialog',
+      title: 'Generate a new API key',
+      intro: `The key belongs to project ${project}.`,
+      submitLabel: 'Create key',
+      busyLabel: 'Creating…',
+      wide: true,
+      body: [
+        field('Descriptive name', name, 'Say where the key is used, so that you know what breaks if you revoke it.'),
+        h('fieldset', { class: 'fieldset choice-grid choice-grid-3' },
+          h('legend', {}, 'Type'),
+          TYPES.map((t, i) => h('label', { class: 'choice', for: radios[i].id }, radios[i],
+            h('span', {}, h('strong', {}, t.label), h('span', { class: 'choice-text' }, t.text))))),
+        h('fieldset', { class: 'fieldset choice-grid choice-grid-2' },
+          h('legend', {}, 'Permissions'),
+          h('label', { class: 'choice', for: read.id }, read,
+            h('span', {}, h('strong', {}, 'READ'), h('span', { class: 'choice-text' }, 'Evaluate flags and read settings.'))),
+          h('label', { class: 'choice', for: write.id }, write,
+            h('span', {}, h('strong', {}, 'WRITE'), h('span', { class: 'choice-text' }, 'Make changes: testing sessions (test keys), everything (admin keys).')))),
+        h('div', { class: 'field-row' }, envField, field('Expires after', expiry)),
+      ],
+      onSubmit: async () => {
+        const permissions = [read, write].filter((c) => c.checked).map((c) => c.value);
+        if (permissions.length === 0) throw new Error('Choose at least one permission.');
+        const t = typeOf();
+        const input = { name: name.value.trim(), type: t, permissions };
+        if (t !== 'admin') input.environment = env.value;
+        if (expiry.value) input.expires_in = expiry.value;
+        return post(v1('projects', project, 'api-keys'), input);
+      },
+    });
+    if (!created) return;
+    load();
+    await secret({
+      title: 'Your new API key',
+      label: `API key “${created.name}”`,
+      value: created.key,
+      lead: `A ${label(created.type).toLowerCase()} key${created.environment ? ` for ${created.environment}` : ''} of project ${project}, with ${created.permissions.join(' and ')}.`,
+      warning: 'This is the only time FlagBridge shows this key: it keeps only a digest, so the key cannot be shown again. If you lose it, rotate it.',
+    });
+  }
+
+  async function rotate(k) {
+    const grace = select(GRACE, '', { id: 'rotate-grace' });
+    const rotated = await dialog({
+      id: 'rotate-key-dialog',
+      title: `Rotate “${k.name}”`,
+      intro: 'Rotating gives the key a new secret. Its name, type and permissions stay the same.',
+      submitLabel: 'Rotate key',
+      busyLabel: 'Rotating…',
+      kind: 'danger',
+      body: [field('The current secret stops working', grace, 'A grace period lets you deploy the new secret before the old one stops.')],
+      onSubmit: () => post(v1('api-keys', k.id, 'rotate'), grace.value ? { grace_period: grace.value } : {}),
+    });
+    if (!rotated) return;
+    load();
+    await secret({
+      title: 'Your rotated API key',
+      label: `New secret of “${rotated.name}”`,
+      value: rotated.key,
+      lead: rotated.previous_key_valid_until ? null : 'The previous secret has stopped working.',
+      warning: 'This is the only time FlagBridge shows this secret. If you lose it, rotate the key again.',
+      details: rotated.previous_key_valid_until
+        ? h('p', { class: 'modal-intro' }, 'The previous secret keeps working until ', time(rotated.previous_key_valid_until), '.')
+        : null,
+    });
+  }
+
+  async function revoke(k) {
+    const done = await confirm({
+      id: 'revoke-key-dialog',
+      title: `Revoke “${k.name}”?`,
+      message: 'Applications using this key are refused from now on. This cannot be undone.',
+      confirmLabel: 'Revoke key',
+      busyLabel: 'Revoking…',
+      onConfirm: () => del(v1('api-keys', k.id)),
+    });
+    if (!done) return;
+    toast(`Key “${k.name}” revoked`);
+    load();
+  }
+
+  newKey.addEventListener('click', () => create());
+  await load();
+}
+
+function label(s) {
+  return s ? s.charAt(0).toUpperCase() + s.slice(1) : '';
+}
