@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -168,10 +170,25 @@ func (d *dashboard) click(ctx context.Context, sel string) {
 	d.run(ctx, "clicking "+sel, chromedp.WaitEnabled(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
-// typeInto types text into the input sel, as a person would.
+// typeInto types text into the input sel, as a person would: it empties
+// and focuses the field, then inserts the text through the browser's input
+// pipeline (input events included). chromedp.SendKeys is avoided: in
+// v0.23 it reads the node's attributes without holding the node's lock,
+// which the race detector rightly reports while the page changes them.
 func (d *dashboard) typeInto(ctx context.Context, sel, text string) {
 	d.t.Helper()
-	d.run(ctx, "typing into "+sel, chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text, chromedp.NodeVisible))
+	q, _ := json.Marshal(sel)
+	empty := `(el => { el.value = ""; el.dispatchEvent(new Event("input", {bubbles: true})); el.focus(); return true; })(document.querySelector(` + string(q) + `))`
+	d.run(ctx, "typing into "+sel,
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			if _, err := chromedp.Evaluate[bool](empty)(ctx, t); err != nil {
+				return chromedp.Void{}, err
+			}
+			_, err := cdp.Call(ctx, t, input.InsertText, input.InsertTextParams{Text: text})
+			return chromedp.Void{}, err
+		},
+	)
 }
 
 // goTo switches the app to a route (#/keys?...) and waits for its page.
