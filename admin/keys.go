@@ -268,30 +268,10 @@ func (s *Service) ListKeys(ctx context.Context, caller *apikey.Record, project s
 	if err := authorize(caller, readAccess, project); err != nil {
 		return nil, err
 	}
-	var out []Key
-	err := s.view(ctx, func(r store.Reader) error {
+	return s.listKeysWhere(ctx, caller, func(r store.Reader) error {
 		var p Project
-		if err := mustGetProject(r, caller.OrgID, project, &p); err != nil {
-			return err
-		}
-		recs, err := listJSON[apikey.Record](r, colKeys(caller.OrgID))
-		if err != nil {
-			return err
-		}
-		for i := range recs {
-			if recs[i].Project != project {
-				continue
-			}
-			k, err := withUse(r, &recs[i])
-			if err != nil {
-				return err
-			}
-			out = append(out, k)
-		}
-		return nil
-	})
-	sortKeys(out)
-	return out, err
+		return mustGetProject(r, caller.OrgID, project, &p)
+	}, func(k *apikey.Record) bool { return k.Project == project })
 }
 
 // ListVisibleKeys returns every key of the caller's organization that the
@@ -302,14 +282,26 @@ func (s *Service) ListVisibleKeys(ctx context.Context, caller *apikey.Record) ([
 	if err := authorize(caller, readAccess, ""); err != nil {
 		return nil, err
 	}
+	return s.listKeysWhere(ctx, caller, nil, func(k *apikey.Record) bool { return mayManage(caller, k) == nil })
+}
+
+// listKeysWhere lists the caller's organization's keys that keep selects,
+// with their last use, oldest first, after check (if any) passes in the
+// same view.
+func (s *Service) listKeysWhere(ctx context.Context, caller *apikey.Record, check func(store.Reader) error, keep func(*apikey.Record) bool) ([]Key, error) {
 	var out []Key
 	err := s.view(ctx, func(r store.Reader) error {
+		if check != nil {
+			if err := check(r); err != nil {
+				return err
+			}
+		}
 		recs, err := listJSON[apikey.Record](r, colKeys(caller.OrgID))
 		if err != nil {
 			return err
 		}
 		for i := range recs {
-			if mayManage(caller, &recs[i]) != nil {
+			if !keep(&recs[i]) {
 				continue
 			}
 			k, err := withUse(r, &recs[i])

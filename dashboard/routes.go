@@ -92,18 +92,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, _ *session) erro
 	if err := h.loginAllowed(w, r, in.Email); err != nil {
 		return err
 	}
-	token, login, m, err := h.cfg.Admin.Login(r.Context(), in.Email, in.Password, "")
-	if err != nil {
-		return err
-	}
-	s := &session{token: token, login: login, member: m, principal: admin.Principal(login, m)}
-	v, err := h.sessionView(r.Context(), s)
-	if err != nil {
-		return err
-	}
-	setSessionCookie(w, token)
-	apierror.WriteJSON(w, http.StatusOK, v)
-	return nil
+	return h.loginAs(w, r, in.Email, in.Password, "")
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -148,7 +137,8 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request, _ *sessio
 	return h.loginAs(w, r, inv.Email, in.Password, inv.OrgID)
 }
 
-// loginAs logs in to the organization just joined.
+// loginAs logs in, to organization org if the account belongs to it (after
+// accepting an invitation), and answers with the session.
 func (h *Handler) loginAs(w http.ResponseWriter, r *http.Request, email, password, org string) error {
 	token, login, m, err := h.cfg.Admin.Login(r.Context(), email, password, org)
 	if err != nil {
