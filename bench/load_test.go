@@ -1,0 +1,356 @@
+//go:build bench
+
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/internal/testenv"
+)
+
+var (
+	duration = flag.Duration("bench.duration", 10*time.Second, "how long each scenario runs")
+	conns    = flag.Int("bench.conns", 32, "keep-alive connections (and goroutines) driving each scenario")
+	manyKeys = flag.Int("bench.keys", 10000, "distinct live keys in the rotation scenario")
+)
+
+// result is one scenario's measurement.
+type result struct {
+	name        string
+	requests    int64
+	errors      int64
+	elapsed     time.Duration
+	latencies   []time.Duration
+	redisCmds   int64
+	baseline    *result
+	unexpected  map[int]int64
+	description string
+}
+
+func (r *result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+func (r *result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.latencies)-1) * p)
+	return r.latencies[i]
+}
+
+// request builds one request of a scenario; i numbers them per connection.
+type request func(i int) (*http.Request, int)
+
+// drive runs a scenario: conns goroutines, each with its own keep-alive
+// HTTP/1.1 connection (as wrk does), for the duration, counting a response
+// with another status than wanted as an error. rate > 0 paces the total
+// load to that many requests a second.
+func drive(t *testing.T, name string, client *http.Client, build request, rate float64, rc *redis.Client) *result {
+	t.Helper()
+	before := redisCalls(t, rc)
+	var (
+		wg       sync.WaitGroup
+		requests atomic.Int64
+		errs     atomic.Int64
+		mu       sync.Mutex
+		lats     []time.Duration
+		wrong    = map[int]int64{}
+	)
+	deadline := time.Now().Add(*duration)
+	start := time.Now()
+	for c := 0; c < *conns; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<16)
+			var interval time.Duration
+			if rate > 0 {
+				interval = time.Duration(float64(*conns) / rate * float64(time.Second))
+			}
+			next := time.Now()
+			for i := c; time.Now().Before(deadline); i += *conns {
+				if interval > 0 {
+					next = next.Add(interval)
+					if d := time.Until(next); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				req, want := build(i)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				local = append(local, time.Since(t0))
+				requests.Add(1)
+				if err != nil || resp.StatusCode != want {
+					errs.Add(1)
+					mu.Lock()
+					if err != nil {
+						wrong[-1]++
+					} else {
+						wrong[resp.StatusCode]++
+					}
+					mu.Unlock()
+				}
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		}(c)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	r := &result{name: name, requests: requests.Load(), errors: errs.Load(), elapsed: elapsed, latencies: lats, unexpected: wrong}
+	if rc != nil {
+		r.redisCmds = redisCalls(t, rc) - before
+	}
+	return r
+}
+
+// scriptInner are commands FlagBridge sends only from inside its Lua
+// scripts: Redis counts them in commandstats too, but they cost no round
+// trip, so they are left out (the script call itself counts).
+var scriptInner = map[string]bool{"cmdstat_get": true, "cmdstat_set": true, "cmdstat_time": true, "cmdstat_info": true}
+
+// redisCalls is the total of Redis's own per-command call counters: the
+// commands clients sent, leaving out the ones run inside scripts and INFO
+// (which the harness itself sends).
+func redisCalls(t *testing.T, rc *redis.Client) int64 {
+	if rc == nil {
+		return 0
+	}
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok || scriptInner[name] {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		total += n
+	}
+	return total
+}
+
+// client is an HTTP/1.1 keep-alive client trusting one instance's CA.
+func client(c *testenv.Caddy) *http.Client {
+	base := c.Client().Transport.(*http.Transport)
+	tr := &http.Transport{
+		TLSClientConfig:     base.TLSClientConfig.Clone(),
+		MaxIdleConnsPerHost: *conns,
+		MaxConnsPerHost:     *conns,
+		// HTTP/1.1 with one request in flight per connection, as wrk does.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func post(url, key, body string) *http.Request {
+	req, _ := http.NewRequest("POST", url, bytes.NewBufferString(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+func get(url, key string) *http.Request {
+	req, _ := http.NewRequest("GET", url, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	return req
+}
+
+const benchFlags = `{"flags": {
+  "static-flag": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+  "targeted-flag": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+    "targeting": {"if": [{"and": [{"==": [{"var": "plan"}, "pro"]}, {"in": [{"var": "country"}, ["DE", "FR", "NL"]]},
+      {"sem_ver": [{"var": "version"}, ">=", "2.0.0"]}]}, "on", null]}}
+}}`
+
+// instance is one FlagBridge under test with its keys.
+type instance struct {
+	c     *testenv.Caddy
+	http  *http.Client
+	admin string
+	live  string
+	test  string
+	many  []string
+}
+
+// setUp starts an instance with the given storage line, creates a project,
+// flags and keys.
+func setUp(t *testing.T, storage string, nKeys int) *instance {
+	t.Helper()
+	c := testenv.NewCaddy(t, testenv.CaddyOptions{
+		Global: fmt.Sprintf("\tflagbridge {\n%s\t\trate_limit live 1000000000/1m\n\t\trate_limit admin 1000000000/1m\n\t\trate_limit test 100/1m\n\t\trate_limit unauthenticated 60/1m\n\t}", storage),
+		Site: `handle /bench/* {
+		flagbridge_auth {
+			require live
+		}
+		respond "ok" 200
+	}
+	handle {
+		flagbridge_auth
+		flagbridge_api
+	}`,
+	}).Start()
+	out := c.Run("flagbridge", "bootstrap", "--config", c.Config, "--adapter", "caddyfile", "--email", "bench@example.com", "--name", "Bench", "--quiet")
+	in := &instance{c: c, http: client(c), admin: strings.TrimSpace(out)}
+	must := func(req *http.Request, want int) map[string]any {
+		resp, err := in.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, b)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return m
+	}
+	must(post(c.URL("/v1/projects"), in.admin, `{"slug":"bench"}`), 201)
+	put, _ := http.NewRequest("PUT", c.URL("/v1/projects/bench/environments/production/flags"), strings.NewReader(benchFlags))
+	put.Header.Set("Authorization", "Bearer "+in.admin)
+	must(put, 200)
+	in.live = must(post(c.URL("/v1/projects/bench/api-keys"), in.admin, `{"name":"live","type":"live","environment":"production"}`), 201)["key"].(string)
+	in.test = must(post(c.URL("/v1/projects/bench/api-keys"), in.admin, `{"name":"flood","type":"test","environment":"production"}`), 201)["key"].(string)
+	if nKeys > 0 {
+		in.many = make([]string, nKeys)
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= nKeys {
+						return
+					}
+					in.many[i] = must(post(c.URL("/v1/projects/bench/api-keys"), in.admin,
+						fmt.Sprintf(`{"name":"k%d","type":"live","environment":"production"}`, i)), 201)["key"].(string)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	return in
+}
+
+func TestLoad(t *testing.T) {
+	r := testenv.StartRedis(t)
+	rc := r.Client()
+	redisStorage := fmt.Sprintf("\t\tstorage %s\n", r.URL())
+
+	base := testenv.NewCaddy(t, testenv.CaddyOptions{Site: `respond "ok" 200`}).Start()
+	fb := setUp(t, redisStorage, *manyKeys)
+	embedded := setUp(t, "", *manyKeys)
+	t.Logf("set up; running each scenario for %v with %d connections", *duration, *conns)
+
+	evalStatic := `{"flag":"static-flag","context":{"targetingKey":"user-42"}}`
+	evalTargeted := `{"flag":"targeted-flag","context":{"targetingKey":"user-42","plan":"pro","country":"DE","version":"2.3.1",` +
+		`"a1":1,"a2":2,"a3":3,"a4":4,"a5":5,"a6":6}}`
+	forged := make([]string, 4096)
+	for i := range forged {
+		forged[i], _ = apikey.Generate(apikey.Live)
+	}
+	var results []*result
+	add := func(res *result, desc string) *result {
+		res.description = desc
+		results = append(results, res)
+		t.Logf("%-34s %8.0f req/s  p99 %v  errors %d", res.name, res.rps(), res.percentile(0.99), res.errors)
+		return res
+	}
+	baseHTTP := client(base)
+	a := add(drive(t, "(a) baseline respond", baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
+		"Caddy alone, static respond")
+	add(drive(t, "(b) auth + Redis limiter + respond", fb.http, func(int) (*http.Request, int) {
+		return get(fb.c.URL("/bench/x"), fb.live), 200
+	}, 0, rc), "flagbridge_auth (require live) in front of respond")
+	add(drive(t, "(c) POST /v1/evaluate, static", fb.http, func(int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
+	}, 0, rc), "full path, live key, static flag")
+	add(drive(t, "(d) POST /v1/evaluate, targeting", fb.http, func(int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.live, evalTargeted), 200
+	}, 0, rc), "a rule over a 10-attribute context")
+	add(drive(t, "(e) 10,000 keys in rotation", fb.http, func(i int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.many[i%len(fb.many)], evalStatic), 200
+	}, 0, rc), "distinct live keys, round robin")
+	add(drive(t, "(f) forged keys flood", fb.http, func(i int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), forged[i%len(forged)], evalStatic), 429
+	}, 0, rc), "valid checksums, unknown keys, one client address")
+	add(drive(t, "(g) one key far over its limit", fb.http, func(int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.test, evalStatic), 429
+	}, 0, rc), "a test key limited to 100/min")
+	add(drive(t, "(c) embedded store", embedded.http, func(int) (*http.Request, int) {
+		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
+	}, 0, nil), "as (c), on the embedded store")
+	add(drive(t, "(e) embedded store", embedded.http, func(i int) (*http.Request, int) {
+		return post(embedded.c.URL("/v1/evaluate"), embedded.many[i%len(embedded.many)], evalStatic), 200
+	}, 0, nil), "as (e), on the embedded store")
+
+	// Added latency at half the baseline's peak rate.
+	half := a.rps() / 2
+	baseHalf := add(drive(t, "(a) at half peak", baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, half, nil),
+		fmt.Sprintf("paced at %.0f req/s", half))
+	authHalf := add(drive(t, "(b) at half peak", fb.http, func(int) (*http.Request, int) {
+		return get(fb.c.URL("/bench/x"), fb.live), 200
+	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
+	evalHalf := add(drive(t, "(c) at half peak", fb.http, func(int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
+	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
+
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "scenario\treq/s\tp50\tp99\tp99.9\terrors\tvs (a)\tRedis cmds/req\t\n")
+	for _, r := range results {
+		cmds := "-"
+		if r.redisCmds > 0 || strings.Contains(r.name, "(f)") || strings.Contains(r.name, "(g)") || strings.Contains(r.name, "(b)") {
+			cmds = fmt.Sprintf("%.3f", float64(r.redisCmds)/float64(max(r.requests, 1)))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%.2f\t%s\t\n", r.name, r.rps(),
+			r.percentile(0.50).Round(time.Microsecond), r.percentile(0.99).Round(time.Microsecond),
+			r.percentile(0.999).Round(time.Microsecond), r.errors, r.rps()/a.rps(), cmds)
+	}
+	tw.Flush()
+	fmt.Fprintf(&buf, "\nadded p99 at half of the baseline's peak (%.0f req/s): auth %v, evaluate %v\n", half,
+		(authHalf.percentile(0.99) - baseHalf.percentile(0.99)).Round(time.Microsecond),
+		(evalHalf.percentile(0.99) - baseHalf.percentile(0.99)).Round(time.Microsecond))
+	fmt.Fprintf(&buf, "machine: %d CPUs (%s/%s), %s, %d connections, %v per scenario\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), *conns, *duration)
+	for _, r := range results {
+		if len(r.unexpected) > 0 {
+			fmt.Fprintf(&buf, "%s: unexpected answers %v (-1: transport error)\n", r.name, r.unexpected)
+		}
+	}
+	fmt.Fprint(os.Stdout, "\n"+buf.String())
+}
