@@ -80,7 +80,15 @@ func (c *core) open() (*openCore, error) {
 	}
 	var limiter ratelimit.Limiter
 	if rs, ok := st.(*store.RedisStore); ok {
-		limiter = ratelimit.NewRedis(rs.Client(), rs.Prefix())
+		// Concurrent checks of a key share one round trip, checks of
+		// different keys share pipelines, and an empty bucket is refused
+		// locally until it can admit again: exact, and far cheaper than one
+		// script call per request.
+		timeout := c.opts.Timeout
+		if timeout <= 0 {
+			timeout = edge.DefaultConfig().Timeout
+		}
+		limiter = ratelimit.NewBatchingRedis(rs.Client(), rs.Prefix(), ratelimit.BatchingOptions{Timeout: timeout})
 	} else {
 		limiter = ratelimit.NewMemory()
 	}
@@ -180,5 +188,8 @@ func (c *core) Destruct() error {
 	close(o.stop)
 	o.done.Wait()
 	o.unsubscribe()
+	if closer, ok := o.limiter.(interface{ Close() error }); ok {
+		_ = closer.Close()
+	}
 	return o.store.Close()
 }

@@ -1,5 +1,29 @@
 package ratelimit
 
+import (
+	"context"
+	"time"
+)
+
 // SetMinSweep lowers m's per-shard sweep threshold, so that a test can watch
 // call-driven sweeping with a few thousand keys instead of 64 × 1024.
 func SetMinSweep(m *MemoryLimiter, n int) { m.minSweep = n }
+
+// BatchingAllowN runs l's script once, admitting at most n requests from
+// key's bucket, so that a test can check the script's arithmetic directly.
+func BatchingAllowN(ctx context.Context, l *BatchingRedisLimiter, key string, limit Limit, n int) (admitted, remaining int, retryAfter, resetAfter time.Duration, err error) {
+	emission, _, err := limit.gcra()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	cmd := allowAtMostScript.Run(ctx, l.client, []string{l.keyPrefix + key + "}"}, emission, limit.burst(), n)
+	a, r, retry, reset, err := parseScriptResult(cmd)
+	return a, r, time.Duration(retry), time.Duration(reset), err
+}
+
+// BatchingLen returns the number of buckets l holds state for.
+func BatchingLen(l *BatchingRedisLimiter) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}

@@ -1,5 +1,5 @@
 // Package ratelimit holds FlagBridge's rate-limit semantics, in one place:
-// the algorithm, its two implementations (Redis-backed and in-process) and
+// the algorithm, its implementations (two Redis-backed, one in-process) and
 // the X-RateLimit-* headers that report it.
 //
 // # Semantics
@@ -17,9 +17,23 @@
 // right now, RetryAfter (on refusal) how long until the next one would be,
 // and ResetAfter how long until the bucket is full again.
 //
-// The Redis limiter runs redis_rate's script (one round trip, atomic, shared
-// by every instance); the in-process limiter runs the same arithmetic on a
-// local clock so that the embedded backend behaves identically.
+// # Implementations
+//
+// All three pass the same conformance suite (package limitertest):
+//
+//   - [RedisLimiter] runs redis_rate's script: one atomic round trip per
+//     request, on the Redis server's clock, shared by every instance. It is
+//     the simple reference.
+//   - [BatchingRedisLimiter] gives the same answers, as exactly, with less
+//     Redis work per request: concurrent checks of one bucket go to Redis as
+//     one "admit at most n" script run and are answered as if made one after
+//     another; checks of different buckets share pipelines, with a bounded
+//     number of round trips in flight; and a bucket Redis reported empty is
+//     refused locally until GCRA could admit again. It runs FlagBridge's own
+//     script, in exact integer nanoseconds, on the buckets RedisLimiter uses
+//     (same keys, same stored format), so the two can share a fleet.
+//   - [MemoryLimiter] runs the same arithmetic on a local clock, so that the
+//     embedded backend behaves identically on a single instance.
 package ratelimit
 
 import (

@@ -181,17 +181,11 @@ func TestRedisDownFailsFast(t *testing.T) {
 	})
 }
 
+// BenchmarkRedisAllow is the reference for BenchmarkBatchingRedisAllow:
+// one script run and one round trip per call.
 func BenchmarkRedisAllow(b *testing.B) {
-	l := ratelimit.NewRedis(testenv.StartRedis(b).Client(), testenv.UniquePrefix(b))
-	lim := ratelimit.PerMinute(1 << 30)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := l.Allow(context.Background(), "hot", lim); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	benchLimiters(b, func(_ *testing.B, c redis.UniversalClient, prefix string) ratelimit.Limiter {
+		return ratelimit.NewRedis(c, prefix)
 	})
 }
 

@@ -1,0 +1,689 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrClosed is returned by [BatchingRedisLimiter.Allow] once the limiter is
+// closed, including to calls that were still waiting for Redis.
+var ErrClosed = errors.New("ratelimit: limiter closed")
+
+// Defaults of [BatchingOptions].
+const (
+	DefaultMaxInFlight    = 2
+	DefaultMaxKeysPerTrip = 512
+)
+
+const (
+	// sweepEvery is how often settle looks for expired deny entries.
+	sweepEvery = time.Second
+	// batchShrinkMin is the peak size from which an emptied bucket map is
+	// reallocated (see shrinkMin).
+	batchShrinkMin = 1024
+)
+
+// BatchingOptions tune a [BatchingRedisLimiter]. The zero value is the
+// default.
+type BatchingOptions struct {
+	// MaxInFlight is the most round trips to Redis in flight at once
+	// (default DefaultMaxInFlight). Checks that arrive while all are busy
+	// wait and go together in the next one, so this bounds both the
+	// connections used and the Redis work per request: under load, fewer
+	// round trips in flight means larger, cheaper batches; when idle, a
+	// check still leaves at once.
+	MaxInFlight int
+	// MaxKeysPerTrip caps the buckets checked in one pipeline (default
+	// DefaultMaxKeysPerTrip), so that one round trip's reply stays small and
+	// a burst of keys is spread over the round trips in flight.
+	MaxKeysPerTrip int
+	// Timeout bounds each round trip, if positive. Like every deadline it
+	// takes effect only if the client has ContextTimeoutEnabled; otherwise
+	// the client's own read and write timeouts bound it. Callers are
+	// bounded by their own ctx either way.
+	Timeout time.Duration
+}
+
+// BatchingRedisLimiter is a Limiter shared by every FlagBridge instance, as
+// exact as [RedisLimiter] but with far less Redis work per request under
+// load. Every answer still comes from the bucket's state in Redis (or, for
+// refusals, from what Redis last said of it), with three economies:
+//
+//   - Coalescing: while a check of bucket K is in flight, further checks of K
+//     wait; when it returns, all of them go to Redis as one "admit at most n"
+//     run of the GCRA script. The script admits k of the n (as many as the
+//     bucket holds, never more) and the waiters get the answers they would
+//     have had one after another, in arrival order: the first k admitted,
+//     the i-th (from 0) with Remaining = r + (k-1-i) and ResetAfter = R -
+//     (k-1-i) × Period/Rate, where r and R are the bucket's after the batch;
+//     the rest refused, with Remaining 0, ResetAfter R and the RetryAfter of
+//     the next request. A hot key thus costs one script run per round trip,
+//     not one per request.
+//   - Pipelining: checks of different buckets that wait at the same time go
+//     in one pipeline (one EVALSHA per bucket), with at most
+//     [BatchingOptions.MaxInFlight] round trips in flight. No check waits
+//     for a timer: one that finds nothing else waiting and a round trip free
+//     is sent at once, from the caller's own goroutine; the others wait at
+//     most for a round trip in flight to end, and then go together.
+//   - Deny cache: once Redis reports bucket K empty, with the next request
+//     admissible after d, further checks of K under the same Limit, those
+//     already waiting included, are refused locally until d has passed, with
+//     Remaining 0 and RetryAfter and ResetAfter counting down. GCRA can
+//     admit nothing from K before then, whatever other instances do, since
+//     they can only push K's state later; and d is counted from when the
+//     check was sent, which is no later than when Redis ran it, so the cache
+//     never refuses what Redis would have admitted. (The RetryAfter it
+//     reports counts from when the answer arrived, so that, like
+//     RedisLimiter's, it is never early.) A check under another Limit (a
+//     configuration reload) bypasses it.
+//
+// The admissions, across all instances, are therefore exactly those of the
+// same requests applied one at a time to the shared bucket in the order
+// Redis ran them: the limit is exact, not approximated by local quotas.
+// Results are on Redis's clock, like RedisLimiter's; the deny cache's on the
+// local monotonic clock. An admin DEL of a bucket is not seen by a deny
+// entry already made, which then refuses until it expires (at most one
+// emission interval, Period/Rate, from a bucket emptied by requests).
+//
+// Buckets live under the key RedisLimiter uses, "rate:<prefix>:rl:{<key>}",
+// in the same format, so that the two limiters share buckets (see
+// allowAtMostScript). The braces are a Redis Cluster hash tag: on a
+// ClusterClient a pipeline is split per node by go-redis.
+//
+// Cancellation: a caller whose ctx ends while its check waits, or travels
+// in a batch, returns ctx.Err() at once (or its answer, if that has already
+// arrived), without affecting the other callers. If its check had not been
+// sent it is dropped and costs nothing; once sent it is counted, as Redis
+// has already spent it, and the caller just does not see the answer. A
+// check sent alone from the caller's own goroutine runs under the caller's
+// ctx, exactly like a RedisLimiter call: it is then bounded by ctx only if
+// the client has ContextTimeoutEnabled.
+//
+// Errors: a failed round trip fails every check it carried, with the error
+// wrapped and a zero Result (failing open or closed is the caller's
+// policy); checks waiting behind it go in the next round trip, so none
+// waits for more than the client's timeouts allow. Like any go-redis call, a
+// round trip that timed out after Redis ran it may be retried by the client
+// and its requests counted twice, which can only refuse more, never admit
+// more; a client with MaxRetries -1 rules that out.
+//
+// A BatchingRedisLimiter runs MaxInFlight goroutines until
+// [BatchingRedisLimiter.Close]. It is safe for concurrent use; build one
+// with [NewBatchingRedis].
+type BatchingRedisLimiter struct {
+	client         redis.UniversalClient
+	keyPrefix      string // "rate:<prefix>:rl:{"
+	maxInFlight    int
+	maxKeysPerTrip int
+	timeout        time.Duration
+	epoch          time.Time // monotonic base of the deny cache's clock
+	ctx            context.Context
+	cancel         context.CancelFunc
+	workers        sync.WaitGroup
+	waiterPool     sync.Pool
+	bucketPool     sync.Pool
+
+	mu      sync.Mutex
+	work    sync.Cond // signalled when ready gains buckets, or on Close
+	buckets map[string]*bucketState
+	// ready lists, oldest first, the buckets with waiters and no check in
+	// flight: the next round trip's work.
+	ready     []*bucketState
+	trips     int // round trips in flight, at most maxInFlight
+	closed    bool
+	nextSweep int64 // when settle next sweeps buckets, on the epoch clock
+	peak      int   // largest len(buckets) since the map was allocated
+}
+
+// bucketState is what the limiter knows of one bucket between round trips.
+// It exists only while the bucket has waiters, a check in flight or a deny
+// entry; all fields are guarded by BatchingRedisLimiter.mu.
+type bucketState struct {
+	redisKey string    // keyPrefix + key + "}"
+	key      string    // the caller's key, a substring of redisKey
+	queue    []*waiter // waiting to be sent, in arrival order
+	inFlight bool      // a batch of this bucket is on its way to Redis
+	ready    bool      // listed in BatchingRedisLimiter.ready
+	deny     denial
+}
+
+// denial is a deny cache entry: nothing is admissible from the bucket under
+// limit before until. Times are ns on the limiter's epoch clock; until == 0
+// means no entry.
+//
+// Redis computed its answer at some instant between sending and receiving,
+// unknown here, so the entry keeps both bounds: until counts from the
+// sending, and so ends no later than the bucket can admit again (the cache
+// never refuses what Redis would admit); retryAt and resetAt, which the
+// answers report, count from the receiving, and so are never early, as a
+// RedisLimiter answer is not either (a client that waits RetryAfter is
+// admitted). Between until and retryAt, about one round trip, checks go to
+// Redis.
+type denial struct {
+	limit   Limit
+	until   int64
+	retryAt int64
+	resetAt int64
+}
+
+// refusal returns the locally computed refusal for a check with limit at
+// now, or false if the entry does not apply.
+func (d *denial) refusal(limit Limit, now int64) (Result, bool) {
+	if now >= d.until || limit != d.limit {
+		return Result{}, false
+	}
+	return Result{
+		Limit:      limit,
+		RetryAfter: time.Duration(d.retryAt - now), // > 0: retryAt >= until
+		ResetAfter: time.Duration(max(d.resetAt-now, 0)),
+	}, true
+}
+
+type waiterState uint8
+
+const (
+	waiterQueued    waiterState = iota // in a bucket's queue
+	waiterTaken                        // sent, or answered: done will fire
+	waiterAbandoned                    // left before it was sent: skip it
+)
+
+// waiter is one Allow call waiting for its answer. The worker that takes it
+// owns res and err until it signals done; the caller reads them after.
+type waiter struct {
+	limit Limit
+	state waiterState // guarded by BatchingRedisLimiter.mu
+	res   Result
+	err   error
+	done  chan struct{} // capacity 1: the answer never blocks the worker
+}
+
+// batch is one bucket's share of a round trip: the waiters sent together
+// (worker.waiters[lo:hi]) under one limit.
+type batch struct {
+	b        *bucketState
+	limit    Limit
+	emission int64
+	lo, hi   int
+	cmd      *redis.Cmd
+}
+
+// NewBatchingRedis returns a BatchingRedisLimiter storing its buckets in
+// client under "rate:<prefix>:rl:{<key>}", the layout of [NewRedis], and
+// starts its goroutines; [BatchingRedisLimiter.Close] stops them. prefix
+// must not contain '{' (see NewRedis).
+func NewBatchingRedis(client redis.UniversalClient, prefix string, opts BatchingOptions) *BatchingRedisLimiter {
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.MaxKeysPerTrip <= 0 {
+		opts.MaxKeysPerTrip = DefaultMaxKeysPerTrip
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &BatchingRedisLimiter{
+		client:         client,
+		keyPrefix:      "rate:" + prefix + ":rl:{",
+		maxInFlight:    opts.MaxInFlight,
+		maxKeysPerTrip: opts.MaxKeysPerTrip,
+		timeout:        opts.Timeout,
+		epoch:          time.Now(),
+		ctx:            ctx,
+		cancel:         cancel,
+		buckets:        make(map[string]*bucketState),
+		nextSweep:      int64(sweepEvery),
+	}
+	l.work.L = &l.mu
+	l.waiterPool.New = func() any { return &waiter{done: make(chan struct{}, 1)} }
+	l.bucketPool.New = func() any { return new(bucketState) }
+	for range opts.MaxInFlight {
+		l.workers.Go(l.worker)
+	}
+	return l
+}
+
+// now is the time in ns since l.epoch, on the monotonic clock, so that
+// wall-clock steps cannot stretch or cut a deny entry.
+func (l *BatchingRedisLimiter) now() int64 { return int64(time.Since(l.epoch)) }
+
+// Allow implements [Limiter]. It returns an error wrapping
+// [ErrInvalidLimit] for an unusable limit, without a round trip; Redis
+// errors wrapped, with a zero Result (failing open or closed is the
+// caller's policy); ctx.Err() if ctx ends first; and [ErrClosed] after
+// Close.
+func (l *BatchingRedisLimiter) Allow(ctx context.Context, key string, limit Limit) (Result, error) {
+	if _, _, err := limit.gcra(); err != nil {
+		return Result{Limit: limit}, err
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return Result{Limit: limit}, ErrClosed
+	}
+	b := l.buckets[key]
+	if b == nil {
+		b = l.newBucket(key)
+		l.buckets[b.key] = b
+		l.peak = max(l.peak, len(l.buckets))
+	} else if b.deny.until != 0 {
+		now := l.now()
+		if res, ok := b.deny.refusal(limit, now); ok {
+			l.mu.Unlock()
+			return res, nil
+		}
+		if now >= b.deny.until {
+			b.deny = denial{}
+		}
+	}
+	w := l.waiterPool.Get().(*waiter)
+	w.limit, w.state = limit, waiterQueued
+	if b.idle() && len(l.ready) == 0 && l.trips < l.maxInFlight {
+		// Nothing else is waiting and a round trip is free: send this
+		// check from the caller's goroutine. Handing it to a worker and
+		// back would cost two goroutine switches, which on a lightly
+		// loaded machine cost more CPU than the round trip's syscalls.
+		w.state = waiterTaken
+		b.inFlight = true
+		l.trips++
+		l.mu.Unlock()
+		return l.solo(ctx, b, w)
+	}
+	b.queue = append(b.queue, w)
+	if !b.inFlight && !b.ready {
+		b.ready = true
+		l.ready = append(l.ready, b)
+		if l.trips < l.maxInFlight {
+			// Wakes an idle worker. If every round trip is taken, the
+			// first to end finds the bucket in ready.
+			l.work.Signal()
+		}
+	}
+	l.mu.Unlock()
+	return l.wait(ctx, w)
+}
+
+// solo sends w, a check of b that nothing else waits for, as a round trip
+// of its own from the caller's goroutine, under the caller's ctx: it then
+// behaves exactly as a RedisLimiter call, cancellation included. Checks of
+// b that arrive meanwhile queue behind it as usual.
+func (l *BatchingRedisLimiter) solo(ctx context.Context, b *bucketState, w *waiter) (Result, error) {
+	emission, _, _ := w.limit.gcra() // checked by Allow
+	batches := [1]batch{{b: b, limit: w.limit, emission: emission, lo: 0, hi: 1}}
+	waiters := []*waiter{w}
+	sent := l.now()
+	l.roundTrip(ctx, batches[:])
+	l.mu.Lock()
+	waiters = l.settleLocked(batches[:], waiters, sent)
+	l.endTripLocked()
+	l.mu.Unlock()
+	for _, o := range waiters[1:] {
+		o.done <- struct{}{}
+	}
+	return l.answer(w)
+}
+
+// endTripLocked frees a round trip and, if work is waiting for one, wakes
+// a worker to send it.
+func (l *BatchingRedisLimiter) endTripLocked() {
+	l.trips--
+	if len(l.ready) > 0 && !l.closed {
+		l.work.Signal()
+	}
+}
+
+// wait waits for w's answer or the end of ctx.
+func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) (Result, error) {
+	select {
+	case <-w.done:
+		return l.answer(w)
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	st := w.state
+	if st == waiterQueued {
+		// Not sent: drop it, so that it costs the bucket nothing. The worker
+		// discards it when it reaches the bucket.
+		w.state = waiterAbandoned
+	}
+	l.mu.Unlock()
+	if st == waiterTaken {
+		select {
+		case <-w.done:
+			// The answer beat the cancellation: it is the truth, and for an
+			// admitted request the one the caller has paid for.
+			return l.answer(w)
+		default:
+		}
+	}
+	// w is not recycled: a worker may still send to it.
+	return Result{Limit: w.limit}, ctx.Err()
+}
+
+func (l *BatchingRedisLimiter) answer(w *waiter) (Result, error) {
+	res, err := w.res, w.err
+	w.res, w.err = Result{}, nil
+	l.waiterPool.Put(w)
+	return res, err
+}
+
+func (l *BatchingRedisLimiter) newBucket(key string) *bucketState {
+	b := l.bucketPool.Get().(*bucketState)
+	// One allocation for both: the Redis key, and the map key cut from it,
+	// which thus does not pin a larger buffer the caller sliced key from.
+	b.redisKey = l.keyPrefix + key + "}"
+	b.key = b.redisKey[len(l.keyPrefix) : len(b.redisKey)-1]
+	return b
+}
+
+// dropBucketLocked forgets an idle bucket.
+func (l *BatchingRedisLimiter) dropBucketLocked(b *bucketState) {
+	delete(l.buckets, b.key)
+	clear(b.queue[:cap(b.queue)])
+	*b = bucketState{queue: b.queue[:0]}
+	l.bucketPool.Put(b)
+}
+
+func (b *bucketState) idle() bool {
+	return !b.inFlight && !b.ready && len(b.queue) == 0
+}
+
+// worker runs round trips until Close: it takes the buckets in ready, sends
+// them in one pipeline, and answers their waiters. The slices are kept
+// between round trips, so that a busy worker does not allocate for them.
+func (l *BatchingRedisLimiter) worker() {
+	var (
+		batches []batch
+		waiters []*waiter // the batches' waiters, then those to answer
+	)
+	for {
+		l.mu.Lock()
+		for (len(l.ready) == 0 || l.trips >= l.maxInFlight) && !l.closed {
+			l.work.Wait()
+		}
+		if l.closed {
+			l.mu.Unlock()
+			return
+		}
+		batches, waiters = l.takeLocked(batches[:0], waiters[:0])
+		if len(batches) == 0 {
+			l.mu.Unlock()
+			continue // every waiter taken had left
+		}
+		l.trips++
+		if len(l.ready) > 0 && l.trips < l.maxInFlight {
+			// More than one round trip's worth: let another worker start.
+			l.work.Signal()
+		}
+		l.mu.Unlock()
+
+		sent := l.now()
+		l.roundTrip(l.ctx, batches)
+
+		l.mu.Lock()
+		waiters = l.settleLocked(batches, waiters, sent)
+		l.trips-- // this worker takes what is ready next, without a signal
+		l.mu.Unlock()
+		for _, w := range waiters {
+			w.done <- struct{}{}
+		}
+		clear(batches)
+		clear(waiters)
+	}
+}
+
+// takeLocked moves up to maxKeysPerTrip buckets from ready into batches.
+// Each batch is the longest run of its bucket's queue under one Limit (a
+// reload can leave two in a queue); waiters that left are dropped on the
+// way. The rest of the queue waits for this batch to return.
+func (l *BatchingRedisLimiter) takeLocked(batches []batch, waiters []*waiter) ([]batch, []*waiter) {
+	n := min(len(l.ready), l.maxKeysPerTrip)
+	for _, b := range l.ready[:n] {
+		b.ready = false
+		lo, i := len(waiters), 0
+		var limit Limit
+		for ; i < len(b.queue); i++ {
+			w := b.queue[i]
+			if w.state == waiterAbandoned {
+				continue
+			}
+			if len(waiters) == lo {
+				limit = w.limit
+			} else if w.limit != limit {
+				break
+			}
+			w.state = waiterTaken
+			waiters = append(waiters, w)
+		}
+		rest := copy(b.queue, b.queue[i:])
+		clear(b.queue[rest:])
+		b.queue = b.queue[:rest]
+		if len(waiters) == lo {
+			if b.idle() && b.deny.until == 0 {
+				l.dropBucketLocked(b)
+			}
+			continue
+		}
+		emission, _, _ := limit.gcra() // checked by Allow
+		b.inFlight = true
+		batches = append(batches, batch{b: b, limit: limit, emission: emission, lo: lo, hi: len(waiters)})
+	}
+	rest := copy(l.ready, l.ready[n:])
+	clear(l.ready[rest:])
+	l.ready = l.ready[:rest]
+	return batches, waiters
+}
+
+// roundTrip runs the script for every batch, in one pipeline (or one plain
+// command for a single batch, which go-redis sends with less overhead), and
+// leaves each result in its batch's cmd.
+func (l *BatchingRedisLimiter) roundTrip(ctx context.Context, batches []batch) {
+	if l.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.timeout)
+		defer cancel()
+	}
+	hash := allowAtMostScript.Hash()
+	if len(batches) == 1 {
+		bt := &batches[0]
+		keys, args := bt.scriptArgs()
+		bt.cmd = l.client.EvalSha(ctx, hash, keys, args...)
+		if isNoScript(bt.cmd.Err()) {
+			// NOSCRIPT: the script did not run, so sending it again cannot
+			// count the requests twice. EVAL also caches it for next time.
+			bt.cmd = l.client.Eval(ctx, allowAtMostSource, keys, args...)
+		}
+		return
+	}
+	pipe := l.client.Pipeline()
+	for i := range batches {
+		keys, args := batches[i].scriptArgs()
+		batches[i].cmd = pipe.EvalSha(ctx, hash, keys, args...)
+	}
+	// Exec's error is also each failed command's; they are read one by one.
+	_, _ = pipe.Exec(ctx)
+	retry := false
+	for i := range batches {
+		if isNoScript(batches[i].cmd.Err()) {
+			if !retry {
+				// A restarted or failed-over server (or, in a cluster, a
+				// node not yet seen) has an empty script cache.
+				pipe, retry = l.client.Pipeline(), true
+			}
+			keys, args := batches[i].scriptArgs()
+			batches[i].cmd = pipe.Eval(ctx, allowAtMostSource, keys, args...)
+		}
+	}
+	if retry {
+		_, _ = pipe.Exec(ctx)
+	}
+}
+
+func (bt *batch) scriptArgs() ([]string, []any) {
+	return []string{bt.b.redisKey}, []any{bt.emission, bt.limit.burst(), bt.hi - bt.lo}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// settleLocked hands out the results of a round trip sent at sent, updates
+// the deny cache, and puts buckets with more waiters back in ready. It
+// returns the waiters to answer: those of the batches, then any it could
+// refuse from a fresh deny entry.
+func (l *BatchingRedisLimiter) settleLocked(batches []batch, waiters []*waiter, sent int64) []*waiter {
+	now := l.now()
+	for i := range batches {
+		bt := &batches[i]
+		b := bt.b
+		b.inFlight = false
+		l.distribute(bt, waiters[bt.lo:bt.hi], sent, now)
+		if b.deny.until != 0 && b.deny.until > now {
+			// Checks that queued during the round trip and that the fresh
+			// entry refuses need not go to Redis either.
+			j := 0
+			for ; j < len(b.queue); j++ {
+				w := b.queue[j]
+				if w.state == waiterAbandoned {
+					continue
+				}
+				res, ok := b.deny.refusal(w.limit, now)
+				if !ok {
+					break
+				}
+				w.state, w.res = waiterTaken, res
+				waiters = append(waiters, w)
+			}
+			rest := copy(b.queue, b.queue[j:])
+			clear(b.queue[rest:])
+			b.queue = b.queue[:rest]
+		}
+		switch {
+		case len(b.queue) > 0 && !l.closed:
+			b.ready = true
+			l.ready = append(l.ready, b) // this worker takes it next
+		case len(b.queue) == 0 && b.deny.until == 0:
+			l.dropBucketLocked(b)
+		}
+	}
+	if now >= l.nextSweep {
+		l.sweepLocked(now)
+	}
+	return waiters
+}
+
+// distribute turns one batch's script result into its waiters' answers,
+// as if they had been checked one after another, and sets or clears the
+// bucket's deny entry (see denial for sent and received).
+func (l *BatchingRedisLimiter) distribute(bt *batch, ws []*waiter, sent, received int64) {
+	admitted, remaining, retryAfter, resetAfter, err := parseScriptResult(bt.cmd)
+	if err != nil {
+		err = fmt.Errorf("ratelimit: redis limiter: %w", err)
+		for _, w := range ws {
+			w.res, w.err = Result{Limit: w.limit}, err
+		}
+		return
+	}
+	for i, w := range ws {
+		if i < admitted {
+			// The i-th admitted saw the bucket before the k-1-i admissions
+			// that came after it.
+			later := int64(admitted - 1 - i)
+			w.res = Result{
+				Limit:      w.limit,
+				Allowed:    true,
+				Remaining:  remaining + int(later),
+				ResetAfter: time.Duration(resetAfter - later*bt.emission),
+			}
+		} else {
+			w.res = Result{Limit: w.limit, RetryAfter: time.Duration(retryAfter), ResetAfter: time.Duration(resetAfter)}
+		}
+	}
+	if remaining == 0 && retryAfter > 0 {
+		bt.b.deny = denial{
+			limit:   bt.limit,
+			until:   sent + retryAfter,
+			retryAt: received + retryAfter,
+			resetAt: received + resetAfter,
+		}
+	} else {
+		bt.b.deny = denial{}
+	}
+}
+
+func parseScriptResult(cmd *redis.Cmd) (admitted, remaining int, retryAfter, resetAfter int64, err error) {
+	vals, err := cmd.Int64Slice()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	if len(vals) != 4 || vals[0] < 0 || vals[1] < 0 || vals[2] < 0 || vals[3] < 0 {
+		return 0, 0, 0, 0, fmt.Errorf("unexpected script reply %v", vals)
+	}
+	return int(vals[0]), int(vals[1]), vals[2], vals[3], nil
+}
+
+// sweepLocked forgets buckets whose deny entry has expired, which nothing
+// else would (a bucket is otherwise dropped as soon as it is idle), and
+// releases map memory left over from a burst of keys. It runs from settle
+// at most once per sweepEvery, so its cost is bounded per round trip
+// and the map holds about the buckets refused in the last second or so.
+func (l *BatchingRedisLimiter) sweepLocked(now int64) {
+	l.nextSweep = now + int64(sweepEvery)
+	for _, b := range l.buckets {
+		if b.idle() && now >= b.deny.until {
+			l.dropBucketLocked(b)
+		}
+	}
+	if n := len(l.buckets); l.peak >= batchShrinkMin && n <= l.peak/4 {
+		buckets := make(map[string]*bucketState, n)
+		for k, b := range l.buckets {
+			buckets[k] = b
+		}
+		l.buckets, l.peak = buckets, n
+	}
+}
+
+// Close stops the limiter's goroutines and waits for them. Their round
+// trips in flight are cancelled (their callers get an error, as far as the
+// client honours cancellation); a round trip a caller sent from its own
+// goroutine ends as it would have. Calls still waiting, and calls made
+// after, get [ErrClosed]. Close does not close the Redis client. It is
+// idempotent and always returns nil.
+func (l *BatchingRedisLimiter) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.work.Broadcast()
+	l.mu.Unlock()
+	l.cancel()
+	l.workers.Wait()
+
+	// No worker is left to send what is still queued.
+	var orphans []*waiter
+	l.mu.Lock()
+	for _, b := range l.buckets {
+		for _, w := range b.queue {
+			if w.state == waiterQueued {
+				w.state, w.res, w.err = waiterTaken, Result{Limit: w.limit}, ErrClosed
+				orphans = append(orphans, w)
+			}
+		}
+		// Emptied, so that a caller's own round trip (see solo), which
+		// Close does not wait for, finds nothing to answer when it ends.
+		clear(b.queue)
+		b.queue = b.queue[:0]
+	}
+	clear(l.buckets)
+	clear(l.ready)
+	l.ready = nil
+	l.mu.Unlock()
+	for _, w := range orphans {
+		w.done <- struct{}{}
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package ratelimit
+
+import "github.com/redis/go-redis/v9"
+
+// allowAtMostScript is the GCRA step of [BatchingRedisLimiter]: it admits up
+// to n requests from one bucket, as many as the bucket holds, in one atomic
+// run. It is FlagBridge's own script, not redis_rate's, for three reasons:
+//
+//   - it admits "at most n" rather than "all n or none", which is what lets
+//     one run answer a whole queue of coalesced requests;
+//   - it computes in integer nanoseconds relative to now, so that Remaining,
+//     RetryAfter and ResetAfter are exact, and a batch's result splits
+//     exactly among its requests (redis_rate computes in float seconds since
+//     2017, which today resolve about 60 ns, and truncates Remaining from a
+//     float quotient);
+//   - it reports RetryAfter even when the last request of a batch was
+//     admitted and emptied the bucket, so that the caller can refuse the next
+//     ones locally without asking again.
+//
+// The stored value is redis_rate's, though: the bucket's theoretical arrival
+// time (TAT) as decimal seconds since 2017-01-01T00:00:00Z, under the key
+// RedisLimiter uses. Both limiters therefore share buckets, and a fleet can
+// move from one to the other instance by instance with one exact limit
+// across all of them. The TAT is written with nine decimals, which
+// redis_rate reads as a float, and read back digit by digit, so that its
+// nanoseconds survive the round trip (a float would not hold them).
+//
+// Numbers in Redis's Lua are doubles, exact on integers up to 2^53: every
+// quantity below is an integer number of nanoseconds bounded by the bucket's
+// depth (burst × emission interval) plus one second, so the arithmetic is
+// exact for buckets up to 2^53 ns, about 104 days, deep. Beyond that it
+// degrades to float rounding, as redis_rate always does.
+//
+// KEYS[1] is the bucket; ARGV is the emission interval in ns (Period/Rate,
+// truncated, as [Limit.gcra] computes it), the burst, and n >= 1. It returns
+// {admitted, remaining, retry_after_ns, reset_after_ns}: admitted = min(n,
+// what the bucket holds); remaining = what it holds after them; retry_after
+// = how long until one more request would be admitted (0 when remaining >
+// 0); reset_after = how long until the bucket is full again. The bucket is
+// written only when something was admitted: a refusal costs nothing.
+var allowAtMostScript = redis.NewScript(allowAtMostSource)
+
+const allowAtMostSource = `
+-- Effects replication: TIME makes the script non-deterministic, which Redis
+-- before 5 refuses to replicate verbatim. Redis 7 ignores the call.
+if redis.replicate_commands then redis.replicate_commands() end
+
+local emission = tonumber(ARGV[1])
+local burst_offset = emission * tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+
+-- redis_rate's epoch (2017-01-01): keeps the stored seconds small enough
+-- for its float parsing, and is part of the shared format.
+local t = redis.call('TIME')
+local now_s = tonumber(t[1]) - 1483228800
+local now_ns = tonumber(t[2]) * 1000
+
+-- tat: the bucket's TAT in ns after now; 0 for a missing or full bucket.
+local tat = 0
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local s, ns
+  local int, frac = string.match(stored, '^(%d+)%.?(%d*)$')
+  if int then
+    s = tonumber(int)
+    ns = tonumber(string.sub(frac .. '000000000', 1, 9))
+  else
+    -- Not plain decimal digits (an exponent, a sign): parse as a float.
+    local f = tonumber(stored)
+    if not f then
+      return redis.error_reply('ratelimit: bucket ' .. KEYS[1] .. ' holds ' .. stored .. ', not a time')
+    end
+    s = math.floor(f)
+    ns = math.floor((f - s) * 1e9)
+  end
+  tat = (s - now_s) * 1e9 + (ns - now_ns)
+  if tat < 0 then tat = 0 end
+end
+
+-- available: how many requests the bucket admits now. Request i (0-based)
+-- is admitted iff tat + (i+1)*emission <= now + burst_offset. The quotient
+-- of two integers below 2^53 never rounds across an integer, so floor is
+-- exact. It is negative when the burst was lowered under a deep bucket.
+local available = math.floor((burst_offset - tat) / emission)
+local admitted = n
+if available < admitted then admitted = available end
+if admitted < 0 then admitted = 0 end
+
+if admitted > 0 then
+  tat = tat + admitted * emission
+  local at = now_ns + tat
+  local carry = math.floor(at / 1e9)
+  -- Expire when the bucket is full again: it is then the same as no key.
+  redis.call('SET', KEYS[1],
+    string.format('%d.%09d', now_s + carry, at - carry * 1e9),
+    'PX', string.format('%d', math.ceil(tat / 1e6)))
+end
+
+local remaining = available - admitted
+if remaining < 0 then remaining = 0 end
+local retry_after = 0
+if remaining == 0 then
+  -- The next request needs tat + emission <= now + burst_offset.
+  retry_after = tat + emission - burst_offset
+end
+return {admitted, remaining, retry_after, tat}
+`
