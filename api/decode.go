@@ -16,6 +16,12 @@ import (
 // wrong types, trailing data and bodies over MaxBodyBytes with a message that
 // names the problem. An empty body is allowed only if optional.
 func decodeJSON(r *http.Request, dst any, optional bool) error {
+	return decodeJSONWith(r, dst, optional, nil)
+}
+
+// decodeJSONWith is decodeJSON where a field of the wrong type gets the
+// answer fieldErrors gives for it, if any.
+func decodeJSONWith(r *http.Request, dst any, optional bool, fieldErrors map[string]*apierror.Error) error {
 	body, err := readBody(r, MaxBodyBytes)
 	if err != nil {
 		return err
@@ -26,11 +32,33 @@ func decodeJSON(r *http.Request, dst any, optional bool) error {
 		}
 		return apierror.Invalid("request body is required (a JSON object)")
 	}
-	return decodeStrict(body, dst)
+	err = decodeStrict(body, dst)
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		if e, ok := fieldErrors[typ.Field]; ok {
+			return e
+		}
+	}
+	if err != nil {
+		var ae *apierror.Error
+		if !errors.As(err, &ae) {
+			return apierror.Invalid("%s", describeJSONError(err))
+		}
+	}
+	return err
 }
 
 // readBody reads a request body of at most limit bytes.
 func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		// The usual case: one allocation of the announced size, instead of
+		// io.ReadAll's growing buffer.
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, apierror.Invalid("could not read the request body: %v", err)
+		}
+		return body, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, apierror.Invalid("could not read the request body: %v", err)
@@ -42,12 +70,12 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 }
 
 // decodeStrict decodes one JSON value into dst, refusing unknown fields and
-// trailing data.
+// trailing data. A decoding error is returned as encoding/json gave it.
 func decodeStrict(body []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return apierror.Invalid("%s", describeJSONError(err))
+		return err // described by the caller, which may answer for a field
 	}
 	// dec.More is not enough: it reports false for a stray '}' or ']', so
 	// `{"name":"x"}}` would pass. Only the end of the body may follow.

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -27,14 +25,14 @@ const MaxBatchFlags = 1000
 
 // evaluateRequest is the body of POST /v1/evaluate.
 type evaluateRequest struct {
-	Flag    string          `json:"flag"`
-	Context json.RawMessage `json:"context,omitempty"`
+	Flag    string         `json:"flag"`
+	Context map[string]any `json:"context,omitempty"`
 }
 
 // batchRequest is the body of POST /v1/evaluate/batch.
 type batchRequest struct {
-	Flags   []string        `json:"flags,omitempty"`
-	Context json.RawMessage `json:"context,omitempty"`
+	Flags   []string       `json:"flags,omitempty"`
+	Context map[string]any `json:"context,omitempty"`
 }
 
 // evaluationView is one flag's result on the native API.
@@ -55,17 +53,22 @@ func viewOutcome(o evaluation.Outcome) evaluationView {
 	}
 }
 
-// evaluationContext checks and decodes a request's context: absent or null
-// is empty; anything but an object, or a targetingKey that is not a
-// string, is INVALID_CONTEXT.
-func evaluationContext(raw json.RawMessage) (map[string]any, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+// errContextNotObject is the answer to a context that is not a JSON
+// object; decodeEvaluation reports it while decoding the body, so that the
+// context is parsed once.
+var errContextNotObject = invalidContext("context must be a JSON object")
+
+// decodeEvaluation decodes an evaluation request's body, reporting a
+// context of the wrong type as INVALID_CONTEXT.
+func decodeEvaluation(r *http.Request, dst any, optional bool) error {
+	return decodeJSONWith(r, dst, optional, map[string]*apierror.Error{"context": errContextNotObject})
+}
+
+// evaluationContext checks a decoded context: absent or null is empty, and
+// a targetingKey that is not a string is INVALID_CONTEXT.
+func evaluationContext(ctx map[string]any) (map[string]any, error) {
+	if ctx == nil {
 		return map[string]any{}, nil
-	}
-	var ctx map[string]any
-	if raw[0] != '{' || json.Unmarshal(raw, &ctx) != nil {
-		return nil, invalidContext("context must be a JSON object")
 	}
 	if tk, ok := ctx["targetingKey"]; ok {
 		if _, isString := tk.(string); !isString {
@@ -87,7 +90,7 @@ func (h *Handler) begin(r *http.Request, caller *apikey.Record) (*evaluation.Eva
 
 func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
 	var in evaluateRequest
-	if err := decodeJSON(r, &in, false); err != nil {
+	if err := decodeEvaluation(r, &in, false); err != nil {
 		return err
 	}
 	if in.Flag == "" {
@@ -123,7 +126,7 @@ type batchView struct {
 
 func (h *Handler) evaluateBatch(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
 	var in batchRequest
-	if err := decodeJSON(r, &in, true); err != nil {
+	if err := decodeEvaluation(r, &in, true); err != nil {
 		return err
 	}
 	if len(in.Flags) > MaxBatchFlags {

@@ -20,7 +20,7 @@ import (
 
 // ofrepRequest is the body of both OFREP evaluation endpoints.
 type ofrepRequest struct {
-	Context json.RawMessage `json:"context,omitempty"`
+	Context map[string]any `json:"context,omitempty"`
 }
 
 // ofrepResult is one flag in OFREP's shape: a success (Value absent when
@@ -90,7 +90,7 @@ func writeOFREP(w http.ResponseWriter, status int, v any) {
 func (h *Handler) ofrepEvaluate(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
 	key := r.PathValue("key")
 	var in ofrepRequest
-	if err := decodeJSON(r, &in, true); err != nil {
+	if err := decodeEvaluation(r, &in, true); err != nil {
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
@@ -129,7 +129,7 @@ type ofrepBulk struct {
 // be answered 304 by mistake, even by rules that read the clock.
 func (h *Handler) ofrepEvaluateAll(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
 	var in ofrepRequest
-	if err := decodeJSON(r, &in, true); err != nil {
+	if err := decodeEvaluation(r, &in, true); err != nil {
 		h.ofrepFail(w, r, "", err)
 		return nil
 	}

@@ -294,7 +294,7 @@ type rateHeaderWriter struct {
 func (w *rateHeaderWriter) WriteHeader(status int) {
 	if !w.wrote && status >= 200 {
 		w.wrote = true
-		w.rate.Apply(w.ResponseWriter.Header())
+		w.rate.Reapply(w.ResponseWriter.Header())
 	}
 	w.ResponseWriter.WriteHeader(status)
 }

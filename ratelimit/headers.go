@@ -79,6 +79,23 @@ func (hv Headers) Apply(h http.Header) {
 	}
 }
 
+// Reapply sets the headers again where something replaced them (a proxied
+// upstream's own, say). Most responses leave them alone, and a lookup is
+// cheaper than an assignment, so only what changed is written.
+func (hv Headers) Reapply(h http.Header) {
+	if hv.limit == nil {
+		return
+	}
+	same := func(key string, v []string) bool {
+		cur := h[key]
+		return v == nil || len(cur) == 1 && &cur[0] == &v[0]
+	}
+	if !same(HeaderLimit, hv.limit) || !same(HeaderRemaining, hv.remaining) ||
+		!same(HeaderReset, hv.reset) || !same(HeaderRetryAfter, hv.retryAfter) {
+		hv.Apply(h)
+	}
+}
+
 // RetryAfterSeconds is RetryAfter in whole seconds, rounded up, at least 1.
 func (r Result) RetryAfterSeconds() int64 {
 	s := int64((r.RetryAfter + time.Second - 1) / time.Second)

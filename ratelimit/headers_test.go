@@ -41,3 +41,25 @@ func TestSetHeaders(t *testing.T) {
 		t.Fatalf("LimitOnly: %v", h)
 	}
 }
+
+func TestReapplyRestoresOnlyWhatChanged(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	hv := Result{Limit: PerMinute(7), Allowed: true, Remaining: 3}.Headers(now)
+	h := http.Header{}
+	hv.Apply(h)
+	hv.Reapply(h) // unchanged: still exactly one value each
+	if got := h.Values("X-RateLimit-Limit"); len(got) != 1 || got[0] != "7" {
+		t.Fatalf("after a no-op Reapply: %v", got)
+	}
+	h.Add("X-RateLimit-Remaining", "999") // an upstream's own header
+	h.Set("X-RateLimit-Limit", "1")
+	hv.Reapply(h)
+	if h.Get("X-RateLimit-Limit") != "7" || len(h.Values("X-RateLimit-Remaining")) != 1 || h.Get("X-RateLimit-Remaining") != "3" {
+		t.Fatalf("after Reapply: %v", h)
+	}
+	delete(h, "X-Ratelimit-Reset")
+	hv.Reapply(h)
+	if h.Get("X-RateLimit-Reset") == "" {
+		t.Fatal("a removed header was not restored")
+	}
+}
