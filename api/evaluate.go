@@ -110,7 +110,7 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, caller *apike
 			"flag "+quote(in.Flag)+" not found in environment "+quote(ev.Set.Ref.Environment))
 	}
 	setVersion(w, ev)
-	apierror.WriteJSON(w, http.StatusOK, viewOutcome(out))
+	writeEvaluation(w, out)
 	return nil
 }
 

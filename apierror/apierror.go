@@ -118,12 +118,18 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		Write(w, Internal)
 		return
 	}
+	WriteJSONBody(w, status, append(body, '\n'))
+}
+
+// WriteJSONBody sends an already encoded JSON answer, with WriteJSON's
+// headers.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
 	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }
 
 // Style is the shape an endpoint's errors take.

@@ -44,10 +44,15 @@ type flag struct {
 	defaultVariant string
 	hasDefault     bool
 	defaultValue   any
-	rule           *node  // nil: no targeting
-	ruleErr        string // tolerated targeting problem: evaluations fail with PARSE_ERROR
-	metadata       map[string]any
-	raw            json.RawMessage
+	// variantJSON and metadataJSON are the variants' values and the
+	// metadata as encoding/json encodes them (see Result.ValueJSON).
+	variantJSON  map[string][]byte
+	defaultJSON  []byte
+	metadataJSON []byte
+	rule         *node  // nil: no targeting
+	ruleErr      string // tolerated targeting problem: evaluations fail with PARSE_ERROR
+	metadata     map[string]any
+	raw          json.RawMessage
 }
 
 // Compile parses, validates and compiles a flagd flag-definition document
@@ -235,6 +240,7 @@ func compileFlag(key string, raw any, setMeta map[string]any, rc *ruleCompiler, 
 		bad("metadata: %s", problem)
 	}
 	f.metadata = mergeMetadata(setMeta, meta)
+	f.encode()
 
 	if t, present := def["targeting"]; present && t != nil {
 		if obj, isObj := t.(map[string]any); !isObj || len(obj) > 0 {
@@ -346,7 +352,7 @@ func (fs *FlagSet) Evaluate(flagKey string, ctx map[string]any) Result {
 		return Result{Flag: flagKey, Reason: ReasonError, ErrorCode: ErrFlagNotFound,
 			ErrorMessage: "flag " + quote(flagKey) + " not found"}
 	}
-	r := Result{Flag: flagKey, Metadata: f.metadata}
+	r := Result{Flag: flagKey, Metadata: f.metadata, MetadataJSON: f.metadataJSON}
 	switch {
 	case f.disabled:
 		r.Reason = ReasonDisabled
@@ -396,7 +402,7 @@ func (fs *FlagSet) Evaluate(flagKey string, ctx map[string]any) Result {
 		r.ErrorMessage = "targeting of flag " + quote(flagKey) + " returned variant " + quote(name) + ", which the flag does not define"
 		return r
 	}
-	r.Value, r.Variant, r.Reason = val, name, ReasonTargetingMatch
+	r.Value, r.ValueJSON, r.Variant, r.Reason = val, f.variantJSON[name], name, ReasonTargetingMatch
 	if split {
 		r.Reason = ReasonSplit
 	}
@@ -411,8 +417,26 @@ func (f *flag) useDefault(r Result, reason Reason) Result {
 		r.Reason = ReasonDefault
 		return r
 	}
-	r.Value, r.Variant, r.Reason = f.defaultValue, f.defaultVariant, reason
+	r.Value, r.ValueJSON, r.Variant, r.Reason = f.defaultValue, f.defaultJSON, f.defaultVariant, reason
 	return r
+}
+
+// encode computes the flag's JSON encodings once, at compile time.
+func (f *flag) encode() {
+	f.variantJSON = make(map[string][]byte, len(f.variants))
+	for name, v := range f.variants {
+		if b, err := json.Marshal(v); err == nil {
+			f.variantJSON[name] = b
+		}
+	}
+	if f.hasDefault {
+		f.defaultJSON = f.variantJSON[f.defaultVariant]
+	}
+	if len(f.metadata) > 0 {
+		if b, err := json.Marshal(f.metadata); err == nil {
+			f.metadataJSON = b
+		}
+	}
 }
 
 // EvaluateAll evaluates every flag (disabled ones included, with Reason

@@ -104,6 +104,11 @@ type Result struct {
 	// Metadata is the flag-set metadata overlaid by the flag's own metadata
 	// (nil when both are empty or the flag does not exist).
 	Metadata map[string]any
+	// ValueJSON and MetadataJSON are Value and Metadata as encoding/json
+	// encodes them, computed when the set was compiled, so that an API can
+	// write an answer without encoding anything per request. Nil when
+	// there is no value (or no metadata). Shared: read only.
+	ValueJSON, MetadataJSON []byte
 }
 
 // As returns the value converted to the requested type the way OpenFeature
