@@ -92,7 +92,9 @@ func (s *FileStore) Update(ctx context.Context, fn func(Writer) error) error {
 	if err != nil {
 		return err
 	}
+	published := time.Now()
 	for _, ev := range w.events {
+		ev.Published = published
 		s.feed.send(ev)
 	}
 	return nil

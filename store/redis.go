@@ -493,13 +493,51 @@ func (w *redisTx) commit() error {
 			}
 		}
 		// Inside the MULTI: the message goes out exactly when the change
-		// commits.
+		// commits, right after the clock frame that stamps it.
+		if len(w.msgs) > 0 {
+			p.Publish(w.ctx, w.s.channel, encodeClock(time.Now(), len(w.msgs)))
+		}
 		for _, m := range w.msgs {
 			p.Publish(w.ctx, w.s.channel, m)
 		}
 		return nil
 	})
 	return err
+}
+
+// clockTopic is the topic of the frame that carries a transaction's commit
+// time, for Event.Published. commit publishes it, as "<Unix nanoseconds>
+// <n>", just before the transaction's n messages and in the same MULTI, so
+// that every subscriber receives it right before them; the receive loop
+// stamps those n messages with it and delivers the frame itself to no one.
+// Instances that predate it deliver it as an event of a topic nobody
+// listens to; their own messages come without one and keep a zero
+// Published. Writers must not publish on it.
+const clockTopic = "store:clock"
+
+func encodeClock(at time.Time, n int) string {
+	return encodeEvent(clockTopic, []byte(strconv.FormatInt(at.UnixNano(), 10)+" "+strconv.Itoa(n)))
+}
+
+// decodeClock reads a clock frame's payload.
+func decodeClock(payload []byte) (at time.Time, n int, ok bool) {
+	ns, count, found := strings.Cut(string(payload), " ")
+	if !found {
+		return time.Time{}, 0, false
+	}
+	t, err1 := strconv.ParseInt(ns, 10, 64)
+	n, err2 := strconv.Atoi(count)
+	if err1 != nil || err2 != nil || n < 0 {
+		return time.Time{}, 0, false
+	}
+	return time.Unix(0, t), n, true
+}
+
+// clock is what the receive loop knows of the messages to come: the next
+// left ones were committed at at.
+type clock struct {
+	at   time.Time
+	left int
 }
 
 // encodeEvent frames a message as "<len(topic)>:<topic><payload>", which
@@ -577,12 +615,16 @@ func (s *RedisStore) receiveLoop() {
 		}
 	}()
 	pinged := false
+	var stamp clock
 	for {
 		if ps == nil {
 			if ps = s.newPubSub(ctx); ps == nil {
 				return // closed
 			}
 			pinged = false
+			// A clock frame received on the lost connection stamps nothing
+			// that arrives on the new one.
+			stamp = clock{}
 		}
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if ctx.Err() != nil {
@@ -614,9 +656,23 @@ func (s *RedisStore) receiveLoop() {
 				s.confirmed()
 			}
 		case *redis.Message:
-			if ev, ok := decodeEvent(m.Payload); ok {
-				s.feed.send(ev)
+			ev, ok := decodeEvent(m.Payload)
+			if !ok {
+				continue
 			}
+			if ev.Topic == clockTopic {
+				at, n, ok := decodeClock(ev.Payload)
+				if !ok {
+					n = 0
+				}
+				stamp = clock{at: at, left: n}
+				continue
+			}
+			if stamp.left > 0 {
+				ev.Published = stamp.at
+				stamp.left--
+			}
+			s.feed.send(ev)
 		}
 	}
 }

@@ -78,7 +78,8 @@ type Writer interface {
 	// DeleteCollection removes every document of a collection.
 	DeleteCollection(collection string) error
 	// Publish queues a message to every subscriber, sent only if the
-	// transaction commits.
+	// transaction commits. Topics starting with "store:" are the store's
+	// own.
 	Publish(topic string, payload []byte)
 }
 
@@ -96,6 +97,11 @@ type Event struct {
 	// (the connection to the feed was lost and restored): subscribers must
 	// drop whatever they cache.
 	Resync bool
+	// Published is when the transaction that sent the message committed,
+	// by the publishing instance's clock, so that a subscriber can tell how
+	// long the message took to reach it. It is zero when unknown: for a
+	// Resync, and for messages from instances that predate it.
+	Published time.Time
 }
 
 // Options tune a store.

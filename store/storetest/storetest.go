@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PublishAfterCommit", testPublishAfterCommit},
 		{"NoPublishOnError", testNoPublishOnError},
 		{"EventOrder", testEventOrder},
+		{"PublishedTime", testPublishedTime},
 		{"Unsubscribe", testUnsubscribe},
 		{"TwoSubscribers", testTwoSubscribers},
 		{"CancelledContext", testCancelledContext},
@@ -616,6 +617,28 @@ func testNoPublishOnError(t *testing.T, s store.Store) {
 	// before this one.
 	publish(t, s, "marker")
 	c.expect(t, "topic", "marker")
+}
+
+// Every message carries its commit time, so that subscribers can measure
+// how long it took to reach them.
+func testPublishedTime(t *testing.T, s store.Store) {
+	c, _ := subscribe(t, s)
+	before := time.Now()
+	publish(t, s, "a", "b")
+	after := time.Now()
+	publish(t, s, "c")
+	for _, m := range []string{"a", "b", "c"} {
+		ev := c.next(t)
+		if string(ev.Payload) != m {
+			t.Fatalf("got %q, want %q", ev.Payload, m)
+		}
+		if ev.Published.IsZero() {
+			t.Fatalf("message %q has no publication time", m)
+		}
+		if m != "c" && (ev.Published.Before(before) || ev.Published.After(after)) {
+			t.Fatalf("message %q published at %v, not between %v and %v", m, ev.Published, before, after)
+		}
+	}
 }
 
 func testEventOrder(t *testing.T, s store.Store) {
