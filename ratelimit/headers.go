@@ -16,6 +16,14 @@ const (
 	HeaderRetryAfter = "Retry-After"
 )
 
+// The IETF fields of draft-ietf-httpapi-ratelimit-headers (draft 11), sent
+// next to the X-RateLimit-* headers when asked for; see [Headers.WithPolicy].
+// They too are in Go's canonical form (RateLimit-Policy on the wire).
+const (
+	HeaderPolicy    = "Ratelimit-Policy"
+	HeaderRateLimit = "Ratelimit"
+)
+
 // SetHeaders writes the X-RateLimit-* headers for r as of now (and
 // Retry-After when the request was refused):
 //
@@ -31,51 +39,129 @@ func (r Result) SetHeaders(h http.Header, now time.Time) {
 
 // Headers is the rendered set of rate-limit headers of one response, kept so
 // that they can be applied again (after a proxied upstream copied its own
-// headers over them) without formatting them twice.
+// headers over them) without formatting them twice. It is a single pointer,
+// so that carrying it (in a decision, in the response writer that reapplies
+// it) costs next to nothing.
 type Headers struct {
-	limit, remaining, reset, retryAfter []string
+	r *rendered
+}
+
+// The header values of a rendered, by index.
+const (
+	valLimit = iota
+	valRemaining
+	valReset
+	valRetryAfter
+	valPolicy  // IETF RateLimit-Policy
+	valCurrent // IETF RateLimit
+	numVals
+)
+
+// headerNames are the headers the values go to, by index.
+var headerNames = [numVals]string{HeaderLimit, HeaderRemaining, HeaderReset, HeaderRetryAfter, HeaderPolicy, HeaderRateLimit}
+
+// rendered holds one response's header values; "" is a header not sent.
+// The values are applied as one-element slices of vals, capped at their
+// element so that appending to one never writes into the next.
+type rendered struct {
+	vals [numVals]string
+	// window and effective are what WithPolicy needs beyond the values:
+	// the limit's period, and the RateLimit field's t in seconds.
+	window    time.Duration
+	effective int64
 }
 
 // Headers renders r's headers as of now; see [Result.SetHeaders].
 func (r Result) Headers(now time.Time) Headers {
-	// One backing array for all values, each slice capped at its single
-	// element so that appending to one never writes into the next.
-	vals := make([]string, 4)
-	vals[0] = strconv.Itoa(r.Limit.Rate)
-	vals[1] = strconv.Itoa(max(r.Remaining, 0))
-	vals[2] = strconv.FormatInt(ceilUnix(now.Add(r.ResetAfter)), 10)
-	hv := Headers{limit: vals[0:1:1], remaining: vals[1:2:2], reset: vals[2:3:3]}
+	hv := &rendered{window: r.Limit.Period, effective: ceilSeconds(r.ResetAfter)}
+	hv.vals[valLimit] = strconv.Itoa(r.Limit.Rate)
+	hv.vals[valRemaining] = strconv.Itoa(max(r.Remaining, 0))
+	hv.vals[valReset] = strconv.FormatInt(ceilUnix(now.Add(r.ResetAfter)), 10)
 	if !r.Allowed {
-		vals[3] = strconv.FormatInt(r.RetryAfterSeconds(), 10)
-		hv.retryAfter = vals[3:4:4]
+		retry := r.RetryAfterSeconds()
+		hv.vals[valRetryAfter] = strconv.FormatInt(retry, 10)
+		hv.effective = retry
 	}
-	return hv
+	return Headers{hv}
 }
 
 // LimitOnly renders just X-RateLimit-Limit, for a request admitted while
 // the limiter could not be reached (on_storage_error allow): the remaining
 // count is unknown then, and inventing one would mislead clients.
 func LimitOnly(l Limit) Headers {
-	return Headers{limit: []string{strconv.Itoa(l.Rate)}}
+	hv := &rendered{window: l.Period}
+	hv.vals[valLimit] = strconv.Itoa(l.Rate)
+	return Headers{hv}
+}
+
+// WithPolicy returns hv with the IETF fields of
+// draft-ietf-httpapi-ratelimit-headers added, for the quota policy named
+// policy, from the same limiter result as the X-RateLimit-* headers:
+//
+//	RateLimit-Policy: "live";q=10000;w=60
+//	RateLimit: "live";r=9999;t=1
+//
+// The parameters:
+//   - q is X-RateLimit-Limit, and w the limit's window in whole seconds
+//     (rounded up);
+//   - r is X-RateLimit-Remaining;
+//   - t is the effective window: on an admitted request, the seconds
+//     (rounded up) until X-RateLimit-Reset, when the bucket is full again;
+//     on a refused one, Retry-After, since the draft asks that Retry-After
+//     never point before the end of the effective window.
+//
+// Headers without a remaining count (LimitOnly) get RateLimit-Policy alone:
+// the current quota is unknown then. The policy name is sent as a
+// Structured Fields String; characters a String cannot hold (anything but
+// printable ASCII) become '?'.
+func (hv Headers) WithPolicy(policy string) Headers {
+	if hv.r == nil {
+		return hv
+	}
+	// A copy: hv's own values may be applied elsewhere already.
+	c := *hv.r
+	name := sfString(policy)
+	w := max(ceilSeconds(c.window), 1)
+	c.vals[valPolicy] = name + ";q=" + c.vals[valLimit] + ";w=" + strconv.FormatInt(w, 10)
+	if c.vals[valRemaining] != "" {
+		c.vals[valCurrent] = name + ";r=" + c.vals[valRemaining] + ";t=" + strconv.FormatInt(c.effective, 10)
+	}
+	return Headers{&c}
+}
+
+// sfString serializes s as a Structured Fields String (RFC 9651, section
+// 4.1.6): in double quotes, with double quotes and backslashes escaped.
+func sfString(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
 }
 
 // IsZero reports whether no header was rendered.
-func (hv Headers) IsZero() bool { return hv.limit == nil }
+func (hv Headers) IsZero() bool { return hv.r == nil }
 
 // Apply sets the rendered headers on h, replacing any earlier values. The
 // value slices are shared, not copied; http.Header.Add appends to a new
 // array when it meets them, since their capacity is full.
 func (hv Headers) Apply(h http.Header) {
-	if hv.limit == nil {
+	if hv.r == nil {
 		return
 	}
-	h[HeaderLimit] = hv.limit
-	if hv.remaining != nil {
-		h[HeaderRemaining] = hv.remaining
-		h[HeaderReset] = hv.reset
-	}
-	if hv.retryAfter != nil {
-		h[HeaderRetryAfter] = hv.retryAfter
+	for i := range hv.r.vals {
+		if hv.r.vals[i] != "" {
+			h[headerNames[i]] = hv.r.vals[i : i+1 : i+1]
+		}
 	}
 }
 
@@ -83,16 +169,17 @@ func (hv Headers) Apply(h http.Header) {
 // upstream's own, say). Most responses leave them alone, and a lookup is
 // cheaper than an assignment, so only what changed is written.
 func (hv Headers) Reapply(h http.Header) {
-	if hv.limit == nil {
+	if hv.r == nil {
 		return
 	}
-	same := func(key string, v []string) bool {
-		cur := h[key]
-		return v == nil || len(cur) == 1 && &cur[0] == &v[0]
-	}
-	if !same(HeaderLimit, hv.limit) || !same(HeaderRemaining, hv.remaining) ||
-		!same(HeaderReset, hv.reset) || !same(HeaderRetryAfter, hv.retryAfter) {
-		hv.Apply(h)
+	for i := range hv.r.vals {
+		if hv.r.vals[i] == "" {
+			continue
+		}
+		if cur := h[headerNames[i]]; len(cur) != 1 || &cur[0] != &hv.r.vals[i] {
+			hv.Apply(h)
+			return
+		}
 	}
 }
 
@@ -100,6 +187,14 @@ func (hv Headers) Reapply(h http.Header) {
 func (r Result) RetryAfterSeconds() int64 {
 	s := int64((r.RetryAfter + time.Second - 1) / time.Second)
 	return max(s, 1)
+}
+
+// ceilSeconds is d in whole seconds, rounded up; zero for d <= 0.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
 }
 
 func ceilUnix(t time.Time) int64 {

@@ -2,6 +2,8 @@ package ratelimit
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -61,5 +63,130 @@ func TestReapplyRestoresOnlyWhatChanged(t *testing.T) {
 	hv.Reapply(h)
 	if h.Get("X-RateLimit-Reset") == "" {
 		t.Fatal("a removed header was not restored")
+	}
+}
+
+func TestWithPolicyAgreesWithXRateLimit(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cases := []struct {
+		name            string
+		res             Result
+		policy, current string
+	}{
+		{
+			// An idle 10,000/min bucket after one request: full again 6 ms
+			// later, which rounds up to one second.
+			name:    "admitted",
+			res:     Result{Limit: PerMinute(10_000), Allowed: true, Remaining: 9_999, ResetAfter: 6 * time.Millisecond},
+			policy:  `"live";q=10000;w=60`,
+			current: `"live";r=9999;t=1`,
+		},
+		{
+			name:    "admitted, half empty",
+			res:     Result{Limit: Limit{Rate: 100, Period: time.Hour, Burst: 100}, Allowed: true, Remaining: 50, ResetAfter: 30*time.Minute + time.Millisecond},
+			policy:  `"live";q=100;w=3600`,
+			current: `"live";r=50;t=1801`,
+		},
+		{
+			// Refused: t is Retry-After, not the time until the bucket is
+			// full (which X-RateLimit-Reset reports).
+			name:    "refused",
+			res:     Result{Limit: PerMinute(10_000), Remaining: 0, RetryAfter: 5 * time.Millisecond, ResetAfter: time.Minute},
+			policy:  `"live";q=10000;w=60`,
+			current: `"live";r=0;t=1`,
+		},
+		{
+			name:    "refused for longer",
+			res:     Result{Limit: PerMinute(60), Remaining: -1, RetryAfter: 2500 * time.Millisecond, ResetAfter: 59 * time.Second},
+			policy:  `"live";q=60;w=60`,
+			current: `"live";r=0;t=3`,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := http.Header{}
+			c.res.Headers(now).WithPolicy("live").Apply(h)
+			if got := h.Values("RateLimit-Policy"); len(got) != 1 || got[0] != c.policy {
+				t.Errorf("RateLimit-Policy = %q, want %q", got, c.policy)
+			}
+			if got := h.Values("RateLimit"); len(got) != 1 || got[0] != c.current {
+				t.Errorf("RateLimit = %q, want %q", got, c.current)
+			}
+			// The same numbers as the X-RateLimit-* headers.
+			q, r, tt := ietfParams(t, h)
+			if strconv.Itoa(q) != h.Get("X-RateLimit-Limit") || strconv.Itoa(r) != h.Get("X-RateLimit-Remaining") {
+				t.Errorf("q=%d r=%d, X-RateLimit-Limit %s, X-RateLimit-Remaining %s", q, r, h.Get("X-RateLimit-Limit"), h.Get("X-RateLimit-Remaining"))
+			}
+			if c.res.Allowed {
+				reset, _ := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64)
+				if int64(tt) != reset-now.Unix() {
+					t.Errorf("t=%d, but X-RateLimit-Reset is %d s away", tt, reset-now.Unix())
+				}
+			} else if strconv.Itoa(tt) != h.Get("Retry-After") {
+				t.Errorf("t=%d, Retry-After %s", tt, h.Get("Retry-After"))
+			}
+		})
+	}
+}
+
+// ietfParams reads q from RateLimit-Policy and r and t from RateLimit.
+func ietfParams(t *testing.T, h http.Header) (q, r, tt int) {
+	t.Helper()
+	params := func(v string) map[string]int {
+		out := map[string]int{}
+		parts := strings.Split(v, ";")
+		for _, p := range parts[1:] {
+			k, val, _ := strings.Cut(p, "=")
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				t.Fatalf("parameter %q of %q is not an integer", p, v)
+			}
+			out[k] = n
+		}
+		return out
+	}
+	pol, cur := params(h.Get("RateLimit-Policy")), params(h.Get("RateLimit"))
+	return pol["q"], cur["r"], cur["t"]
+}
+
+func TestWithPolicyEdges(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	// Only the limit is known (storage failed, on_storage_error allow): the
+	// policy, but no current quota.
+	h := http.Header{}
+	LimitOnly(PerMinute(500)).WithPolicy("admin").Apply(h)
+	if h.Get("RateLimit-Policy") != `"admin";q=500;w=60` || h.Get("RateLimit") != "" {
+		t.Fatalf("LimitOnly: %v", h)
+	}
+	// Nothing rendered, nothing added.
+	if hv := (Headers{}).WithPolicy("live"); !hv.IsZero() {
+		t.Fatal("WithPolicy on empty headers rendered something")
+	}
+	// A window under a second is still a valid (non-zero) w.
+	h = http.Header{}
+	Result{Limit: Limit{Rate: 5, Period: 100 * time.Millisecond, Burst: 5}, Allowed: true, Remaining: 4}.Headers(now).WithPolicy("x").Apply(h)
+	if h.Get("RateLimit-Policy") != `"x";q=5;w=1` || h.Get("RateLimit") != `"x";r=4;t=0` {
+		t.Fatalf("short window: %v", h)
+	}
+	// Names are Structured Fields Strings.
+	h = http.Header{}
+	Result{Limit: PerMinute(1), Allowed: true}.Headers(now).WithPolicy("a\"b\\c\n").Apply(h)
+	if got := h.Get("RateLimit-Policy"); got != `"a\"b\\c?";q=1;w=60` {
+		t.Fatalf("escaped name: %s", got)
+	}
+	// Without WithPolicy, no IETF field.
+	h = http.Header{}
+	Result{Limit: PerMinute(1), Allowed: true}.Headers(now).Apply(h)
+	if h.Get("RateLimit-Policy") != "" || h.Get("RateLimit") != "" {
+		t.Fatalf("IETF fields without WithPolicy: %v", h)
+	}
+	// Reapply restores them too, after an upstream replaced them.
+	hv := Result{Limit: PerMinute(7), Allowed: true, Remaining: 3}.Headers(now).WithPolicy("live")
+	h = http.Header{}
+	hv.Apply(h)
+	h.Set("RateLimit", `"upstream";r=1000`)
+	hv.Reapply(h)
+	if got := h.Values("RateLimit"); len(got) != 1 || got[0] != `"live";r=3;t=0` {
+		t.Fatalf("after Reapply: %q", got)
 	}
 }
