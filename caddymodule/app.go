@@ -39,10 +39,18 @@ type App struct {
 	StorageTimeout caddy.Duration `json:"storage_timeout,omitempty"`
 	// KeyPrefix namespaces FlagBridge's Redis keys (default "fb").
 	KeyPrefix string `json:"key_prefix,omitempty"`
-	// OnStorageError is "deny" (the default: JSON 503 when the rate
-	// limiter's storage fails) or "allow" (admit and log). A key that
-	// cannot be verified is refused either way.
+	// OnStorageError is what happens to a request whose rate limit cannot
+	// be checked because storage fails: "deny" (the default: JSON 503),
+	// "allow" (admit, with only X-RateLimit-Limit, and log) or "local"
+	// (each instance enforces its own share of the limit, 1/LocalInstances,
+	// in process, until storage answers again). A key that cannot be
+	// verified is refused under every policy.
 	OnStorageError string `json:"on_storage_error,omitempty"`
+	// LocalInstances is, for on_storage_error local, the number of
+	// instances sharing the limits (default 1): each then admits limit /
+	// LocalInstances while storage fails. An instance cannot know it, so
+	// it is configured; set it to the size of the fleet.
+	LocalInstances int `json:"local_instances,omitempty"`
 	// KeyCacheTTL is how long a key record is trusted without hearing of
 	// a change (default 30s). Changes arrive through the change feed at
 	// once; this is only the safety net.
@@ -50,6 +58,10 @@ type App struct {
 	// RateLimits overrides the default limits. Keys: live, test, admin and
 	// unauthenticated (per client IP, for requests failing authentication).
 	RateLimits map[string]RateLimit `json:"rate_limits,omitempty"`
+	// IETFHeaders adds the RateLimit-Policy and RateLimit fields of the
+	// IETF draft (draft-ietf-httpapi-ratelimit-headers) next to the
+	// X-RateLimit-* headers, from the same limiter result. Off by default.
+	IETFHeaders bool `json:"ietf_headers,omitempty"`
 
 	guardConfig edge.Config
 	poolKey     string
@@ -74,6 +86,9 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// defaultKeyCacheTTL is key_cache_ttl's default, edge.KeyCache's own.
+const defaultKeyCacheTTL = 30 * time.Second
+
 // cores holds the state that outlives config reloads, by storage settings.
 var cores = caddy.NewUsagePool()
 
@@ -86,22 +101,58 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.storeURL == "" {
 		a.storeURL = "file://" + filepath.Join(caddy.AppDataDir(), "flagbridge")
 	}
-	a.storeOpts = store.Options{Timeout: time.Duration(a.StorageTimeout), KeyPrefix: a.KeyPrefix}
+	cfg, err := a.buildGuardConfig()
+	if err != nil {
+		return err
+	}
+	a.guardConfig = cfg
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	// One timeout for all three: the store's calls (and its client's dial,
+	// read and write timeouts), the guard's deadline on each storage call
+	// of a request, and the batching limiter's round trips. The limiter
+	// thus never keeps a round trip going after every request it carries
+	// has given up on it, nor gives up before they do.
+	a.storeOpts = store.Options{Timeout: cfg.Timeout, KeyPrefix: a.KeyPrefix}
 
+	a.poolKey = fmt.Sprintf("%s|%s|%s", a.storeURL, a.storeOpts.Timeout, a.storeOpts.KeyPrefix)
+	c, _, err := cores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		return newCore(a.storeURL, a.storeOpts, a.guardConfig, a.logger), nil
+	})
+	if err != nil {
+		return err
+	}
+	a.core = c.(*core)
+	return nil
+}
+
+// buildGuardConfig checks the app's settings and turns them into the
+// guard's configuration.
+func (a *App) buildGuardConfig() (edge.Config, error) {
 	cfg := edge.DefaultConfig()
+	if a.StorageTimeout < 0 {
+		return cfg, fmt.Errorf("storage_timeout: %s is not a positive duration", time.Duration(a.StorageTimeout))
+	}
 	if a.StorageTimeout > 0 {
 		cfg.Timeout = time.Duration(a.StorageTimeout)
 	}
-	switch a.OnStorageError {
-	case "", "deny":
-	case "allow":
-		cfg.FailOpen = true
-	default:
-		return fmt.Errorf("on_storage_error: %q is not deny or allow", a.OnStorageError)
+	policy, err := edge.ParseStoragePolicy(a.OnStorageError)
+	if err != nil {
+		return cfg, fmt.Errorf("on_storage_error: %v", err)
 	}
+	cfg.OnStorageError = policy
+	switch {
+	case a.LocalInstances < 0:
+		return cfg, fmt.Errorf("local_instances: %d is not a positive number of instances", a.LocalInstances)
+	case a.LocalInstances > 0 && policy != edge.StorageLocal:
+		return cfg, fmt.Errorf("local_instances is only for on_storage_error local, not %s", policy)
+	}
+	cfg.LocalInstances = max(a.LocalInstances, 1)
+	cfg.IETFHeaders = a.IETFHeaders
 	for name, rl := range a.RateLimits {
 		if rl.Requests <= 0 {
-			return fmt.Errorf("rate_limits: %s: requests must be positive", name)
+			return cfg, fmt.Errorf("rate_limits: %s: requests must be positive", name)
 		}
 		window := time.Duration(rl.Window)
 		if window <= 0 {
@@ -114,21 +165,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		t, err := apikey.ParseType(name)
 		if err != nil {
-			return fmt.Errorf("rate_limits: %v (or unauthenticated)", err)
+			return cfg, fmt.Errorf("rate_limits: %v (or unauthenticated)", err)
 		}
 		cfg.Limits[t] = limit
 	}
-	a.guardConfig = cfg
-
-	a.poolKey = fmt.Sprintf("%s|%s|%s", a.storeURL, a.storeOpts.Timeout, a.storeOpts.KeyPrefix)
-	c, _, err := cores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
-		return newCore(a.storeURL, a.storeOpts, a.logger), nil
-	})
-	if err != nil {
-		return err
-	}
-	a.core = c.(*core)
-	return nil
+	return cfg, nil
 }
 
 // Start opens storage (once per storage setting, across reloads) and applies
@@ -142,7 +183,13 @@ func (a *App) Start() error {
 		return err
 	}
 	r.guard.SetConfig(a.guardConfig)
-	r.keys.SetTTL(time.Duration(a.KeyCacheTTL))
+	// Unset means the default again: a reload that drops key_cache_ttl
+	// must not leave the cache on the previous config's value.
+	ttl := time.Duration(a.KeyCacheTTL)
+	if ttl <= 0 {
+		ttl = defaultKeyCacheTTL
+	}
+	r.keys.SetTTL(ttl)
 	setRunning(a)
 	return nil
 }

@@ -23,9 +23,10 @@ func init() {
 //			storage <url>
 //			storage_timeout <duration>
 //			key_prefix <prefix>
-//			on_storage_error deny|allow
+//			on_storage_error deny|allow|local [<instances>]
 //			key_cache_ttl <duration>
 //			rate_limit live|test|admin|unauthenticated <requests>[/<window>]
+//			ietf_headers
 //		}
 //	}
 //
@@ -35,6 +36,12 @@ func init() {
 // (?cluster=true&addr=<node2>...). rate_limit sets one bucket's limit, with
 // bursts of up to <requests>; the window defaults to 1m, so
 // "rate_limit live 10000" and "rate_limit live 10000/1m" are the same.
+//
+// on_storage_error says what happens when the rate limiter's storage
+// fails: deny (503), allow (admit and log) or local, under which each
+// instance enforces <instances>-th of every limit in process until storage
+// answers again. <instances> (only with local, default 1) is the number of
+// instances sharing the limits; no instance can know it on its own.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
@@ -43,7 +50,36 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "storage", "key_prefix", "on_storage_error":
+		case "on_storage_error":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args) > 2 {
+				return d.Errf("on_storage_error takes deny, allow or local [<instances>]: wrong argument count")
+			}
+			switch args[0] {
+			case "deny", "allow", "local":
+			default:
+				return d.Errf("on_storage_error: %q is not deny, allow or local", args[0])
+			}
+			a.OnStorageError = args[0]
+			a.LocalInstances = 0
+			if len(args) == 2 {
+				if args[0] != "local" {
+					return d.Errf("on_storage_error %s: a number of instances is only for local", args[0])
+				}
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n <= 0 {
+					return d.Errf("on_storage_error local: %q is not a positive number of instances", args[1])
+				}
+				a.LocalInstances = n
+			}
+		case "ietf_headers":
+			// The IETF draft's RateLimit-Policy and RateLimit fields, next
+			// to the X-RateLimit-* headers.
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.IETFHeaders = true
+		case "storage", "key_prefix":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -56,11 +92,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Storage = v
 			case "key_prefix":
 				a.KeyPrefix = v
-			case "on_storage_error":
-				if v != "deny" && v != "allow" {
-					return d.Errf("on_storage_error: %q is not deny or allow", v)
-				}
-				a.OnStorageError = v
 			}
 		case "storage_timeout", "key_cache_ttl":
 			if !d.NextArg() {

@@ -54,7 +54,7 @@ func TestUnmarshalAppCaddyfile(t *testing.T) {
 func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 	cases := map[string]string{
 		"flagbridge {\n storage\n}":                  "wrong argument count",
-		"flagbridge {\n on_storage_error maybe\n}":   "not deny or allow",
+		"flagbridge {\n on_storage_error maybe\n}":   "not deny, allow or local",
 		"flagbridge {\n rate_limit root 10/1m\n}":    "unknown bucket",
 		"flagbridge {\n rate_limit live ten/1m\n}":   "positive whole number",
 		"flagbridge {\n rate_limit live 10/never\n}": "positive duration",

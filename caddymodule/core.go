@@ -29,7 +29,11 @@ const usageFlushInterval = time.Minute
 type core struct {
 	url  string
 	opts store.Options
-	log  *zap.Logger
+	// guardConfig is the configuration of the app that created the core,
+	// which the guard has from the start: a request may open the core
+	// before any app's Start applies its own.
+	guardConfig edge.Config
+	log         *zap.Logger
 
 	mu     sync.Mutex
 	opened *openCore
@@ -52,12 +56,18 @@ type openCore struct {
 	limiter   ratelimit.Limiter
 
 	unsubscribe func()
-	stop        chan struct{}
-	done        sync.WaitGroup
+	// resync asks resyncLoop to purge the caches (capacity 1: requests
+	// made while one is pending are the same request).
+	resync chan struct{}
+	stop   chan struct{}
+	done   sync.WaitGroup
 }
 
-func newCore(url string, opts store.Options, log *zap.Logger) *core {
-	return &core{url: url, opts: opts, log: log}
+// resyncRetry is how often resyncLoop asks storage whether it answers.
+const resyncRetry = 20 * time.Millisecond
+
+func newCore(url string, opts store.Options, guardConfig edge.Config, log *zap.Logger) *core {
+	return &core{url: url, opts: opts, guardConfig: guardConfig, log: log}
 }
 
 // open opens storage and starts the background work, the first time; later
@@ -84,11 +94,9 @@ func (c *core) open() (*openCore, error) {
 		// different keys share pipelines, and an empty bucket is refused
 		// locally until it can admit again: exact, and far cheaper than one
 		// script call per request.
-		timeout := c.opts.Timeout
-		if timeout <= 0 {
-			timeout = edge.DefaultConfig().Timeout
-		}
-		limiter = ratelimit.NewBatchingRedis(rs.Client(), rs.Prefix(), ratelimit.BatchingOptions{Timeout: timeout})
+		// Its round trips are bounded by the storage timeout, the
+		// guard's deadline for each check (see App.Provision).
+		limiter = ratelimit.NewBatchingRedis(rs.Client(), rs.Prefix(), ratelimit.BatchingOptions{Timeout: c.timeout()})
 	} else {
 		limiter = ratelimit.NewMemory()
 	}
@@ -100,32 +108,47 @@ func (c *core) open() (*openCore, error) {
 		admin:   svc,
 		keys:    keys,
 		limiter: limiter,
-		guard:   edge.NewGuard(edge.DefaultConfig(), keys, limiter, c.log.Named("edge")),
+		guard:   edge.NewGuard(c.guardConfig, keys, limiter, c.log.Named("edge")),
 		sets:    sets,
 		api:     api.New(svc, evaluation.New(svc, sets), c.log.Named("api")),
+		resync:  make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 	}
 	o.dashboard = dashboard.New(dashboard.Config{
 		Admin: svc, API: o.api, Limiter: limiter,
 		MemberLimit: ratelimit.PerMinute(edge.DefaultAdminLimit), Log: c.log.Named("dashboard"),
 	})
+	instrument(o)
 	o.unsubscribe = st.Subscribe(func(ev store.Event) {
+		observeChange(ev)
 		switch {
 		case ev.Resync:
-			keys.Purge()
-			sets.Purge()
+			select {
+			case o.resync <- struct{}{}:
+			default:
+			}
 		case ev.Topic == admin.TopicKeys:
 			keys.Invalidate(string(ev.Payload))
 		case ev.Topic == admin.TopicFlags:
 			sets.Invalidate(string(ev.Payload))
 		}
 	})
-	o.done.Add(1)
+	o.done.Add(2)
 	go o.background(c.log)
+	go o.resyncLoop()
 	c.opened = o
 	c.ready.Store(o)
 	c.log.Info("storage opened", zap.String("storage", store.Redact(c.url)))
 	return o, nil
+}
+
+// timeout is the storage timeout: the store's, the guard's deadline and
+// the limiter's round-trip bound.
+func (c *core) timeout() time.Duration {
+	if c.opts.Timeout > 0 {
+		return c.opts.Timeout
+	}
+	return edge.DefaultTimeout
 }
 
 // background sweeps the caches, flushes last-used times and deletes expired
@@ -159,6 +182,9 @@ func (o *openCore) background(log *zap.Logger) {
 			if m, ok := o.limiter.(*ratelimit.MemoryLimiter); ok {
 				m.Sweep()
 			}
+			// And the guard's local buckets (on_storage_error local),
+			// which nothing else frees after an outage.
+			o.guard.Sweep()
 		case <-flush.C:
 			flushUsage()
 			o.sets.Sweep()
@@ -171,6 +197,38 @@ func (o *openCore) background(log *zap.Logger) {
 			}
 			cancel()
 		}
+	}
+}
+
+// resyncLoop purges the key cache and the flag sets when the change feed
+// may have missed events (it reconnected, or a subscriber fell behind),
+// but only once storage answers: after a Redis outage the feed's
+// connection often comes back before the connection pool of lookups does
+// (go-redis probes a pool that failed to dial once a second), and
+// purging then would turn every cached key, which served through the
+// outage, into a lookup that fails: a 503 under every policy, for up to a
+// second after Redis is back. Until storage answers, the entries serve as
+// they did during the outage, and they still expire with their TTL.
+func (o *openCore) resyncLoop() {
+	defer o.done.Done()
+	for {
+		select {
+		case <-o.stop:
+			return
+		case <-o.resync:
+		}
+		for {
+			if err := o.store.Ping(context.Background()); err == nil {
+				break
+			}
+			select {
+			case <-o.stop:
+				return
+			case <-time.After(resyncRetry):
+			}
+		}
+		o.keys.Purge()
+		o.sets.Purge()
 	}
 }
 

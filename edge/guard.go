@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -30,12 +31,78 @@ type Config struct {
 	// Unauthenticated is the per-client-IP limit of requests that fail
 	// authentication.
 	Unauthenticated ratelimit.Limit
-	// FailOpen admits requests when the rate limiter's storage fails
-	// (on_storage_error allow). Authentication never fails open: a key that
-	// cannot be verified is refused with 503.
-	FailOpen bool
+	// OnStorageError is what happens to a request when the rate limiter's
+	// storage fails (on_storage_error). Authentication never fails open: a
+	// key that cannot be verified is refused with 503 under every policy.
+	OnStorageError StoragePolicy
+	// LocalInstances is the number of instances sharing the limits, for
+	// [StorageLocal]: while storage fails, each instance admits
+	// 1/LocalInstances of every limit on its own. Zero means 1.
+	LocalInstances int
 	// Timeout bounds each storage call made for one request.
 	Timeout time.Duration
+	// IETFHeaders adds the RateLimit-Policy and RateLimit fields of
+	// draft-ietf-httpapi-ratelimit-headers next to the X-RateLimit-*
+	// headers, from the same limiter result (ietf_headers); see
+	// [ratelimit.Headers.WithPolicy] and [PolicyName].
+	IETFHeaders bool
+}
+
+// DefaultTimeout is the default bound of each storage call made for one
+// request (storage_timeout).
+const DefaultTimeout = 500 * time.Millisecond
+
+// StoragePolicy is what the guard does with a request whose rate limit
+// cannot be checked because storage fails.
+type StoragePolicy uint8
+
+const (
+	// StorageDeny refuses the request with 503 STORAGE_UNAVAILABLE (the
+	// default).
+	StorageDeny StoragePolicy = iota
+	// StorageAllow admits it unlimited, with only X-RateLimit-Limit.
+	StorageAllow
+	// StorageLocal checks it against an in-process bucket holding this
+	// instance's share of the limit (the limit divided by
+	// Config.LocalInstances), and reports that bucket in the headers. The
+	// shared bucket applies again as soon as storage answers.
+	StorageLocal
+)
+
+// ParseStoragePolicy reads "deny" (or ""), "allow" or "local".
+func ParseStoragePolicy(s string) (StoragePolicy, error) {
+	switch s {
+	case "", "deny":
+		return StorageDeny, nil
+	case "allow":
+		return StorageAllow, nil
+	case "local":
+		return StorageLocal, nil
+	}
+	return StorageDeny, fmt.Errorf("%q is not deny, allow or local", s)
+}
+
+// String returns the policy's configuration name.
+func (p StoragePolicy) String() string {
+	switch p {
+	case StorageAllow:
+		return "allow"
+	case StorageLocal:
+		return "local"
+	}
+	return "deny"
+}
+
+// LocalLimit is the share of l one instance enforces on its own under
+// [StorageLocal]: Rate and Burst divided by LocalInstances, rounded down
+// (so that the instances together never exceed l) but at least 1, over the
+// same Period.
+func (c *Config) LocalLimit(l ratelimit.Limit) ratelimit.Limit {
+	n := max(c.LocalInstances, 1)
+	if n == 1 {
+		return l
+	}
+	return ratelimit.Limit{Rate: max(l.Rate/n, 1), Period: l.Period, Burst: max(l.Burst/n, 1)}
 }
 
 // DefaultConfig returns the documented defaults.
@@ -45,7 +112,7 @@ func DefaultConfig() Config {
 	c.Limits[apikey.Test] = ratelimit.PerMinute(DefaultTestLimit)
 	c.Limits[apikey.Admin] = ratelimit.PerMinute(DefaultAdminLimit)
 	c.Unauthenticated = ratelimit.PerMinute(DefaultUnauthenticatedLimit)
-	c.Timeout = 500 * time.Millisecond
+	c.Timeout = DefaultTimeout
 	return c
 }
 
@@ -79,12 +146,22 @@ type Guard struct {
 	cfg     atomic.Pointer[Config]
 	keys    *KeyCache
 	limiter ratelimit.Limiter
+	// local holds the per-instance buckets of the local policy, used only
+	// while the limiter's storage fails. Its buckets outlive an outage (a
+	// flapping storage does not hand out a fresh share each time) and are
+	// swept once full again.
+	local   *ratelimit.MemoryLimiter
 	scopes  *ScopeTable
 	blocked *ipBlocklist
 	log     *zap.Logger
 	now     func() time.Time
 
 	lastStorageLog atomic.Int64
+	// metrics, if set, are what the guard records into; see SetMetrics.
+	metrics atomic.Pointer[Metrics]
+	// storageDown is set by a failed limiter call and cleared, with a log
+	// line, by the next one that succeeds.
+	storageDown atomic.Bool
 }
 
 // NewGuard returns a guard over a key cache and a limiter.
@@ -95,11 +172,14 @@ func NewGuard(cfg Config, keys *KeyCache, limiter ratelimit.Limiter, log *zap.Lo
 	g := &Guard{
 		keys:    keys,
 		limiter: limiter,
+		local:   ratelimit.NewMemory(),
 		scopes:  DefaultScopeTable,
 		blocked: newIPBlocklist(100_000),
 		log:     log,
 		now:     time.Now,
 	}
+	// Every check of the shared limiter is timed once metrics are set.
+	g.limiter = meteredLimiter{next: limiter, metrics: &g.metrics}
 	g.SetConfig(cfg)
 	return g
 }
@@ -107,10 +187,15 @@ func NewGuard(cfg Config, keys *KeyCache, limiter ratelimit.Limiter, log *zap.Lo
 // SetConfig replaces the configuration (on a config reload).
 func (g *Guard) SetConfig(cfg Config) {
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 500 * time.Millisecond
+		cfg.Timeout = DefaultTimeout
 	}
+	cfg.LocalInstances = max(cfg.LocalInstances, 1)
 	g.cfg.Store(&cfg)
 }
+
+// Sweep frees the local policy's buckets that are full again. The app
+// calls it periodically: after an outage nothing else would.
+func (g *Guard) Sweep() { g.local.Sweep() }
 
 // Keys returns the guard's key cache.
 func (g *Guard) Keys() *KeyCache { return g.keys }
@@ -128,16 +213,21 @@ type Decision struct {
 	Entry *KeyEntry
 	// Style is the shape Err is written in, from the request's path.
 	Style apierror.Style
+
+	// keyType is the type of the authenticated key, also when the request
+	// is refused after authentication; 0 (NoKey) if there is none.
+	keyType apikey.Type
 }
 
 // Check decides on a request. It writes nothing.
 func (g *Guard) Check(r *http.Request, in Request, p Policy) Decision {
 	d := g.check(r, in, p)
 	d.Style = ErrorStyle(r.URL.Path)
+	g.finish(r, &d)
 	return d
 }
 
-func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
+func (g *Guard) check(r *http.Request, in Request, p Policy) (d Decision) {
 	if !in.HTTPS && !p.AllowHTTP {
 		return Decision{Err: apierror.HTTPSRequired}
 	}
@@ -179,20 +269,33 @@ func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
 		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
 	}
 	key := entry.Key
+	// Whatever is decided from here on is about a key of this type.
+	defer func() { d.keyType = key.Type }()
 	entry.MarkUsed(now)
 
 	limit := cfg.Limits[key.Type]
-	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
-	res, err := g.limiter.Allow(ctx, entry.Bucket, limit)
-	cancel()
+	res, err := g.allow(r.Context(), cfg, entry.Bucket, limit)
 	var rate ratelimit.Headers
 	switch {
+	case err == errClientGone:
+		// Nobody reads the answer; and a storage failure it is not.
+		return Decision{Err: apierror.StorageDown}
 	case err != nil:
 		g.logStorageError("checking a rate limit", err)
-		if !cfg.FailOpen {
+		switch cfg.OnStorageError {
+		case StorageAllow:
+			rate = ratelimit.LimitOnly(limit)
+		case StorageLocal:
+			// The memory limiter does no I/O: it only fails on a limit
+			// it cannot use, which Allow refused first.
+			res, _ = g.local.Allow(r.Context(), entry.Bucket, cfg.LocalLimit(limit))
+			if !res.Allowed {
+				return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
+			}
+			rate = res.Headers(now)
+		default:
 			return Decision{Err: apierror.StorageDown}
 		}
-		rate = ratelimit.LimitOnly(limit)
 	case !res.Allowed:
 		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 	default:
@@ -225,19 +328,49 @@ func (g *Guard) refuse(ctx context.Context, cfg *Config, in Request, now time.Ti
 	if res, blocked := g.blocked.check(in.ClientIP, now); blocked {
 		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	res, err := g.limiter.Allow(ctx, "ip:"+in.ClientIP, cfg.Unauthenticated)
-	cancel()
-	if err != nil {
-		// The request is refused anyway; only the headers are missing.
-		g.logStorageError("checking the unauthenticated rate limit", err)
+	bucket := "ip:" + in.ClientIP
+	res, err := g.allow(ctx, cfg, bucket, cfg.Unauthenticated)
+	if err == errClientGone {
 		return Decision{Err: e}
+	}
+	if err != nil {
+		g.logStorageError("checking the unauthenticated rate limit", err)
+		if cfg.OnStorageError != StorageLocal {
+			// The request is refused anyway; only the headers are missing.
+			return Decision{Err: e}
+		}
+		res, _ = g.local.Allow(ctx, bucket, cfg.LocalLimit(cfg.Unauthenticated))
 	}
 	if !res.Allowed {
 		g.blocked.block(in.ClientIP, res, now)
 		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 	}
 	return Decision{Err: e, Rate: res.Headers(now)}
+}
+
+// errClientGone is allow's error when the request ended (the client went
+// away) before storage answered: no storage failure, and no answer needed.
+var errClientGone = errors.New("the client went away")
+
+// allow checks bucket against the shared limiter, bounded by the storage
+// timeout (the shared limiter's own round trips are bounded by the same
+// storage_timeout), and notes whether storage answered.
+func (g *Guard) allow(parent context.Context, cfg *Config, bucket string, limit ratelimit.Limit) (ratelimit.Result, error) {
+	ctx, cancel := context.WithTimeout(parent, cfg.Timeout)
+	res, err := g.limiter.Allow(ctx, bucket, limit)
+	cancel()
+	switch {
+	case err == nil:
+		if g.storageDown.Load() && g.storageDown.CompareAndSwap(true, false) {
+			g.log.Info("storage available again: rate limits are shared again",
+				zap.String("on_storage_error", cfg.OnStorageError.String()))
+		}
+	case parent.Err() != nil:
+		return res, errClientGone
+	default:
+		g.storageDown.Store(true)
+	}
+	return res, err
 }
 
 // logStorageError logs at most one line a second, so that an outage under
@@ -249,14 +382,14 @@ func (g *Guard) logStorageError(doing string, err error) {
 		return
 	}
 	cfg := g.cfg.Load()
-	policy := "deny"
-	if cfg.FailOpen {
-		policy = "allow"
-	}
-	g.log.Error("storage unavailable",
+	fields := []zap.Field{
 		zap.String("while", doing),
-		zap.String("on_storage_error", policy),
-		zap.Error(err))
+		zap.String("on_storage_error", cfg.OnStorageError.String()),
+	}
+	if cfg.OnStorageError == StorageLocal {
+		fields = append(fields, zap.Int("local_instances", cfg.LocalInstances))
+	}
+	g.log.Error("storage unavailable", append(fields, zap.Error(err))...)
 }
 
 // Apply carries out a decision on the response. If the request is refused

@@ -588,10 +588,10 @@ func TestStorageFailurePolicy(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	lim := ratelimit.NewRedis(st.Client(), st.Prefix())
 
-	for _, failOpen := range []bool{false, true} {
+	for _, policy := range []StoragePolicy{StorageDeny, StorageAllow, StorageLocal} {
 		r.Start()
 		cfg := DefaultConfig()
-		cfg.FailOpen = failOpen
+		cfg.OnStorageError = policy
 		cfg.Timeout = 200 * time.Millisecond
 		f := newFixtureOn(t, st, lim, cfg)
 		live := bearer(f.keys["live"])
@@ -604,20 +604,201 @@ func TestStorageFailurePolicy(t *testing.T) {
 		if took := time.Since(start); took > 2*time.Second {
 			t.Fatalf("a request with Redis down took %v", took)
 		}
-		if failOpen {
+		switch policy {
+		case StorageAllow:
 			if res.status != 200 || res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultLiveLimit) ||
 				res.header.Get("X-RateLimit-Remaining") != "" {
 				t.Fatalf("allow policy: %d %v", res.status, res.header)
 			}
-		} else if res.status != 503 || res.body != `{"error":"STORAGE_UNAVAILABLE","message":"Storage is unavailable; try again shortly"}` {
-			t.Fatalf("deny policy: %d %s", res.status, res.body)
+		case StorageLocal:
+			// One instance (the default): the whole limit, in process,
+			// from a full bucket.
+			if res.status != 200 || res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultLiveLimit) ||
+				res.header.Get("X-RateLimit-Remaining") != strconv.Itoa(DefaultLiveLimit-1) {
+				t.Fatalf("local policy: %d %v", res.status, res.header)
+			}
+		default:
+			if res.status != 503 || res.body != `{"error":"STORAGE_UNAVAILABLE","message":"Storage is unavailable; try again shortly"}` {
+				t.Fatalf("deny policy: %d %s", res.status, res.body)
+			}
 		}
 		// A key the instance has never seen cannot be verified: refused
-		// under either policy.
+		// under every policy.
 		res = f.do("POST", "/v1/evaluate", bearer(f.keys["test"]), tlsReq, Policy{})
 		if res.status != 503 {
-			t.Fatalf("unverifiable key (failOpen=%v): %d %s", failOpen, res.status, res.body)
+			t.Fatalf("unverifiable key (%v): %d %s", policy, res.status, res.body)
 		}
+	}
+}
+
+func TestLocalLimitShare(t *testing.T) {
+	l := ratelimit.Limit{Rate: 10, Period: time.Minute, Burst: 20}
+	for _, c := range []struct {
+		instances int
+		want      ratelimit.Limit
+	}{
+		{0, l},
+		{1, l},
+		{2, ratelimit.Limit{Rate: 5, Period: time.Minute, Burst: 10}},
+		{3, ratelimit.Limit{Rate: 3, Period: time.Minute, Burst: 6}},  // rounded down
+		{15, ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 1}}, // never zero
+		{50, ratelimit.Limit{Rate: 1, Period: time.Minute, Burst: 1}},
+	} {
+		cfg := Config{LocalInstances: c.instances}
+		if got := cfg.LocalLimit(l); got != c.want {
+			t.Errorf("%d instances: %v, want %v", c.instances, got, c.want)
+		}
+	}
+	for in, want := range map[string]StoragePolicy{"": StorageDeny, "deny": StorageDeny, "allow": StorageAllow, "local": StorageLocal} {
+		if got, err := ParseStoragePolicy(in); err != nil || got != want {
+			t.Errorf("ParseStoragePolicy(%q) = %v, %v", in, got, err)
+		}
+		if in != "" && want.String() != in {
+			t.Errorf("%v.String() = %q", want, want.String())
+		}
+	}
+	if _, err := ParseStoragePolicy("open"); err == nil {
+		t.Error("ParseStoragePolicy accepted open")
+	}
+}
+
+// localFixture is a guard whose keys live on the embedded store and whose
+// limiter is the batching Redis limiter (as in production on Redis) on a
+// real redis-server the test stops and starts.
+func localFixture(t *testing.T, cfg Config) (*fixture, *testenv.Redis) {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	rs, err := store.OpenRedis(r.URL(), store.Options{Timeout: cfg.Timeout, KeyPrefix: testenv.UniquePrefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	lim := ratelimit.NewBatchingRedis(rs.Client(), rs.Prefix(), ratelimit.BatchingOptions{Timeout: cfg.Timeout})
+	t.Cleanup(func() { lim.Close() })
+	st, err := store.OpenFile(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return newFixtureOn(t, st, lim, cfg), r
+}
+
+func wantRate(t *testing.T, what string, res response, status int, limit, remaining string) {
+	t.Helper()
+	if res.status != status || res.header.Get("X-RateLimit-Limit") != limit || res.header.Get("X-RateLimit-Remaining") != remaining {
+		t.Fatalf("%s: %d, limit %q remaining %q; want %d, %s, %s (%s)", what, res.status,
+			res.header.Get("X-RateLimit-Limit"), res.header.Get("X-RateLimit-Remaining"), status, limit, remaining, res.body)
+	}
+}
+
+// TestLocalPolicyShareThenShared follows one key through an outage under
+// on_storage_error local with three instances: the shared limit, then this
+// instance's third of it in process, then the shared limit again as soon
+// as Redis answers; and a second outage resumes the local bucket where
+// the first left it rather than handing out a fresh share.
+func TestLocalPolicyShareThenShared(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.OnStorageError = StorageLocal
+	cfg.LocalInstances = 3
+	cfg.Limits[apikey.Live] = ratelimit.Limit{Rate: 12, Period: time.Hour, Burst: 12}
+	cfg.Unauthenticated = ratelimit.Limit{Rate: 6, Period: time.Hour, Burst: 6}
+	f, r := localFixture(t, cfg)
+	live := bearer(f.keys["live"])
+	do := func() response { return f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}) }
+
+	wantRate(t, "Redis up", do(), 200, "12", "11")
+	wantRate(t, "Redis up", do(), 200, "12", "10")
+
+	r.Stop()
+	for i := 3; i >= 0; i-- {
+		wantRate(t, "local share", do(), 200, "4", strconv.Itoa(i))
+	}
+	res := do()
+	wantRate(t, "local share spent", res, 429, "4", "0")
+	if res.header.Get("Retry-After") == "" || res.header.Get("X-RateLimit-Reset") == "" {
+		t.Fatalf("local 429 headers: %v", res.header)
+	}
+	// Scope checks still follow the limit: a live key on an admin route.
+	if res := f.do("GET", "/v1/projects", live, tlsReq, Policy{}); res.status != 429 {
+		t.Fatalf("live key on an admin route, share spent: %d", res.status)
+	}
+	// Failed authentication spends from the client IP's local share (two
+	// of six), and an IP over it is blocked locally.
+	attacker := Request{HTTPS: true, ClientIP: "198.51.100.9"}
+	for i := 1; i >= 0; i-- {
+		res := f.do("GET", "/v1/projects", "Bearer nope", attacker, Policy{})
+		wantRate(t, "unauthenticated, local share", res, 401, "2", strconv.Itoa(i))
+	}
+	if res := f.do("GET", "/v1/projects", "Bearer nope", attacker, Policy{}); res.status != 429 {
+		t.Fatalf("unauthenticated over the local share: %d", res.status)
+	}
+
+	// Redis returns (empty: persistence is off, so the shared bucket
+	// starts over). The first check that reaches it is shared again.
+	r.Start()
+	back := time.Now()
+	for {
+		res := do()
+		if res.header.Get("X-RateLimit-Limit") == "12" {
+			wantRate(t, "Redis back", res, 200, "12", "11")
+			break
+		}
+		if res.status != 429 || time.Since(back) > 2*time.Second {
+			t.Fatalf("Redis back for %v: %d %v", time.Since(back), res.status, res.header)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("shared limit again %v after Redis answered", time.Since(back).Round(time.Millisecond))
+
+	// A second outage: the local bucket is where the first one left it.
+	r.Stop()
+	wantRate(t, "second outage", do(), 429, "4", "0")
+}
+
+// TestLocalPolicyConcurrent sends many concurrent requests during an
+// outage: exactly the local share is admitted (the period is long enough
+// for nothing to come back), and every other answer is a 429 reporting
+// the local bucket.
+func TestLocalPolicyConcurrent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Timeout = 200 * time.Millisecond
+	cfg.OnStorageError = StorageLocal
+	cfg.LocalInstances = 4
+	cfg.Limits[apikey.Live] = ratelimit.Limit{Rate: 100, Period: time.Hour, Burst: 100}
+	f, r := localFixture(t, cfg)
+	live := bearer(f.keys["live"])
+	r.Stop()
+
+	const workers, each = 16, 40
+	var admitted, refused, other atomic.Int64
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range each {
+				req := httptest.NewRequest("POST", "/v1/evaluate", nil)
+				req.Header.Set("Authorization", live)
+				d := f.guard.Check(req, tlsReq, Policy{})
+				h := http.Header{}
+				d.Rate.Apply(h)
+				switch {
+				case d.Err == nil && h.Get("X-RateLimit-Limit") == "25":
+					admitted.Add(1)
+				case d.Err != nil && d.Err.Status == 429 && h.Get("X-RateLimit-Limit") == "25":
+					refused.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	if admitted.Load() != 25 || refused.Load() != workers*each-25 || other.Load() != 0 {
+		t.Fatalf("admitted %d, refused %d, other %d; want 25, %d, 0",
+			admitted.Load(), refused.Load(), other.Load(), workers*each-25)
 	}
 }
 

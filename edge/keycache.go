@@ -44,6 +44,33 @@ type KeyCache struct {
 	gen atomic.Uint64
 
 	lookups singleflight.Group
+	metrics atomic.Pointer[KeyCacheMetrics]
+}
+
+// KeyCacheMetrics are a KeyCache's instruments. Nil fields record nothing.
+type KeyCacheMetrics struct {
+	// Hits counts requests answered from the cache (an unknown digest
+	// cached as such included); Misses those that were not.
+	Hits, Misses Counter
+	// LookupErrors counts lookups in the key source (storage) that failed.
+	// Concurrent requests for one digest share a lookup, counted once.
+	LookupErrors Counter
+}
+
+// SetMetrics makes the cache record into m from now on; nil stops it. It
+// may be called at any time.
+func (c *KeyCache) SetMetrics(m *KeyCacheMetrics) {
+	if m == nil {
+		c.metrics.Store(nil)
+		return
+	}
+	f := *m
+	for _, p := range []*Counter{&f.Hits, &f.Misses, &f.LookupErrors} {
+		if *p == nil {
+			*p = nopCounter{}
+		}
+	}
+	c.metrics.Store(&f)
 }
 
 // KeyEntry is a cached answer for one digest.
@@ -116,8 +143,21 @@ func (c *KeyCache) SetTTL(ttl time.Duration) {
 }
 
 // Cached returns the fresh cached entry for digest, if there is one. It
-// never touches storage.
+// never touches storage. It is what a request asks first, so it counts the
+// cache's hits and misses.
 func (c *KeyCache) Cached(d apikey.Digest, now time.Time) (*KeyEntry, bool) {
+	e, ok := c.cached(d, now)
+	if m := c.metrics.Load(); m != nil {
+		if ok {
+			m.Hits.Inc()
+		} else {
+			m.Misses.Inc()
+		}
+	}
+	return e, ok
+}
+
+func (c *KeyCache) cached(d apikey.Digest, now time.Time) (*KeyEntry, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[d]
 	c.mu.RUnlock()
@@ -138,7 +178,7 @@ func (c *KeyCache) fresh(e *KeyEntry, now time.Time) bool {
 // Load returns the entry for digest, from the cache or else from the
 // source. Concurrent loads of one digest share a single lookup.
 func (c *KeyCache) Load(ctx context.Context, d apikey.Digest, now time.Time) (*KeyEntry, error) {
-	if e, ok := c.Cached(d, now); ok {
+	if e, ok := c.cached(d, now); ok {
 		return e, nil
 	}
 	// Only loads of one generation are shared: a request that starts after
@@ -155,6 +195,9 @@ func (c *KeyCache) Load(ctx context.Context, d apikey.Digest, now time.Time) (*K
 		defer cancel()
 		rec, err := c.source.LookupKey(lctx, d)
 		if err != nil {
+			if m := c.metrics.Load(); m != nil {
+				m.LookupErrors.Inc()
+			}
 			return nil, err
 		}
 		e := newEntry(rec, d, now)

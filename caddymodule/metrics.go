@@ -1,0 +1,156 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/store"
+)
+
+// FlagBridge's Prometheus metrics. They are served wherever Caddy serves
+// its own: the admin endpoint's /metrics, and the metrics handler.
+//
+// The collectors are process-wide and outlive config reloads, so that
+// counters continue across a reload: every config's metrics registry (Caddy
+// makes a new one for each config) gets the same collectors, registered
+// once per registry. Labels carry no key material: no key id, digest or
+// client address.
+var metrics struct {
+	once sync.Once
+
+	requests        *prometheus.CounterVec // key_type, outcome
+	limiterSeconds  prometheus.Histogram
+	cacheLookups    *prometheus.CounterVec   // result
+	storageErrors   *prometheus.CounterVec   // operation
+	invalidationLag *prometheus.HistogramVec // topic
+	resyncs         prometheus.Counter
+
+	// What the guard and the key cache record into, resolved once.
+	guard edge.Metrics
+	cache edge.KeyCacheMetrics
+	// lag is the invalidation-lag histogram of each topic it observes.
+	lag map[string]prometheus.Observer
+}
+
+// Metric and label names.
+const (
+	metricRequests        = "flagbridge_guard_requests_total"
+	metricLimiterSeconds  = "flagbridge_rate_limiter_duration_seconds"
+	metricCacheLookups    = "flagbridge_key_cache_lookups_total"
+	metricStorageErrors   = "flagbridge_storage_errors_total"
+	metricInvalidationLag = "flagbridge_invalidation_lag_seconds"
+	metricResyncs         = "flagbridge_change_feed_resyncs_total"
+)
+
+// initMetrics creates the collectors and resolves every label combination
+// ahead of time, so that recording costs an atomic add, and so that every
+// series exists (at zero) from the start.
+func initMetrics() {
+	metrics.once.Do(func() {
+		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricRequests,
+			Help: "Requests decided by flagbridge_auth, by the type of the authenticated key (none if there was no valid key) and outcome.",
+		}, []string{"key_type", "outcome"})
+		metrics.limiterSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    metricLimiterSeconds,
+			Help:    "Time taken by each check of the shared rate limiter, failed checks included.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		})
+		metrics.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricCacheLookups,
+			Help: "Requests whose key was (hit) or was not (miss) in the key cache.",
+		}, []string{"result"})
+		metrics.storageErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricStorageErrors,
+			Help: "Storage calls of the request path that failed: key lookups and rate-limit checks.",
+		}, []string{"operation"})
+		metrics.invalidationLag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    metricInvalidationLag,
+			Help:    "Time from a change's commit on one instance to its arrival on this one, by change topic (keys, flags).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"topic"})
+		metrics.resyncs = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: metricResyncs,
+			Help: "Times the change feed may have lost messages (a lost Redis Pub/Sub connection) and the caches were cleared.",
+		})
+
+		for t := edge.NoKey; t <= apikey.Admin; t++ {
+			keyType := "none"
+			if t != edge.NoKey {
+				keyType = t.String()
+			}
+			for o := range edge.NumOutcomes {
+				metrics.guard.Requests[t][o] = metrics.requests.WithLabelValues(keyType, o.String())
+			}
+		}
+		metrics.guard.LimiterSeconds = metrics.limiterSeconds
+		metrics.guard.LimiterErrors = metrics.storageErrors.WithLabelValues("rate_limit")
+		metrics.cache = edge.KeyCacheMetrics{
+			Hits:         metrics.cacheLookups.WithLabelValues("hit"),
+			Misses:       metrics.cacheLookups.WithLabelValues("miss"),
+			LookupErrors: metrics.storageErrors.WithLabelValues("key_lookup"),
+		}
+		metrics.lag = map[string]prometheus.Observer{
+			admin.TopicKeys:  metrics.invalidationLag.WithLabelValues(admin.TopicKeys),
+			admin.TopicFlags: metrics.invalidationLag.WithLabelValues(admin.TopicFlags),
+		}
+	})
+}
+
+// registerMetrics registers FlagBridge's collectors in a config's metrics
+// registry. Registering them again in the same registry is not an error, so
+// that nothing depends on how often the app is provisioned; a nil registry
+// (a caddy.Context not made by Caddy) registers nothing.
+func registerMetrics(reg prometheus.Registerer) error {
+	initMetrics()
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{
+		metrics.requests, metrics.limiterSeconds, metrics.cacheLookups,
+		metrics.storageErrors, metrics.invalidationLag, metrics.resyncs,
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) && are.ExistingCollector == c {
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// instrument makes an opened core's guard and key cache record into the
+// metrics.
+func instrument(o *openCore) {
+	initMetrics()
+	o.guard.SetMetrics(&metrics.guard)
+	o.keys.SetMetrics(&metrics.cache)
+}
+
+// observeChange records a change-feed event: its invalidation lag, when the
+// event says when it was published, or a resync.
+func observeChange(ev store.Event) {
+	initMetrics()
+	if ev.Resync {
+		metrics.resyncs.Inc()
+		return
+	}
+	if ev.Published.IsZero() {
+		return // from an instance that does not stamp its messages
+	}
+	lag, ok := metrics.lag[ev.Topic]
+	if !ok {
+		return
+	}
+	// Instances' clocks may disagree a little; a change cannot arrive
+	// before it was made.
+	lag.Observe(max(time.Since(ev.Published), 0).Seconds())
+}

@@ -1,0 +1,198 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/ratelimit"
+)
+
+// Counter counts events. A prometheus.Counter is one; so is anything with
+// an Inc method.
+type Counter interface{ Inc() }
+
+// Observer records one observation, such as a duration in seconds. A
+// prometheus.Histogram is one.
+type Observer interface{ Observe(float64) }
+
+// Outcome is how the guard decided a request, as its metrics report it.
+type Outcome uint8
+
+// The outcomes.
+const (
+	// OutcomeAllowed: the request was admitted.
+	OutcomeAllowed Outcome = iota
+	// OutcomeLimited: refused with 429, by the key's bucket or the client
+	// address's bucket of failed authentications.
+	OutcomeLimited
+	// OutcomeUnauthorized: refused with 401 (no key, or one that is
+	// malformed, unknown, expired or revoked).
+	OutcomeUnauthorized
+	// OutcomeForbidden: refused with 403 by the scope table or the key's
+	// permissions.
+	OutcomeForbidden
+	// OutcomeHTTPSRequired: refused with 403 for not using HTTPS.
+	OutcomeHTTPSRequired
+	// OutcomeStorageUnavailable: refused with 503 because storage failed.
+	OutcomeStorageUnavailable
+
+	// NumOutcomes is the number of outcomes.
+	NumOutcomes
+)
+
+var outcomeNames = [NumOutcomes]string{
+	OutcomeAllowed:            "allowed",
+	OutcomeLimited:            "limited",
+	OutcomeUnauthorized:       "unauthorized",
+	OutcomeForbidden:          "forbidden",
+	OutcomeHTTPSRequired:      "https_required",
+	OutcomeStorageUnavailable: "storage_unavailable",
+}
+
+// String returns the outcome's metric label: allowed, limited,
+// unauthorized, forbidden, https_required or storage_unavailable.
+func (o Outcome) String() string {
+	if o < NumOutcomes {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// OutcomeOf classifies the error of a [Decision]; nil is OutcomeAllowed.
+func OutcomeOf(e *apierror.Error) Outcome {
+	if e == nil {
+		return OutcomeAllowed
+	}
+	switch e.Code {
+	case apierror.CodeHTTPSRequired:
+		return OutcomeHTTPSRequired
+	case apierror.CodeRateLimited:
+		return OutcomeLimited
+	case apierror.CodeStorageUnavailable:
+		return OutcomeStorageUnavailable
+	}
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		return OutcomeUnauthorized
+	case e.Status == http.StatusTooManyRequests:
+		return OutcomeLimited
+	case e.Status >= 500:
+		return OutcomeStorageUnavailable
+	}
+	return OutcomeForbidden
+}
+
+// NoKey is the key-type index of [Metrics.Requests] for requests that
+// carried no authenticated key: refused before or by authentication, or
+// dashboard requests (which log people in themselves).
+const NoKey apikey.Type = 0
+
+// Metrics are the guard's instruments. They are resolved ahead of time (one
+// counter per key type and outcome), so that recording a request costs an
+// atomic add or two, and they carry no key material: no key id, digest or
+// client address. Nil fields record nothing.
+type Metrics struct {
+	// Requests counts the guard's decisions by the authenticated key's
+	// type (index NoKey when there is none) and outcome.
+	Requests [apikey.Admin + 1][NumOutcomes]Counter
+	// LimiterSeconds observes how long each check of the shared rate
+	// limiter took, failed ones included.
+	LimiterSeconds Observer
+	// LimiterErrors counts checks of the shared rate limiter that failed
+	// (its storage did not answer in time, or answered with an error).
+	LimiterErrors Counter
+}
+
+type nopCounter struct{}
+
+func (nopCounter) Inc() {}
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(float64) {}
+
+// filled returns a copy of m whose nil fields record nothing, so that the
+// hot path needs no nil checks.
+func (m *Metrics) filled() *Metrics {
+	c := *m
+	for t := range c.Requests {
+		for o := range c.Requests[t] {
+			if c.Requests[t][o] == nil {
+				c.Requests[t][o] = nopCounter{}
+			}
+		}
+	}
+	if c.LimiterSeconds == nil {
+		c.LimiterSeconds = nopObserver{}
+	}
+	if c.LimiterErrors == nil {
+		c.LimiterErrors = nopCounter{}
+	}
+	return &c
+}
+
+// SetMetrics makes the guard record into m from now on; nil stops it. It
+// may be called at any time, also while requests are served.
+func (g *Guard) SetMetrics(m *Metrics) {
+	if m == nil {
+		g.metrics.Store(nil)
+		return
+	}
+	g.metrics.Store(m.filled())
+}
+
+// finish completes a decision of Check: it counts it and, if configured,
+// adds the IETF rate-limit fields.
+func (g *Guard) finish(r *http.Request, d *Decision) {
+	if m := g.metrics.Load(); m != nil {
+		o := OutcomeOf(d.Err)
+		// A request whose client left while storage was consulted was
+		// answered to no one; it is neither a storage failure nor anything
+		// else worth counting.
+		if o != OutcomeStorageUnavailable || r.Context().Err() == nil {
+			m.Requests[d.keyType][o].Inc()
+		}
+	}
+	if !d.Rate.IsZero() && g.cfg.Load().IETFHeaders {
+		d.Rate = d.Rate.WithPolicy(PolicyName(d.keyType))
+	}
+}
+
+// PolicyName is the name of the rate-limit policy (the bucket) of a key
+// type in the IETF RateLimit-Policy and RateLimit fields: live, test or
+// admin, and unauthenticated for NoKey (the client address's bucket of
+// failed authentications).
+func PolicyName(t apikey.Type) string {
+	if t == NoKey {
+		return "unauthenticated"
+	}
+	return t.String()
+}
+
+// meteredLimiter times every check of the shared limiter and counts its
+// failures, when the guard has metrics.
+type meteredLimiter struct {
+	next    ratelimit.Limiter
+	metrics *atomic.Pointer[Metrics]
+}
+
+func (l meteredLimiter) Allow(ctx context.Context, key string, limit ratelimit.Limit) (ratelimit.Result, error) {
+	m := l.metrics.Load()
+	if m == nil {
+		return l.next.Allow(ctx, key, limit)
+	}
+	start := time.Now()
+	res, err := l.next.Allow(ctx, key, limit)
+	m.LimiterSeconds.Observe(time.Since(start).Seconds())
+	// A check cut short because the client went away is no storage error;
+	// one that ran out of time is.
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		m.LimiterErrors.Inc()
+	}
+	return res, err
+}
