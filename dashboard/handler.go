@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -255,12 +256,22 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	apierror.Write(w, apierror.StorageDown)
 }
 
-// decode reads a small JSON body strictly.
+// maxBodyBytes bounds the dashboard's own request bodies.
+const maxBodyBytes = 16 << 10
+
+// decode reads a small JSON body strictly: one JSON value, no unknown
+// field, nothing after it.
 func decode(r *http.Request, dst any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 16<<10))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return apierror.Invalid("invalid request body: %v", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	// Decode reads one value and leaves the rest unread; a body such as
+	// {"email":"a"}{"email":"b"} or {"email":"a"}} is malformed, not half
+	// read.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return apierror.Invalid("invalid request body: data after the JSON value")
 	}
 	return nil
 }
