@@ -1,7 +1,8 @@
 // Pieces shared by the pages: picking a project and an environment, the
 // error state of a page that could not load, the read-only banner.
 
-import { h } from '../dom.js';
+import { get, v1 } from '../api.js';
+import { h, replace } from '../dom.js';
 import { remember, remembered } from '../prefs.js';
 import { button, field, notice, select } from '../ui.js';
 
@@ -68,4 +69,24 @@ export function noProjects(what) {
     h('p', { class: 'empty-title' }, 'No projects yet'),
     h('p', { class: 'empty-text' }, `${what} belong to a project. Create a project first.`),
     h('a', { class: 'btn btn-primary', href: '#/projects' }, 'Go to Projects'));
+}
+
+/**
+ * loadProjects fetches the projects for a page that works inside one. On
+ * failure or when there are none, it shows that state in body and returns
+ * null.
+ */
+export async function loadProjects(body, ctx, what) {
+  let projects;
+  try {
+    projects = (await get(v1('projects'))).data;
+  } catch (err) {
+    replace(body, loadFailed('projects', err, () => ctx.navigate(location.hash)));
+    return null;
+  }
+  if (projects.length === 0) {
+    replace(body, noProjects(what));
+    return null;
+  }
+  return projects;
 }

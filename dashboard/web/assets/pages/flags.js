@@ -9,7 +9,7 @@ import { remember } from '../prefs.js';
 import {
   badge, button, clearError, confirm, empty, errorBox, field, loading, pageHeader, showError, table, toast, withBusy,
 } from '../ui.js';
-import { environmentSelect, loadFailed, noProjects, pickEnvironment, pickProject, projectSelect, readOnlyBanner } from './common.js';
+import { environmentSelect, loadFailed, loadProjects, pickEnvironment, pickProject, projectSelect, readOnlyBanner } from './common.js';
 
 const NEW_FLAG = `{
   "state": "ENABLED",
@@ -31,17 +31,8 @@ export async function render(root, ctx) {
   const body = h('div', { class: 'page-body' }, loading('Loading projects…'));
   root.append(body);
 
-  let projects;
-  try {
-    projects = (await get(v1('projects'))).data;
-  } catch (err) {
-    replace(body, loadFailed('projects', err, () => ctx.navigate(location.hash)));
-    return;
-  }
-  if (projects.length === 0) {
-    replace(body, noProjects('Flags'));
-    return;
-  }
+  const projects = await loadProjects(body, ctx, 'Flags');
+  if (!projects) return;
 
   let project = pickProject(projects, ctx.query);
   let envs = [];

@@ -8,7 +8,7 @@ import { remember } from '../prefs.js';
 import {
   badge, button, confirm, dialog, empty, field, loading, pageHeader, secret, select, table, toast,
 } from '../ui.js';
-import { loadFailed, noProjects, pickProject, projectSelect, readOnlyBanner } from './common.js';
+import { loadFailed, loadProjects, pickProject, projectSelect, readOnlyBanner } from './common.js';
 
 const TYPES = [
   { value: 'live', label: 'Live', text: 'Evaluates flags in one environment: servers and apps.' },
@@ -40,17 +40,8 @@ export async function render(root, ctx) {
   const body = h('div', { class: 'page-body' }, loading('Loading projects…'));
   root.append(body);
 
-  let projects;
-  try {
-    projects = (await get(v1('projects'))).data;
-  } catch (err) {
-    replace(body, loadFailed('projects', err, () => ctx.navigate(location.hash)));
-    return;
-  }
-  if (projects.length === 0) {
-    replace(body, noProjects('API keys'));
-    return;
-  }
+  const projects = await loadProjects(body, ctx, 'API keys');
+  if (!projects) return;
 
   let project = pickProject(projects, ctx.query);
   let envs = [];
