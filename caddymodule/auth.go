@@ -107,10 +107,11 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	ctx := r.Context()
 	caddyhttp.SetVar(ctx, varKey, d.Key)
-	caddyhttp.SetVar(ctx, varKeyID, d.Key.ID)
-	caddyhttp.SetVar(ctx, varKeyType, d.Key.Type.String())
-	caddyhttp.SetVar(ctx, varProject, d.Key.Project)
-	caddyhttp.SetVar(ctx, varEnvironment, d.Key.Environment)
+	boxed := &d.Entry.Boxed // boxed once per cached key, not per request
+	caddyhttp.SetVar(ctx, varKeyID, boxed[0])
+	caddyhttp.SetVar(ctx, varKeyType, boxed[1])
+	caddyhttp.SetVar(ctx, varProject, boxed[2])
+	caddyhttp.SetVar(ctx, varEnvironment, boxed[3])
 	return next.ServeHTTP(w, r)
 }
 

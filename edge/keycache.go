@@ -80,6 +80,10 @@ type KeyEntry struct {
 	// Bucket is the rate-limit bucket of the key: by key id, so that a
 	// rotated key keeps its count.
 	Bucket string
+	// Boxed holds the key's id, type, project and environment as interface
+	// values, boxed once here rather than on every request that hands them
+	// to later handlers (Caddy's variables are a map[string]any).
+	Boxed [4]any
 
 	valid      bool
 	validUntil time.Time // zero: no expiry
@@ -215,6 +219,7 @@ func newEntry(rec *apikey.Record, d apikey.Digest, now time.Time) *KeyEntry {
 	if rec != nil {
 		e.Bucket = "key:" + rec.ID
 		e.validUntil, e.valid = rec.ValidUntil(d.String(), now)
+		e.Boxed = [4]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
 	}
 	return e
 }
