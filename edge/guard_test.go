@@ -803,12 +803,17 @@ func TestLocalPolicyConcurrent(t *testing.T) {
 }
 
 func BenchmarkGuardHotPath(b *testing.B) {
+	benchmarkGuard(b, benchFileStore(b), ratelimit.NewMemory(), nil)
+}
+
+// benchFileStore opens an embedded store for one benchmark.
+func benchFileStore(b *testing.B) store.Store {
 	st, err := store.OpenFile(b.TempDir(), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
-	benchmarkGuard(b, st, ratelimit.NewMemory())
+	b.Cleanup(func() { st.Close() })
+	return st
 }
 
 func BenchmarkGuardHotPathRedis(b *testing.B) {
@@ -819,12 +824,13 @@ func BenchmarkGuardHotPathRedis(b *testing.B) {
 	}
 	defer st.Close()
 	b.SetParallelism(16) // requests in flight at once, as from many connections
-	benchmarkGuard(b, st, ratelimit.NewRedis(st.Client(), st.Prefix()))
+	benchmarkGuard(b, st, ratelimit.NewRedis(st.Client(), st.Prefix()), nil)
 }
 
 // benchmarkGuard measures the authenticated hot path: one cached live key
-// under a limit it never reaches.
-func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter) {
+// under a limit it never reaches. setup, if not nil, changes the guard
+// before the measurement (metrics, options).
+func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter, setup func(*Guard, Config)) {
 	svc := admin.New(st)
 	ctx := context.Background()
 	boot, _ := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
@@ -833,6 +839,9 @@ func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter) {
 	cfg := DefaultConfig()
 	cfg.Limits[apikey.Live] = ratelimit.PerMinute(1 << 30)
 	g := NewGuard(cfg, NewKeyCache(svc, KeyCacheOptions{}), lim, nil)
+	if setup != nil {
+		setup(g, cfg)
+	}
 	auth := bearer(k.Secret)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/ratelimit"
@@ -327,7 +326,7 @@ func TestIETFHeaders(t *testing.T) {
 // recorded (atomic counters, as Prometheus's are): what they add to a
 // request.
 func BenchmarkGuardHotPathMetrics(b *testing.B) {
-	benchmarkGuardWith(b, func(g *Guard, cfg Config) {
+	benchmarkGuard(b, benchFileStore(b), ratelimit.NewMemory(), func(g *Guard, cfg Config) {
 		m := newTestMetrics()
 		g.SetMetrics(m.guardMetrics)
 		g.Keys().SetMetrics(m.cacheMetrics)
@@ -337,41 +336,8 @@ func BenchmarkGuardHotPathMetrics(b *testing.B) {
 // BenchmarkGuardHotPathIETF is BenchmarkGuardHotPath with the IETF fields
 // rendered too.
 func BenchmarkGuardHotPathIETF(b *testing.B) {
-	benchmarkGuardWith(b, func(g *Guard, cfg Config) {
+	benchmarkGuard(b, benchFileStore(b), ratelimit.NewMemory(), func(g *Guard, cfg Config) {
 		cfg.IETFHeaders = true
 		g.SetConfig(cfg)
-	})
-}
-
-func benchmarkGuardWith(b *testing.B, setup func(*Guard, Config)) {
-	st, err := store.OpenFile(b.TempDir(), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	svc := admin.New(st)
-	ctx := context.Background()
-	boot, _ := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
-	svc.CreateProject(ctx, boot.Record, admin.CreateProjectInput{Slug: "app"})
-	k, _ := svc.CreateKey(ctx, boot.Record, "app", admin.CreateKeyInput{Name: "b", Type: "live", Environment: "production"})
-	cfg := DefaultConfig()
-	cfg.Limits[apikey.Live] = ratelimit.PerMinute(1 << 30)
-	g := NewGuard(cfg, NewKeyCache(svc, KeyCacheOptions{}), ratelimit.NewMemory(), nil)
-	setup(g, cfg)
-	auth := bearer(k.Secret)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		r := httptest.NewRequest("POST", "/v1/evaluate", nil)
-		w := &discardWriter{h: http.Header{}}
-		for pb.Next() {
-			r.Header["Authorization"] = []string{auth}
-			d := g.Check(r, tlsReq, Policy{})
-			nw, ok := d.Apply(w, r, Policy{})
-			if !ok {
-				b.Fatal("refused")
-			}
-			nw.WriteHeader(200)
-		}
 	})
 }

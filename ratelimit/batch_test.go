@@ -117,10 +117,12 @@ func TestBatchingConformance(t *testing.T) {
 }
 
 // TestBatchingMatchesReference drives the in-process, plain Redis and
-// batching limiters through one sequence of single calls, as
-// TestRedisMatchesMemory does: with one caller, batching must change
-// nothing. The calls after a refusal are answered by the deny cache, on the
-// local clock, and must still match.
+// batching limiters through one sequence of single calls: the two Redis
+// limiters must agree with the in-process one (Redis's clock and ours
+// are compared from the instant a request comes back; Remaining may
+// differ by float rounding in redis_rate's script), and with one caller
+// batching must change nothing. The calls after a refusal are answered by
+// the deny cache, on the local clock, and must still match.
 func TestBatchingMatchesReference(t *testing.T) {
 	client := testenv.StartRedis(t).Client()
 	limiters := []ratelimit.Limiter{
@@ -157,6 +159,8 @@ func TestBatchingMatchesReference(t *testing.T) {
 			}
 		}
 	}
+	// 8 + 1 + 2 + 5, by the arithmetic of the steps: a sequence where the
+	// limiters admit everything, or nothing, would not compare anything.
 	if admitted != 16 {
 		t.Errorf("admitted %d requests, want 16", admitted)
 	}

@@ -23,47 +23,6 @@ func TestRedisConformance(t *testing.T) {
 	})
 }
 
-// TestRedisMatchesMemory drives both limiters through the same sequence on
-// the real clock. The waits keep every call about half an interval away
-// from the instant a request comes back, so the two clocks cannot disagree
-// on Allowed; Remaining may still differ by float rounding in the script.
-func TestRedisMatchesMemory(t *testing.T) {
-	client := testenv.StartRedis(t).Client()
-	limiters := []ratelimit.Limiter{ratelimit.NewMemory(), ratelimit.NewRedis(client, testenv.UniquePrefix(t))}
-	lim := ratelimit.Limit{Rate: 8, Period: time.Second, Burst: 8} // 125 ms interval
-	steps := []struct {
-		wait  time.Duration
-		calls int
-	}{{0, 10}, {190 * time.Millisecond, 3}, {250 * time.Millisecond, 4}, {625 * time.Millisecond, 9}}
-	admitted := 0
-	for si, s := range steps {
-		time.Sleep(s.wait)
-		for c := range s.calls {
-			var rs [2]ratelimit.Result
-			for i, l := range limiters {
-				r, err := l.Allow(t.Context(), "k", lim)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rs[i] = r
-			}
-			mem, red := rs[0], rs[1]
-			if mem.Allowed != red.Allowed || abs(mem.Remaining-red.Remaining) > 1 ||
-				abs(mem.RetryAfter-red.RetryAfter) > 10*time.Millisecond || abs(mem.ResetAfter-red.ResetAfter) > 10*time.Millisecond {
-				t.Errorf("step %d call %d: memory %+v, redis %+v", si, c, mem, red)
-			}
-			if mem.Allowed {
-				admitted++
-			}
-		}
-	}
-	// 8 + 1 + 2 + 5, by the arithmetic of the steps: a sequence where both
-	// limiters admit everything, or nothing, would not compare anything.
-	if admitted != 16 {
-		t.Errorf("admitted %d requests, want 16", admitted)
-	}
-}
-
 // TestRedisKeyIsHashTagged checks the key layout, and with a cluster-mode
 // server's own CLUSTER KEYSLOT that the bucket key, not the prefix, picks
 // the slot.
