@@ -196,3 +196,18 @@ func (l meteredLimiter) Allow(ctx context.Context, key string, limit ratelimit.L
 	}
 	return res, err
 }
+
+// AllowN times and counts like Allow.
+func (l meteredLimiter) AllowN(ctx context.Context, key string, limit ratelimit.Limit, n int) (ratelimit.Result, error) {
+	m := l.metrics.Load()
+	if m == nil {
+		return l.next.AllowN(ctx, key, limit, n)
+	}
+	start := time.Now()
+	res, err := l.next.AllowN(ctx, key, limit, n)
+	m.LimiterSeconds.Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		m.LimiterErrors.Inc()
+	}
+	return res, err
+}

@@ -10,8 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrClosed is returned by [BatchingRedisLimiter.Allow] once the limiter is
-// closed, including to calls that were still waiting for Redis.
+// ErrClosed is returned by [BatchingRedisLimiter.Allow] and
+// [BatchingRedisLimiter.AllowN] once the limiter is closed, including to
+// calls that were still waiting for Redis.
 var ErrClosed = errors.New("ratelimit: limiter closed")
 
 // Defaults of [BatchingOptions].
@@ -63,7 +64,18 @@ type BatchingOptions struct {
 //     (k-1-i) × Period/Rate, where r and R are the bucket's after the batch;
 //     the rest refused, with Remaining 0, ResetAfter R and the RetryAfter of
 //     the next request. A hot key thus costs one script run per round trip,
-//     not one per request.
+//     not one per request. This holds for checks of cost 1 (Allow, AllowN
+//     with n = 1), whose admissions are a prefix of their queue: once one is
+//     refused, so is every later one of the same run.
+//   - Checks of cost n > 1 (AllowN) are not coalesced: each goes to Redis
+//     alone, as a run of the same script in its "all or none" mode, and its
+//     bucket's queue waits behind it as behind any batch. Merging it with
+//     cost-1 waiters would break the prefix rule above (a refused n may be
+//     followed by admitted 1s), so "at most k" could not answer them. The
+//     bucket still has one batch in flight at a time, taken from the head of
+//     its queue, so its checks are still answered as if applied one after
+//     another in arrival order; a cost-n check may share a pipeline with
+//     other buckets' batches.
 //   - Pipelining: checks of different buckets that wait at the same time go
 //     in one pipeline (one EVALSHA per bucket), with at most
 //     [BatchingOptions.MaxInFlight] round trips in flight. No check waits
@@ -72,8 +84,12 @@ type BatchingOptions struct {
 //     most for a round trip in flight to end, and then go together.
 //   - Deny cache: once Redis reports bucket K empty, with the next request
 //     admissible after d, further checks of K under the same Limit, those
-//     already waiting included, are refused locally until d has passed, with
-//     Remaining 0 and RetryAfter and ResetAfter counting down. GCRA can
+//     already waiting included and whatever their cost, are refused locally
+//     until d has passed, with Remaining 0 and RetryAfter and ResetAfter
+//     counting down (a cost-n check's RetryAfter is n-1 emission intervals
+//     later: if one request does not fit, n do not). The entry is set only
+//     from what the script reports of one request, never from a refused
+//     cost-n check, which may leave room for smaller ones. GCRA can
 //     admit nothing from K before then, whatever other instances do, since
 //     they can only push K's state later; and d is counted from when the
 //     check was sent, which is no later than when Redis ran it, so the cache
@@ -165,23 +181,41 @@ type bucketState struct {
 // admitted). Between until and retryAt, about one round trip, checks go to
 // Redis.
 type denial struct {
-	limit   Limit
-	until   int64
-	retryAt int64
-	resetAt int64
+	limit    Limit
+	emission int64 // limit's, for the RetryAfter of a cost-n check
+	until    int64
+	retryAt  int64
+	resetAt  int64
 }
 
-// refusal returns the locally computed refusal for a check with limit at
-// now, or false if the entry does not apply.
-func (d *denial) refusal(limit Limit, now int64) (Result, bool) {
+// refusal returns the locally computed refusal for a check of cost n with
+// limit at now, or false if the entry does not apply.
+func (d *denial) refusal(limit Limit, n int, now int64) (Result, bool) {
 	if now >= d.until || limit != d.limit {
 		return Result{}, false
 	}
-	return Result{
+	res := Result{
 		Limit:      limit,
 		RetryAfter: time.Duration(d.retryAt - now), // > 0: retryAt >= until
 		ResetAfter: time.Duration(max(d.resetAt-now, 0)),
-	}, true
+	}
+	if n > 1 {
+		res.RetryAfter = nRetryAfter(res.RetryAfter, res.ResetAfter, limit, n, d.emission)
+	}
+	return res, true
+}
+
+// nRetryAfter is the RetryAfter of a refused check of cost n, from that of
+// one request, retry1 (the bucket's TAT plus one emission interval minus
+// the burst offset): n-1 intervals later, since n fit once the bucket's TAT
+// has come n-1 intervals closer than for one. Above the burst, never:
+// reset, as [Result] documents.
+func nRetryAfter(retry1, reset time.Duration, limit Limit, n int, emission int64) time.Duration {
+	if n > limit.burst() {
+		return reset
+	}
+	// (n-1)*emission < burst offset, which gcra bounds: no overflow.
+	return retry1 + time.Duration(int64(n-1)*emission)
 }
 
 type waiterState uint8
@@ -192,10 +226,12 @@ const (
 	waiterAbandoned                    // left before it was sent: skip it
 )
 
-// waiter is one Allow call waiting for its answer. The worker that takes it
-// owns res and err until it signals done; the caller reads them after.
+// waiter is one Allow or AllowN call waiting for its answer. The worker
+// that takes it owns res and err until it signals done; the caller reads
+// them after.
 type waiter struct {
 	limit Limit
+	n     int         // the check's cost, >= 1
 	state waiterState // guarded by BatchingRedisLimiter.mu
 	res   Result
 	err   error
@@ -203,11 +239,14 @@ type waiter struct {
 }
 
 // batch is one bucket's share of a round trip: the waiters sent together
-// (worker.waiters[lo:hi]) under one limit.
+// (worker.waiters[lo:hi]) under one limit. n is their cost: 1 for a run of
+// coalesced checks ("admit at most hi-lo"), or the cost of the one waiter
+// of a cost-n check ("admit all n or none"; then hi-lo = 1).
 type batch struct {
 	b        *bucketState
 	limit    Limit
 	emission int64
+	n        int
 	lo, hi   int
 	cmd      *redis.Cmd
 }
@@ -255,6 +294,23 @@ func (l *BatchingRedisLimiter) now() int64 { return int64(time.Since(l.epoch)) }
 // caller's policy); ctx.Err() if ctx ends first; and [ErrClosed] after
 // Close.
 func (l *BatchingRedisLimiter) Allow(ctx context.Context, key string, limit Limit) (Result, error) {
+	return l.allowN(ctx, key, limit, 1)
+}
+
+// AllowN implements [Limiter]: n requests are admitted together or not at
+// all. A check with n = 1 is an Allow; one with n > 1 is not coalesced with
+// others of its bucket (see [BatchingRedisLimiter]) but keeps its place in
+// their order, and the deny cache refuses it like any. Errors are Allow's;
+// n < 1 returns an error wrapping [ErrInvalidLimit] without a round trip.
+func (l *BatchingRedisLimiter) AllowN(ctx context.Context, key string, limit Limit, n int) (Result, error) {
+	if err := checkN(n); err != nil {
+		return Result{Limit: limit}, err
+	}
+	return l.allowN(ctx, key, limit, n)
+}
+
+// allowN is Allow and AllowN for n >= 1.
+func (l *BatchingRedisLimiter) allowN(ctx context.Context, key string, limit Limit, n int) (Result, error) {
 	if _, _, err := limit.gcra(); err != nil {
 		return Result{Limit: limit}, err
 	}
@@ -270,7 +326,7 @@ func (l *BatchingRedisLimiter) Allow(ctx context.Context, key string, limit Limi
 		l.peak = max(l.peak, len(l.buckets))
 	} else if b.deny.until != 0 {
 		now := l.now()
-		if res, ok := b.deny.refusal(limit, now); ok {
+		if res, ok := b.deny.refusal(limit, n, now); ok {
 			l.mu.Unlock()
 			return res, nil
 		}
@@ -279,7 +335,7 @@ func (l *BatchingRedisLimiter) Allow(ctx context.Context, key string, limit Limi
 		}
 	}
 	w := l.waiterPool.Get().(*waiter)
-	w.limit, w.state = limit, waiterQueued
+	w.limit, w.n, w.state = limit, n, waiterQueued
 	if b.idle() && len(l.ready) == 0 && l.trips < l.maxInFlight {
 		// Nothing else is waiting and a round trip is free: send this
 		// check from the caller's goroutine. Handing it to a worker and
@@ -310,8 +366,8 @@ func (l *BatchingRedisLimiter) Allow(ctx context.Context, key string, limit Limi
 // behaves exactly as a RedisLimiter call, cancellation included. Checks of
 // b that arrive meanwhile queue behind it as usual.
 func (l *BatchingRedisLimiter) solo(ctx context.Context, b *bucketState, w *waiter) (Result, error) {
-	emission, _, _ := w.limit.gcra() // checked by Allow
-	batches := [1]batch{{b: b, limit: w.limit, emission: emission, lo: 0, hi: 1}}
+	emission, _, _ := w.limit.gcra() // checked by allowN
+	batches := [1]batch{{b: b, limit: w.limit, emission: emission, n: w.n, lo: 0, hi: 1}}
 	waiters := []*waiter{w}
 	sent := l.now()
 	l.roundTrip(ctx, batches[:])
@@ -435,23 +491,28 @@ func (l *BatchingRedisLimiter) worker() {
 }
 
 // takeLocked moves up to maxKeysPerTrip buckets from ready into batches.
-// Each batch is the longest run of its bucket's queue under one Limit (a
-// reload can leave two in a queue); waiters that left are dropped on the
-// way. The rest of the queue waits for this batch to return.
+// Each batch is the head of its bucket's queue: the longest run of cost-1
+// checks under one Limit (a reload can leave two in a queue), or a single
+// cost-n check, which is never merged with others (see
+// [BatchingRedisLimiter]); waiters that left are dropped on the way. The
+// rest of the queue waits for this batch to return.
 func (l *BatchingRedisLimiter) takeLocked(batches []batch, waiters []*waiter) ([]batch, []*waiter) {
 	n := min(len(l.ready), l.maxKeysPerTrip)
 	for _, b := range l.ready[:n] {
 		b.ready = false
 		lo, i := len(waiters), 0
-		var limit Limit
+		var (
+			limit Limit
+			cost  int
+		)
 		for ; i < len(b.queue); i++ {
 			w := b.queue[i]
 			if w.state == waiterAbandoned {
 				continue
 			}
 			if len(waiters) == lo {
-				limit = w.limit
-			} else if w.limit != limit {
+				limit, cost = w.limit, w.n
+			} else if w.limit != limit || w.n != 1 || cost != 1 {
 				break
 			}
 			w.state = waiterTaken
@@ -466,9 +527,9 @@ func (l *BatchingRedisLimiter) takeLocked(batches []batch, waiters []*waiter) ([
 			}
 			continue
 		}
-		emission, _, _ := limit.gcra() // checked by Allow
+		emission, _, _ := limit.gcra() // checked by allowN
 		b.inFlight = true
-		batches = append(batches, batch{b: b, limit: limit, emission: emission, lo: lo, hi: len(waiters)})
+		batches = append(batches, batch{b: b, limit: limit, emission: emission, n: cost, lo: lo, hi: len(waiters)})
 	}
 	rest := copy(l.ready, l.ready[n:])
 	clear(l.ready[rest:])
@@ -522,6 +583,9 @@ func (l *BatchingRedisLimiter) roundTrip(ctx context.Context, batches []batch) {
 }
 
 func (bt *batch) scriptArgs() ([]string, []any) {
+	if bt.n > 1 {
+		return []string{bt.b.redisKey}, []any{bt.emission, bt.limit.burst(), bt.n, scriptAllOrNone}
+	}
 	return []string{bt.b.redisKey}, []any{bt.emission, bt.limit.burst(), bt.hi - bt.lo}
 }
 
@@ -549,7 +613,7 @@ func (l *BatchingRedisLimiter) settleLocked(batches []batch, waiters []*waiter, 
 				if w.state == waiterAbandoned {
 					continue
 				}
-				res, ok := b.deny.refusal(w.limit, now)
+				res, ok := b.deny.refusal(w.limit, w.n, now)
 				if !ok {
 					break
 				}
@@ -579,6 +643,9 @@ func (l *BatchingRedisLimiter) settleLocked(batches []batch, waiters []*waiter, 
 // bucket's deny entry (see denial for sent and received).
 func (l *BatchingRedisLimiter) distribute(bt *batch, ws []*waiter, sent, received int64) {
 	admitted, remaining, retryAfter, resetAfter, err := parseScriptResult(bt.cmd)
+	if err == nil && bt.n > 1 && admitted != 0 && admitted != bt.n {
+		err = fmt.Errorf("unexpected script reply: %d of %d admitted, all or none asked", admitted, bt.n)
+	}
 	if err != nil {
 		err = fmt.Errorf("ratelimit: redis limiter: %w", err)
 		for _, w := range ws {
@@ -586,6 +653,46 @@ func (l *BatchingRedisLimiter) distribute(bt *batch, ws []*waiter, sent, receive
 		}
 		return
 	}
+	switch {
+	case bt.n == 1:
+		bt.distributeCoalesced(ws, admitted, remaining, retryAfter, resetAfter)
+	case admitted > 0:
+		// All n admitted: the bucket as after the last of n Allows.
+		w := ws[0]
+		w.res = Result{Limit: w.limit, Allowed: true, Remaining: remaining, ResetAfter: time.Duration(resetAfter)}
+	default:
+		// Refused, nothing spent: the bucket's TAT is still resetAfter, and
+		// n fit once it is n emission intervals under the burst offset.
+		// retryAfter is one request's only if the bucket is empty, so it is
+		// computed from the TAT rather than taken from the reply.
+		w := ws[0]
+		burstOffset := bt.emission * int64(bt.limit.burst())
+		retry1 := resetAfter + bt.emission - burstOffset
+		w.res = Result{
+			Limit:      w.limit,
+			RetryAfter: nRetryAfter(time.Duration(retry1), time.Duration(resetAfter), bt.limit, bt.n, bt.emission),
+			ResetAfter: time.Duration(resetAfter),
+		}
+	}
+	// The script reports remaining and retryAfter for one more request,
+	// whatever its mode: the deny entry depends on them alone.
+	if remaining == 0 && retryAfter > 0 {
+		bt.b.deny = denial{
+			limit:    bt.limit,
+			emission: bt.emission,
+			until:    sent + retryAfter,
+			retryAt:  received + retryAfter,
+			resetAt:  received + resetAfter,
+		}
+	} else {
+		bt.b.deny = denial{}
+	}
+}
+
+// distributeCoalesced answers a run of cost-1 checks from one "admit at
+// most" reply: the first admitted ones as if checked one after another, the
+// rest refused.
+func (bt *batch) distributeCoalesced(ws []*waiter, admitted, remaining int, retryAfter, resetAfter int64) {
 	for i, w := range ws {
 		if i < admitted {
 			// The i-th admitted saw the bucket before the k-1-i admissions
@@ -600,16 +707,6 @@ func (l *BatchingRedisLimiter) distribute(bt *batch, ws []*waiter, sent, receive
 		} else {
 			w.res = Result{Limit: w.limit, RetryAfter: time.Duration(retryAfter), ResetAfter: time.Duration(resetAfter)}
 		}
-	}
-	if remaining == 0 && retryAfter > 0 {
-		bt.b.deny = denial{
-			limit:   bt.limit,
-			until:   sent + retryAfter,
-			retryAt: received + retryAfter,
-			resetAt: received + resetAfter,
-		}
-	} else {
-		bt.b.deny = denial{}
 	}
 }
 

@@ -4,10 +4,12 @@ import "github.com/redis/go-redis/v9"
 
 // allowAtMostScript is the GCRA step of [BatchingRedisLimiter]: it admits up
 // to n requests from one bucket, as many as the bucket holds, in one atomic
-// run. It is FlagBridge's own script, not redis_rate's, for three reasons:
+// run; or, in its "all or none" mode, all n or none (one AllowN of cost n).
+// It is FlagBridge's own script, not redis_rate's, for three reasons:
 //
-//   - it admits "at most n" rather than "all n or none", which is what lets
-//     one run answer a whole queue of coalesced requests;
+//   - it admits "at most n", which is what lets one run answer a whole
+//     queue of coalesced requests (redis_rate's allowAtMost does too, but in
+//     floats, see below), and "all n or none" in the same arithmetic;
 //   - it computes in integer nanoseconds relative to now, so that Remaining,
 //     RetryAfter and ResetAfter are exact, and a batch's result splits
 //     exactly among its requests (redis_rate computes in float seconds since
@@ -32,13 +34,23 @@ import "github.com/redis/go-redis/v9"
 // degrades to float rounding, as redis_rate always does.
 //
 // KEYS[1] is the bucket; ARGV is the emission interval in ns (Period/Rate,
-// truncated, as [Limit.gcra] computes it), the burst, and n >= 1. It returns
-// {admitted, remaining, retry_after_ns, reset_after_ns}: admitted = min(n,
-// what the bucket holds); remaining = what it holds after them; retry_after
-// = how long until one more request would be admitted (0 when remaining >
-// 0); reset_after = how long until the bucket is full again. The bucket is
-// written only when something was admitted: a refusal costs nothing.
+// truncated, as [Limit.gcra] computes it), the burst, n >= 1, and an
+// optional mode: absent for "at most n", [scriptAllOrNone] for "all n or
+// none". It returns {admitted, remaining, retry_after_ns, reset_after_ns}:
+// admitted = min(n, what the bucket holds), or in "all or none" mode n if
+// all fit and 0 otherwise; remaining = what the bucket holds after them;
+// retry_after = how long until one more request would be admitted (0 when
+// remaining > 0); reset_after = how long until the bucket is full again
+// (the TAT relative to now, after the admissions). remaining and
+// retry_after thus speak of one request in both modes, which is what the
+// deny cache needs. The bucket is written only when something was
+// admitted: a refusal costs nothing.
 var allowAtMostScript = redis.NewScript(allowAtMostSource)
+
+// scriptAllOrNone is the script's mode argument for a cost-n check. The
+// "at most" mode is the argument's absence, so that a coalesced batch,
+// the hot path, sends exactly what it did before the mode existed.
+const scriptAllOrNone = "all"
 
 const allowAtMostSource = `
 -- Effects replication: TIME makes the script non-deterministic, which Redis
@@ -48,6 +60,8 @@ if redis.replicate_commands then redis.replicate_commands() end
 local emission = tonumber(ARGV[1])
 local burst_offset = emission * tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+-- scriptAllOrNone: one request of cost n, admitted whole or not at all.
+local all_or_none = ARGV[4] == '` + scriptAllOrNone + `'
 
 -- redis_rate's epoch (2017-01-01): keeps the stored seconds small enough
 -- for its float parsing, and is part of the shared format.
@@ -83,7 +97,9 @@ end
 -- exact. It is negative when the burst was lowered under a deep bucket.
 local available = math.floor((burst_offset - tat) / emission)
 local admitted = n
-if available < admitted then admitted = available end
+if available < admitted then
+  if all_or_none then admitted = 0 else admitted = available end
+end
 if admitted < 0 then admitted = 0 end
 
 if admitted > 0 then

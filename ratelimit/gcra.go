@@ -6,11 +6,22 @@ import (
 	"math"
 )
 
-// ErrInvalidLimit is returned (wrapped) by Allow for a Limit that GCRA cannot
-// run: a non-positive Rate or Period, a negative Burst, or a rate finer than
-// one request per nanosecond. Both limiters reject the same limits, so a
-// misconfiguration fails the same way whichever backend is in use.
+// ErrInvalidLimit is returned (wrapped) by Allow and AllowN for a Limit that
+// GCRA cannot run: a non-positive Rate or Period, a negative Burst, or a rate
+// finer than one request per nanosecond; and by AllowN for a cost n below 1,
+// which would refill the bucket or spend nothing. Every limiter rejects the
+// same limits, so a misconfiguration fails the same way whichever backend is
+// in use.
 var ErrInvalidLimit = errors.New("ratelimit: invalid limit")
+
+// checkN returns an error wrapping ErrInvalidLimit unless n, the cost of
+// one AllowN call, is at least 1.
+func checkN(n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w: cost n = %d, want at least 1", ErrInvalidLimit, n)
+	}
+	return nil
+}
 
 // burst is the bucket size actually used: the package promises Burst = Rate,
 // and an unset Burst would otherwise mean a bucket that never admits anything

@@ -82,6 +82,22 @@ func (m *MemoryLimiter) elapsed() int64 { return int64(m.now().Sub(m.epoch)) }
 // It never blocks on I/O, so ctx is not consulted. It returns an error
 // wrapping [ErrInvalidLimit] when limit is unusable.
 func (m *MemoryLimiter) Allow(_ context.Context, key string, limit Limit) (Result, error) {
+	return m.allowN(key, limit, 1)
+}
+
+// AllowN implements [Limiter] with redis_rate's allowN script: n requests
+// are admitted together or not at all. It never blocks on I/O, so ctx is
+// not consulted. It returns an error wrapping [ErrInvalidLimit] when limit
+// is unusable or n < 1.
+func (m *MemoryLimiter) AllowN(_ context.Context, key string, limit Limit, n int) (Result, error) {
+	if err := checkN(n); err != nil {
+		return Result{Limit: limit}, err
+	}
+	return m.allowN(key, limit, n)
+}
+
+// allowN is Allow and AllowN for n >= 1.
+func (m *MemoryLimiter) allowN(key string, limit Limit, n int) (Result, error) {
 	emission, burstOffset, err := limit.gcra()
 	if err != nil {
 		return Result{Limit: limit}, err
@@ -96,7 +112,15 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string, limit Limit) (Resul
 	if !found || tat < now {
 		tat = now // a missing bucket, or one idle long enough, is full
 	}
-	newTat := tat + emission
+	if n > limit.burst() {
+		// Never admissible, so no RetryAfter is true: report the time
+		// until the bucket is full, as documented on Result. Checked before
+		// n*emission, which could overflow for such an n.
+		s.mu.Unlock()
+		return Result{Limit: limit, RetryAfter: time.Duration(tat - now), ResetAfter: time.Duration(tat - now)}, nil
+	}
+	// n*emission <= burstOffset, which gcra bounds: no overflow.
+	newTat := tat + int64(n)*emission
 	diff := now - (newTat - burstOffset)
 	if diff < 0 {
 		// Refused: leave the bucket untouched, a refusal costs nothing.
@@ -122,7 +146,7 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string, limit Limit) (Resul
 
 // Sweep deletes every bucket that is full again (its TAT has passed) and
 // releases map memory left over from bursts of keys. Allow sweeps on its
-// own as it is called; Sweep is for reclaiming memory after traffic stops.
+// own as it is called (AllowN too); Sweep is for reclaiming memory after traffic stops.
 func (m *MemoryLimiter) Sweep() {
 	now := m.elapsed()
 	for i := range m.shards {

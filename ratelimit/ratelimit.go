@@ -11,11 +11,18 @@
 //     once (the burst);
 //   - capacity then comes back continuously, one request every Period/Rate
 //     (6 ms for 10,000/min), not all at once at the end of a window;
-//   - a refused request costs nothing.
+//   - a request may cost n >= 1 ([Limiter.AllowN]; [Limiter.Allow] is n =
+//     1): it is admitted only if all n fit at once, exactly as n requests
+//     admitted one after another would be, and then spends all n;
+//   - a refused request costs nothing, whatever its n: a refused AllowN
+//     does not spend the part of n that would have fitted;
+//   - n above the burst can never be admitted: it is refused (see [Result]
+//     for what it reports then), and waiting does not help.
 //
-// A [Result] reports it: Remaining is how many requests would be admitted
-// right now, RetryAfter (on refusal) how long until the next one would be,
-// and ResetAfter how long until the bucket is full again.
+// A [Result] reports it: Remaining is how many requests (of cost 1) would
+// be admitted right now, RetryAfter (on refusal) how long until the refused
+// request, with its n, would be, and ResetAfter how long until the bucket
+// is full again.
 //
 // # Implementations
 //
@@ -27,7 +34,9 @@
 //   - [BatchingRedisLimiter] gives the same answers, as exactly, with less
 //     Redis work per request: concurrent checks of one bucket go to Redis as
 //     one "admit at most n" script run and are answered as if made one after
-//     another; checks of different buckets share pipelines, with a bounded
+//     another (a check of cost n > 1 goes alone, in the script's "all or
+//     none" mode, in its place in that order); checks of different buckets
+//     share pipelines, with a bounded
 //     number of round trips in flight; and a bucket Redis reported empty is
 //     refused locally until GCRA could admit again. It runs FlagBridge's own
 //     script, in exact integer nanoseconds, on the buckets RedisLimiter uses
@@ -61,12 +70,19 @@ func (l Limit) String() string { return fmt.Sprintf("%d/%s", l.Rate, l.Period) }
 // Result is the outcome of one check against a bucket.
 type Result struct {
 	Limit Limit
-	// Allowed reports whether the request was admitted.
+	// Allowed reports whether the request was admitted (all of its n).
 	Allowed bool
-	// Remaining is how many more requests the bucket would admit now.
+	// Remaining is how many more requests the bucket would admit now: after
+	// an admitted AllowN, what is left once its n are spent, the same as
+	// after the last of n Allows. It is 0 on a refusal, as for a refused
+	// Allow, even when some requests of cost less than n would still fit.
 	Remaining int
-	// RetryAfter is how long until a refused request would be admitted;
-	// zero when Allowed.
+	// RetryAfter is how long until a refused request, with its n, would be
+	// admitted if nothing else spent the bucket meanwhile; zero when
+	// Allowed. For n above the burst, which no wait can admit, it is
+	// ResetAfter instead (zero when the bucket is full): a caller must not
+	// retry such a request, and should not send RetryAfter to a client as
+	// Retry-After.
 	RetryAfter time.Duration
 	// ResetAfter is how long until the bucket is full again.
 	ResetAfter time.Duration
@@ -74,6 +90,14 @@ type Result struct {
 
 // Limiter checks requests against named buckets.
 type Limiter interface {
-	// Allow spends one request from bucket key under limit.
+	// Allow spends one request from bucket key under limit. It is AllowN
+	// with n = 1.
 	Allow(ctx context.Context, key string, limit Limit) (Result, error)
+	// AllowN spends n requests from bucket key under limit, all or nothing:
+	// it admits them only if all n fit now (GCRA: the bucket's theoretical
+	// arrival time plus n emission intervals stays within the burst
+	// offset), and a refusal spends nothing. An n above the burst is always
+	// refused. n must be at least 1: n <= 0 returns an error wrapping
+	// [ErrInvalidLimit], without touching the bucket or the network.
+	AllowN(ctx context.Context, key string, limit Limit, n int) (Result, error)
 }

@@ -22,8 +22,9 @@ type RedisLimiter struct {
 // alone; prefix must therefore not contain '{', or its tag would win and
 // every bucket would land in one slot.
 //
-// Allow is bounded by its ctx only if client has ContextTimeoutEnabled;
-// otherwise the client's own read and write timeouts apply.
+// Allow and AllowN are bounded by their ctx only if client has
+// ContextTimeoutEnabled; otherwise the client's own read and write timeouts
+// apply.
 func NewRedis(client redis.UniversalClient, prefix string) *RedisLimiter {
 	return &RedisLimiter{rate: redis_rate.NewLimiter(client), keyPrefix: prefix + ":rl:{"}
 }
@@ -33,14 +34,29 @@ func NewRedis(client redis.UniversalClient, prefix string) *RedisLimiter {
 // or closed is the caller's policy, not the limiter's. An unusable limit
 // returns an error wrapping [ErrInvalidLimit] without a round trip.
 func (r *RedisLimiter) Allow(ctx context.Context, key string, limit Limit) (Result, error) {
+	return r.allowN(ctx, key, limit, 1)
+}
+
+// AllowN implements [Limiter] with redis_rate's AllowN, which admits all n
+// or none in one atomic script run. Errors are Allow's; n < 1 returns an
+// error wrapping [ErrInvalidLimit] without a round trip.
+func (r *RedisLimiter) AllowN(ctx context.Context, key string, limit Limit, n int) (Result, error) {
+	if err := checkN(n); err != nil {
+		return Result{Limit: limit}, err
+	}
+	return r.allowN(ctx, key, limit, n)
+}
+
+// allowN is Allow and AllowN for n >= 1.
+func (r *RedisLimiter) allowN(ctx context.Context, key string, limit Limit, n int) (Result, error) {
 	if _, _, err := limit.gcra(); err != nil {
 		return Result{Limit: limit}, err
 	}
-	res, err := r.rate.Allow(ctx, r.keyPrefix+key+"}", redis_rate.Limit{
+	res, err := r.rate.AllowN(ctx, r.keyPrefix+key+"}", redis_rate.Limit{
 		Rate:   limit.Rate,
 		Burst:  limit.burst(),
 		Period: limit.Period,
-	})
+	}, n)
 	if err != nil {
 		return Result{Limit: limit}, fmt.Errorf("ratelimit: redis limiter: %w", err)
 	}
@@ -50,8 +66,14 @@ func (r *RedisLimiter) Allow(ctx context.Context, key string, limit Limit) (Resu
 		Remaining:  res.Remaining,
 		ResetAfter: res.ResetAfter,
 	}
-	if !out.Allowed {
+	switch {
+	case out.Allowed:
 		// redis_rate reports -1 when allowed; ours is zero then.
+	case n > limit.burst():
+		// redis_rate reports when n would fit in a bucket deeper than
+		// this one: never, here. Result documents ResetAfter instead.
+		out.RetryAfter = res.ResetAfter
+	default:
 		out.RetryAfter = res.RetryAfter
 	}
 	return out, nil
