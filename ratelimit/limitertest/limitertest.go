@@ -5,6 +5,9 @@ package limitertest
 
 import (
 	"context"
+	"errors"
+	"math"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -202,14 +205,242 @@ func Run(t *testing.T, newLimiter func(t *testing.T) ratelimit.Limiter) {
 			if r, err := allow(t, l, "k", lim); err == nil || r.Allowed {
 				t.Errorf("limit %+v: got allowed=%v err=%v, want an error", lim, r.Allowed, err)
 			}
+			if r, err := allowN(t, l, "k", lim, 2); !errors.Is(err, ratelimit.ErrInvalidLimit) || r.Allowed {
+				t.Errorf("AllowN under limit %+v: got allowed=%v err=%v, want ErrInvalidLimit", lim, r.Allowed, err)
+			}
 		}
 	})
+
+	runAllowN(t, newLimiter)
+}
+
+// runAllowN is the part of the suite about requests of cost n.
+func runAllowN(t *testing.T, newLimiter func(t *testing.T) ratelimit.Limiter) {
+	// As in Burst: a 2 s interval, so that nothing refills during a subtest
+	// and every count is exact.
+	lim := ratelimit.Limit{Rate: 5, Period: 10 * time.Second, Burst: 5}
+	const e = 2 * time.Second
+
+	t.Run("AllowNFits", func(t *testing.T) {
+		l := newLimiter(t)
+		r := mustAllowN(t, l, "k", lim, 3)
+		if !r.Allowed || r.Remaining != 2 || !about(r.ResetAfter, 3*e) {
+			t.Fatalf("3 of a full bucket of 5: %+v, want admitted with 2 remaining, full again in about %v", r, 3*e)
+		}
+		// The rest, exactly: n equal to what is left fits.
+		r = mustAllowN(t, l, "k", lim, 2)
+		if !r.Allowed || r.Remaining != 0 || !about(r.ResetAfter, 5*e) {
+			t.Fatalf("the last 2: %+v, want admitted with 0 remaining, full again in about %v", r, 5*e)
+		}
+		if r := mustAllow(t, l, "k", lim); r.Allowed {
+			t.Fatalf("after 3 and 2 of 5: %+v admitted", r)
+		}
+		// n equal to the burst fits a full bucket.
+		if r := mustAllowN(t, l, "full", lim, 5); !r.Allowed || r.Remaining != 0 {
+			t.Fatalf("the whole burst at once: %+v, want admitted with 0 remaining", r)
+		}
+		// n = 1 is Allow.
+		if r := mustAllowN(t, l, "one", lim, 1); !r.Allowed || r.Remaining != 4 || !about(r.ResetAfter, e) {
+			t.Fatalf("AllowN with n = 1: %+v, want Allow's answer", r)
+		}
+	})
+
+	t.Run("AllowNRefusalIsFree", func(t *testing.T) {
+		l := newLimiter(t)
+		if r := mustAllowN(t, l, "k", lim, 3); !r.Allowed {
+			t.Fatalf("3 of 5: %+v", r)
+		}
+		// 2 left: 3 do not fit, and none of them is spent.
+		for i := range 3 {
+			r := mustAllowN(t, l, "k", lim, 3)
+			// 3 fit once the bucket is one interval emptier.
+			if r.Allowed || r.Remaining != 0 || !about(r.RetryAfter, e) || !about(r.ResetAfter, 3*e) {
+				t.Fatalf("refusal %d of 3 with 2 left: %+v, want refused, RetryAfter about %v, ResetAfter about %v", i, r, e, 3*e)
+			}
+		}
+		// As if the refused calls never happened: 2 more, one at a time.
+		for i := range 2 {
+			if r := mustAllow(t, l, "k", lim); !r.Allowed || r.Remaining != 1-i || !about(r.ResetAfter, time.Duration(4+i)*e) {
+				t.Fatalf("Allow %d after refused AllowN: %+v, want admitted with %d remaining", i, r, 1-i)
+			}
+		}
+		r := mustAllow(t, l, "k", lim)
+		if r.Allowed || !about(r.RetryAfter, e) {
+			t.Fatalf("past the burst: %+v, want refused for about %v", r, e)
+		}
+		// On an empty bucket, n fit n intervals from now.
+		if r := mustAllowN(t, l, "k", lim, 4); r.Allowed || !about(r.RetryAfter, 4*e) || !about(r.ResetAfter, 5*e) {
+			t.Fatalf("4 from an empty bucket: %+v, want refused, RetryAfter about %v", r, 4*e)
+		}
+	})
+
+	t.Run("AllowNOverBurst", func(t *testing.T) {
+		l := newLimiter(t)
+		// Never admissible, even from a full bucket: RetryAfter is
+		// ResetAfter, zero here.
+		for _, n := range []int{6, 1000, math.MaxInt} {
+			r := mustAllowN(t, l, "k", lim, n)
+			if r.Allowed || r.Remaining != 0 || r.RetryAfter != r.ResetAfter || r.ResetAfter > floatSlack {
+				t.Fatalf("%d from a full bucket of 5: %+v, want refused with RetryAfter = ResetAfter = 0", n, r)
+			}
+		}
+		// It cost nothing.
+		if r := mustAllow(t, l, "k", lim); !r.Allowed || r.Remaining != 4 {
+			t.Fatalf("Allow after AllowN above the burst: %+v, want a full bucket", r)
+		}
+		r := mustAllowN(t, l, "k", lim, 6)
+		if r.Allowed || r.RetryAfter != r.ResetAfter || !about(r.ResetAfter, e) {
+			t.Fatalf("6 from a bucket of 5 with 4 left: %+v, want refused with RetryAfter = ResetAfter, about %v", r, e)
+		}
+		// The default burst (Burst 0 is Rate) bounds n too.
+		def := ratelimit.Limit{Rate: 3, Period: time.Hour}
+		if r := mustAllowN(t, l, "def", def, 4); r.Allowed {
+			t.Fatalf("4 under %+v: admitted", def)
+		}
+		if r := mustAllowN(t, l, "def", def, 3); !r.Allowed || r.Remaining != 0 {
+			t.Fatalf("3 under %+v: %+v, want admitted with 0 remaining", def, r)
+		}
+	})
+
+	t.Run("AllowNInvalidN", func(t *testing.T) {
+		l := newLimiter(t)
+		// A cancelled ctx: an answer other than ErrInvalidLimit would mean
+		// a round trip was attempted.
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		for _, n := range []int{0, -1, math.MinInt} {
+			r, err := l.AllowN(ctx, "k", lim, n)
+			if !errors.Is(err, ratelimit.ErrInvalidLimit) || r.Allowed || r.Limit != lim {
+				t.Errorf("n = %d: %+v, %v, want ErrInvalidLimit", n, r, err)
+			}
+		}
+		if r := mustAllow(t, l, "k", lim); !r.Allowed || r.Remaining != 4 {
+			t.Fatalf("Allow after invalid AllowN: %+v, want a full bucket", r)
+		}
+	})
+
+	t.Run("AllowNInterleaved", func(t *testing.T) {
+		l := newLimiter(t)
+		big := ratelimit.Limit{Rate: 10, Period: 100 * time.Second, Burst: 10} // 10 s interval
+		const be = 10 * time.Second
+		spent := 0
+		for i, s := range []struct {
+			n       int
+			allowed bool
+		}{{1, true}, {3, true}, {1, true}, {4, true}, {2, false}, {1, true}, {2, false}, {1, false}} {
+			var r ratelimit.Result
+			if s.n == 1 && i%2 == 0 {
+				r = mustAllow(t, l, "k", big)
+			} else {
+				r = mustAllowN(t, l, "k", big, s.n)
+			}
+			if s.allowed {
+				spent += s.n
+			}
+			if r.Allowed != s.allowed || (s.allowed && r.Remaining != 10-spent) || !about(r.ResetAfter, time.Duration(spent)*be) {
+				t.Fatalf("step %d, cost %d, after %d spent: %+v, want allowed=%v, remaining %d", i, s.n, spent, r, s.allowed, 10-spent)
+			}
+		}
+	})
+
+	t.Run("AllowNMatchesSequentialAllows", func(t *testing.T) {
+		l := newLimiter(t)
+		big := ratelimit.Limit{Rate: 10, Period: 100 * time.Second, Burst: 10}
+		// Two buckets in the same state; then n at once on one, n one at a
+		// time on the other: the last answers must be the same.
+		for _, k := range []string{"bulk", "seq"} {
+			if r := mustAllowN(t, l, k, big, 2); !r.Allowed {
+				t.Fatalf("%s: %+v", k, r)
+			}
+		}
+		for _, n := range []int{3, 4} {
+			bulk := mustAllowN(t, l, "bulk", big, n)
+			var seq ratelimit.Result
+			for range n {
+				seq = mustAllow(t, l, "seq", big)
+			}
+			if !bulk.Allowed || !seq.Allowed || bulk.Remaining != seq.Remaining || !near(bulk.ResetAfter, seq.ResetAfter) {
+				t.Fatalf("AllowN(%d) %+v, the last of %d Allows %+v: want the same Remaining and ResetAfter", n, bulk, n, seq)
+			}
+		}
+	})
+
+	t.Run("AllowNConcurrent", func(t *testing.T) {
+		// Requests of cost 1 to 4 from many goroutines, nothing refilling:
+		// each admitted one owns the slice [Remaining, Remaining+n) of the
+		// burst, and these slices must tile [0, spent) with no overlap and
+		// no gap: anything else is a lost or double-counted update, or an
+		// answer out of the sequential order.
+		l, big := newLimiter(t), ratelimit.Limit{Rate: 100, Period: time.Hour, Burst: 100}
+		const workers, calls = 16, 12
+		type slice struct{ lo, n int }
+		var (
+			mu     sync.Mutex
+			slices []slice
+			errs   []error
+			wg     sync.WaitGroup
+		)
+		for w := range workers {
+			wg.Go(func() {
+				for c := range calls {
+					n := 1 + (w+c)%4
+					r, err := allowN(t, l, "hot", big, n)
+					mu.Lock()
+					if err != nil {
+						errs = append(errs, err)
+					} else if r.Allowed {
+						slices = append(slices, slice{r.Remaining, n})
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("%d errors, first: %v", len(errs), errs[0])
+		}
+		sort.Slice(slices, func(i, j int) bool { return slices[i].lo < slices[j].lo })
+		spent := 0
+		for i := len(slices) - 1; i >= 0; i-- { // from the first admitted
+			s := slices[i]
+			if s.lo+s.n != big.Burst-spent {
+				t.Fatalf("admitted slices %v do not tile the burst: at %d spent, found [%d, %d)", slices, spent, s.lo, s.lo+s.n)
+			}
+			spent += s.n
+		}
+		// What is left is exactly what the slices did not take.
+		if n := admitted(t, l, "hot", big, big.Burst); n != big.Burst-spent {
+			t.Fatalf("%d spent by concurrent AllowN, then %d of the rest admitted one by one, want %d", spent, n, big.Burst-spent)
+		}
+	})
+}
+
+// about reports whether d is within the slack of the wall-clock duration
+// want, counted from before the call: later by at most floatSlack, earlier
+// by at most a second of test time.
+func about(d, want time.Duration) bool {
+	return d <= want+floatSlack && d > want-time.Second
+}
+
+// near reports whether two durations measured moments apart agree.
+func near(a, b time.Duration) bool {
+	d := a - b
+	if d < 0 {
+		d = -d
+	}
+	return d <= 100*time.Millisecond
 }
 
 func allow(t *testing.T, l ratelimit.Limiter, key string, lim ratelimit.Limit) (ratelimit.Result, error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	return l.Allow(ctx, key, lim)
+}
+
+func allowN(t *testing.T, l ratelimit.Limiter, key string, lim ratelimit.Limit, n int) (ratelimit.Result, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	return l.AllowN(ctx, key, lim, n)
 }
 
 // mustAllow checks the invariants every Result must satisfy.
@@ -219,6 +450,24 @@ func mustAllow(t *testing.T, l ratelimit.Limiter, key string, lim ratelimit.Limi
 	if err != nil {
 		t.Fatalf("Allow(%q, %v): %v", key, lim, err)
 	}
+	checkResult(t, r, lim)
+	return r
+}
+
+// mustAllowN is mustAllow for AllowN.
+func mustAllowN(t *testing.T, l ratelimit.Limiter, key string, lim ratelimit.Limit, n int) ratelimit.Result {
+	t.Helper()
+	r, err := allowN(t, l, key, lim, n)
+	if err != nil {
+		t.Fatalf("AllowN(%q, %v, %d): %v", key, lim, n, err)
+	}
+	checkResult(t, r, lim)
+	return r
+}
+
+// checkResult checks the invariants every Result must satisfy.
+func checkResult(t *testing.T, r ratelimit.Result, lim ratelimit.Limit) {
+	t.Helper()
 	switch {
 	case r.Limit != lim:
 		t.Fatalf("Result.Limit = %+v, want the limit passed, %+v", r.Limit, lim)
@@ -229,7 +478,6 @@ func mustAllow(t *testing.T, l ratelimit.Limiter, key string, lim ratelimit.Limi
 	case r.Remaining < 0 || r.ResetAfter < 0:
 		t.Fatalf("negative Remaining %d or ResetAfter %v", r.Remaining, r.ResetAfter)
 	}
-	return r
 }
 
 // admitted makes n requests in a row and counts the admitted ones.
