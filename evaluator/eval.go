@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/mod/semver"
 )
 
 // env is one evaluation scope: the root context, or an element inside map,
@@ -609,8 +611,15 @@ func (e *env) semver(n *node) any {
 	if len(n.args) != 3 {
 		return nil
 	}
-	actual, ok := parseSemVer(e.eval(n.args[0]))
+	// The operand is spelled in a stack buffer; string(b) does not escape,
+	// so for a usual version (up to 32 bytes) no string is allocated either.
+	var buf [64]byte
+	b, ok := appendSemver(buf[:0], e.eval(n.args[0]))
 	if !ok {
+		return nil
+	}
+	actual := string(b)
+	if !semver.IsValid(actual) {
 		return nil
 	}
 	op := spec.op
@@ -620,11 +629,19 @@ func (e *env) semver(n *node) any {
 	if op == semBad {
 		return nil
 	}
-	target, tok := spec.target, spec.targetOK
-	if !spec.targetSet {
-		target, tok = parseSemVer(e.eval(n.args[2]))
+	if spec.targetSet {
+		if !spec.targetOK {
+			return nil
+		}
+		return semverCompare(actual, op, spec.target)
 	}
-	if !tok {
+	var tbuf [64]byte
+	tb, ok := appendSemver(tbuf[:0], e.eval(n.args[2]))
+	if !ok {
+		return nil
+	}
+	target := string(tb)
+	if !semver.IsValid(target) {
 		return nil
 	}
 	return semverCompare(actual, op, target)

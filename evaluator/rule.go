@@ -146,7 +146,7 @@ const (
 type semverSpec struct {
 	op        semverOp
 	opConst   bool
-	target    semVersion
+	target    string // "v"-prefixed, see appendSemver
 	targetOK  bool
 	targetSet bool
 }
@@ -398,7 +398,7 @@ func (c *ruleCompiler) specialize(n *node) error {
 			}
 		}
 		if a := n.args[2]; a.op == opLiteral {
-			spec.target, spec.targetOK = parseSemVer(a.val)
+			spec.target, spec.targetOK = semverOperand(a.val)
 			spec.targetSet = true
 			if !spec.targetOK {
 				c.warn("sem_ver target %s is not a semantic version: it always yields null", jsonText(a.val))
