@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/twmb/murmur3"
 	"golang.org/x/mod/semver"
 )
 
@@ -669,11 +670,11 @@ func (e *env) fractional(spec *fracSpec) any {
 		for _, a := range spec.keyNode.args {
 			b = appendJSString(b, e.eval(a), 0, false)
 		}
-		hash, keyed = murmur3(b, 0), true
+		hash, keyed = murmur3.Sum32(b), true
 	case spec.keyNode != nil:
 		switch k := e.eval(spec.keyNode).(type) {
 		case string:
-			hash, keyed = murmur3String(k), true
+			hash, keyed = murmur3.StringSum32(k), true
 		case nil:
 		case []any:
 			extra = k
@@ -686,7 +687,7 @@ func (e *env) fractional(spec *fracSpec) any {
 		if !ok {
 			return nil // no bucketing key and no targeting key
 		}
-		hash = murmur3Concat(e.flagKey, tk)
+		hash = bucketHash(e.flagKey, tk)
 	}
 	if spec.constant && extra == nil {
 		if spec.total == 0 || spec.total > math.MaxInt32 {
@@ -775,8 +776,14 @@ func (e *env) fractionalSlow(spec *fracSpec, hash uint32, extra []any) any {
 	return nil
 }
 
-// murmur3String hashes a string (seed 0) without copying short ones.
-func murmur3String(s string) uint32 { return murmur3Concat(s, "") }
+// bucketHash is the MurmurHash3 x86_32 hash (seed 0) of a+b: flagd's
+// default bucketing key is flagKey+targetingKey. The key is assembled in a
+// stack buffer rather than as a string, since murmur3.Sum32 does not keep
+// its input: hashing a key of up to 256 bytes allocates nothing.
+func bucketHash(a, b string) uint32 {
+	var buf [256]byte
+	return murmur3.Sum32(append(append(buf[:0], a...), b...))
+}
 
 // asciiCase maps ASCII letters only, like flagd's lower/upper, so results
 // don't depend on Unicode case tables; it returns s itself when unchanged.

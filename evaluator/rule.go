@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/twmb/murmur3"
 )
 
 // opcode identifies what a compiled rule node does. Rules are compiled into
@@ -491,7 +493,7 @@ func (c *ruleCompiler) specializeFractional(n *node) error {
 		switch v := first.val.(type) {
 		case string:
 			spec.keyConst = true
-			spec.keyHash = murmur3([]byte(v), 0)
+			spec.keyHash = murmur3.StringSum32(v)
 			args = args[1:]
 		case nil:
 			args = args[1:]
