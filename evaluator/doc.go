@@ -96,7 +96,10 @@
 // yields null), sem_ver (=, !=, <, <=, >, >=, ^ same major, ~ same minor;
 // optional v/V prefix, partial versions, numbers accepted; build metadata
 // ignored), starts_with, ends_with, and the ASCII-only lower and upper. The
-// context gains $flagd.flagKey and $flagd.timestamp (Unix seconds).
+// context gains $flagd.flagKey and $flagd.timestamp (Unix seconds). Hashing
+// and version precedence come from the libraries flagd itself uses
+// (github.com/twmb/murmur3, golang.org/x/mod/semver), so buckets and
+// comparisons agree with flagd's bit for bit.
 //
 // # Cost
 //

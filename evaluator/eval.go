@@ -6,6 +6,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/twmb/murmur3"
+	"golang.org/x/mod/semver"
 )
 
 // env is one evaluation scope: the root context, or an element inside map,
@@ -609,8 +612,15 @@ func (e *env) semver(n *node) any {
 	if len(n.args) != 3 {
 		return nil
 	}
-	actual, ok := parseSemVer(e.eval(n.args[0]))
+	// The operand is spelled in a stack buffer; string(b) does not escape,
+	// so for a usual version (up to 32 bytes) no string is allocated either.
+	var buf [64]byte
+	b, ok := appendSemver(buf[:0], e.eval(n.args[0]))
 	if !ok {
+		return nil
+	}
+	actual := string(b)
+	if !semver.IsValid(actual) {
 		return nil
 	}
 	op := spec.op
@@ -620,11 +630,19 @@ func (e *env) semver(n *node) any {
 	if op == semBad {
 		return nil
 	}
-	target, tok := spec.target, spec.targetOK
-	if !spec.targetSet {
-		target, tok = parseSemVer(e.eval(n.args[2]))
+	if spec.targetSet {
+		if !spec.targetOK {
+			return nil
+		}
+		return semverCompare(actual, op, spec.target)
 	}
-	if !tok {
+	var tbuf [64]byte
+	tb, ok := appendSemver(tbuf[:0], e.eval(n.args[2]))
+	if !ok {
+		return nil
+	}
+	target := string(tb)
+	if !semver.IsValid(target) {
 		return nil
 	}
 	return semverCompare(actual, op, target)
@@ -652,11 +670,11 @@ func (e *env) fractional(spec *fracSpec) any {
 		for _, a := range spec.keyNode.args {
 			b = appendJSString(b, e.eval(a), 0, false)
 		}
-		hash, keyed = murmur3(b, 0), true
+		hash, keyed = murmur3.Sum32(b), true
 	case spec.keyNode != nil:
 		switch k := e.eval(spec.keyNode).(type) {
 		case string:
-			hash, keyed = murmur3String(k), true
+			hash, keyed = murmur3.StringSum32(k), true
 		case nil:
 		case []any:
 			extra = k
@@ -669,7 +687,7 @@ func (e *env) fractional(spec *fracSpec) any {
 		if !ok {
 			return nil // no bucketing key and no targeting key
 		}
-		hash = murmur3Concat(e.flagKey, tk)
+		hash = bucketHash(e.flagKey, tk)
 	}
 	if spec.constant && extra == nil {
 		if spec.total == 0 || spec.total > math.MaxInt32 {
@@ -758,8 +776,14 @@ func (e *env) fractionalSlow(spec *fracSpec, hash uint32, extra []any) any {
 	return nil
 }
 
-// murmur3String hashes a string (seed 0) without copying short ones.
-func murmur3String(s string) uint32 { return murmur3Concat(s, "") }
+// bucketHash is the MurmurHash3 x86_32 hash (seed 0) of a+b: flagd's
+// default bucketing key is flagKey+targetingKey. The key is assembled in a
+// stack buffer rather than as a string, since murmur3.Sum32 does not keep
+// its input: hashing a key of up to 256 bytes allocates nothing.
+func bucketHash(a, b string) uint32 {
+	var buf [256]byte
+	return murmur3.Sum32(append(append(buf[:0], a...), b...))
+}
 
 // asciiCase maps ASCII letters only, like flagd's lower/upper, so results
 // don't depend on Unicode case tables; it returns s itself when unchanged.

@@ -44,10 +44,12 @@ type flag struct {
 	defaultVariant string
 	hasDefault     bool
 	defaultValue   any
-	// variantJSON and metadataJSON are the variants' values and the
-	// metadata as encoding/json encodes them (see Result.ValueJSON).
-	variantJSON  map[string][]byte
-	defaultJSON  []byte
+	// keyJSON, variantJSON and metadataJSON are the key, the variants'
+	// names and values, and the metadata as encoding/json encodes them
+	// (see Result.ValueJSON and Result.FlagJSON).
+	keyJSON      []byte
+	variantJSON  map[string]variantJSON
+	defaultJSON  variantJSON
 	metadataJSON []byte
 	rule         *node  // nil: no targeting
 	ruleErr      string // tolerated targeting problem: evaluations fail with PARSE_ERROR
@@ -352,7 +354,7 @@ func (fs *FlagSet) Evaluate(flagKey string, ctx map[string]any) Result {
 		return Result{Flag: flagKey, Reason: ReasonError, ErrorCode: ErrFlagNotFound,
 			ErrorMessage: "flag " + quote(flagKey) + " not found"}
 	}
-	r := Result{Flag: flagKey, Metadata: f.metadata, MetadataJSON: f.metadataJSON}
+	r := Result{Flag: flagKey, Metadata: f.metadata, MetadataJSON: f.metadataJSON, FlagJSON: f.keyJSON}
 	switch {
 	case f.disabled:
 		r.Reason = ReasonDisabled
@@ -402,7 +404,8 @@ func (fs *FlagSet) Evaluate(flagKey string, ctx map[string]any) Result {
 		r.ErrorMessage = "targeting of flag " + quote(flagKey) + " returned variant " + quote(name) + ", which the flag does not define"
 		return r
 	}
-	r.Value, r.ValueJSON, r.Variant, r.Reason = val, f.variantJSON[name], name, ReasonTargetingMatch
+	enc := f.variantJSON[name]
+	r.Value, r.ValueJSON, r.Variant, r.VariantJSON, r.Reason = val, enc.value, name, enc.name, ReasonTargetingMatch
 	if split {
 		r.Reason = ReasonSplit
 	}
@@ -417,17 +420,29 @@ func (f *flag) useDefault(r Result, reason Reason) Result {
 		r.Reason = ReasonDefault
 		return r
 	}
-	r.Value, r.ValueJSON, r.Variant, r.Reason = f.defaultValue, f.defaultJSON, f.defaultVariant, reason
+	r.Value, r.ValueJSON, r.Variant, r.VariantJSON, r.Reason = f.defaultValue, f.defaultJSON.value, f.defaultVariant, f.defaultJSON.name, reason
 	return r
 }
 
+// variantJSON is one variant's name and value as encoding/json encodes
+// them, kept together so that Evaluate finds both with one map lookup.
+type variantJSON struct {
+	name, value []byte
+}
+
 // encode computes the flag's JSON encodings once, at compile time.
+// Strings cannot fail to encode; a value that did would be left nil, and
+// the API then encodes the answer itself.
 func (f *flag) encode() {
-	f.variantJSON = make(map[string][]byte, len(f.variants))
+	f.keyJSON, _ = json.Marshal(f.key)
+	f.variantJSON = make(map[string]variantJSON, len(f.variants))
 	for name, v := range f.variants {
+		var enc variantJSON
+		enc.name, _ = json.Marshal(name)
 		if b, err := json.Marshal(v); err == nil {
-			f.variantJSON[name] = b
+			enc.value = b
 		}
+		f.variantJSON[name] = enc
 	}
 	if f.hasDefault {
 		f.defaultJSON = f.variantJSON[f.defaultVariant]

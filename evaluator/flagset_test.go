@@ -2,6 +2,7 @@ package evaluator
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -655,5 +656,67 @@ func TestTolerateUnknownResultVariant(t *testing.T) {
 	}
 	if w := fs.Warnings(); len(w) != 1 || !strings.Contains(w[0].Error(), `can return variant "missing"`) {
 		t.Errorf("warnings: %v", w)
+	}
+}
+
+// The encodings a Result carries must be what encoding/json makes of the
+// fields they stand for, whatever the reason, so an API can write them as is.
+func TestResultEncodings(t *testing.T) {
+	doc := `{"metadata": {"team": "<web>"}, "flags": {
+	  "static <&>": {"state": "ENABLED", "variants": {"on\u2028": true, "off": false}, "defaultVariant": "on\u2028"},
+	  "targeted": {"state": "ENABLED", "variants": {"a\"b": "x", "d": "y"}, "defaultVariant": "d",
+	    "targeting": {"if": [{"==": [{"var": "k"}, 1]}, "a\"b", null]}},
+	  "split": {"state": "ENABLED", "variants": {"1": 1, "2": 2}, "targeting": {"fractional": [["1", 50], ["2", 50]]}},
+	  "off": {"state": "DISABLED", "variants": {"a": 1}, "defaultVariant": "a"}
+	}}`
+	fs := mustCompile(t, doc)
+	ctxs := []map[string]any{nil, {"k": 1.0, "targetingKey": "u1"}, {"targetingKey": "u2"}}
+	reasons := map[Reason]bool{}
+	for _, ctx := range ctxs {
+		for _, r := range fs.EvaluateAll(ctx, nil) {
+			reasons[r.Reason] = true
+			checkEncoding(t, r.Flag+" FlagJSON", r.FlagJSON, r.Flag)
+			if r.Variant == "" {
+				if r.VariantJSON != nil {
+					t.Errorf("%s: VariantJSON %s without a variant", r.Flag, r.VariantJSON)
+				}
+			} else {
+				checkEncoding(t, r.Flag+" VariantJSON", r.VariantJSON, r.Variant)
+			}
+			if r.Value != nil {
+				checkEncoding(t, r.Flag+" ValueJSON", r.ValueJSON, r.Value)
+			}
+			checkEncoding(t, r.Flag+" MetadataJSON", r.MetadataJSON, r.Metadata)
+		}
+	}
+	for _, want := range []Reason{ReasonStatic, ReasonTargetingMatch, ReasonDefault, ReasonSplit, ReasonDisabled} {
+		if !reasons[want] {
+			t.Errorf("no result with reason %s", want)
+		}
+	}
+	if r := fs.Evaluate("missing", nil); r.FlagJSON != nil {
+		t.Errorf("a missing flag has FlagJSON %s", r.FlagJSON)
+	}
+	// A fallback replaces value and variant: their encodings go with them.
+	r := fs.Evaluate("targeted", map[string]any{"k": 1.0}).Typed(TypeBool, true)
+	if r.Variant != "" || r.VariantJSON != nil || r.ValueJSON != nil {
+		t.Errorf("Typed fallback kept stale encodings: %+v", r)
+	}
+}
+
+func checkEncoding(t *testing.T, what string, got []byte, v any) {
+	t.Helper()
+	if m, ok := v.(map[string]any); ok && len(m) == 0 {
+		if got != nil {
+			t.Errorf("%s: %s for no metadata", what, got)
+		}
+		return
+	}
+	want, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: %s, want %s", what, got, want)
 	}
 }

@@ -432,6 +432,9 @@ func TestSemVerOperator(t *testing.T) {
 		{"4.0.0", "^", "3.0.0", false},
 		{"1.0", "^", "1", true},
 		{"3.0.0-rc.1", "^", "3.2.0", true}, // same major, whatever the order (flagd)
+		{"1", "~", "1.0.5", true},          // short forms have minor 0
+		{"1.2", "~", "1.2.9-rc.1", true},
+		{"1.0.0", "=", "v1.0.0+meta", true},
 		{1.0, "=", "1.0.0", true},
 		{1.2, ">", "1.1", true},
 		{int64(2), ">", "1.1", true},
@@ -468,6 +471,8 @@ func TestSemVerOperator(t *testing.T) {
 	runRuleCases(t, []ruleCase{
 		{`{"sem_ver": [{"var": "v"}, {"var": "op"}, {"var": "t"}]}`, `{"v": "1.2.3", "op": ">=", "t": "1.2"}`, true},
 		{`{"sem_ver": [{"var": "v"}, {"var": "op"}, {"var": "t"}]}`, `{"v": "1.2.3", "op": "?", "t": "1.2"}`, nil},
+		{`{"sem_ver": [{"var": "v"}, {"var": "op"}, {"var": "t"}]}`, `{"v": "1.2.3", "op": ">=", "t": "1.2.x"}`, nil},
+		{`{"sem_ver": [{"var": "v"}, {"var": "op"}, {"var": "t"}]}`, `{"v": "1.2.3", "op": "~", "t": 1.2}`, true},
 		{`{"sem_ver": [{"var": "v"}, "="]}`, `{"v": "1.0.0"}`, nil},
 	})
 }

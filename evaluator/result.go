@@ -109,6 +109,13 @@ type Result struct {
 	// write an answer without encoding anything per request. Nil when
 	// there is no value (or no metadata). Shared: read only.
 	ValueJSON, MetadataJSON []byte
+	// FlagJSON and VariantJSON are Flag and Variant as encoding/json
+	// encodes them (as JSON strings), also computed at compile time for
+	// the same reason. FlagJSON is nil when the flag does not exist,
+	// VariantJSON when Variant is "". They describe Flag and Variant as
+	// Evaluate set them: code that changes either must update or clear
+	// the matching encoding. Shared: read only.
+	FlagJSON, VariantJSON []byte
 }
 
 // As returns the value converted to the requested type the way OpenFeature
@@ -138,15 +145,18 @@ func (r Result) As(t Type) (any, ErrorCode) {
 // As. A type mismatch turns the result into Reason ERROR / TYPE_MISMATCH with
 // Variant cleared, as the SDKs report it.
 func (r Result) Typed(t Type, fallback any) Result {
+	// The fallback replaces the value and the variant, so their compiled
+	// encodings no longer describe them. A converted value keeps its
+	// encoding: conversion changes only its Go type, not its JSON.
 	if r.ErrorCode != "" || r.Value == nil {
-		r.Value = fallback
-		r.Variant = ""
+		r.Value, r.ValueJSON = fallback, nil
+		r.Variant, r.VariantJSON = "", nil
 		return r
 	}
 	v, ok := convert(r.Value, t)
 	if !ok {
-		r.Value = fallback
-		r.Variant = ""
+		r.Value, r.ValueJSON = fallback, nil
+		r.Variant, r.VariantJSON = "", nil
 		r.Reason = ReasonError
 		r.ErrorCode = ErrTypeMismatch
 		r.ErrorMessage = "flag " + quote(r.Flag) + " has a value of type " + string(typeOf(r.Value)) + ", not " + string(t)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/twmb/murmur3"
 )
 
 // opcode identifies what a compiled rule node does. Rules are compiled into
@@ -146,7 +148,7 @@ const (
 type semverSpec struct {
 	op        semverOp
 	opConst   bool
-	target    semVersion
+	target    string // "v"-prefixed, see appendSemver
 	targetOK  bool
 	targetSet bool
 }
@@ -398,7 +400,7 @@ func (c *ruleCompiler) specialize(n *node) error {
 			}
 		}
 		if a := n.args[2]; a.op == opLiteral {
-			spec.target, spec.targetOK = parseSemVer(a.val)
+			spec.target, spec.targetOK = semverOperand(a.val)
 			spec.targetSet = true
 			if !spec.targetOK {
 				c.warn("sem_ver target %s is not a semantic version: it always yields null", jsonText(a.val))
@@ -491,7 +493,7 @@ func (c *ruleCompiler) specializeFractional(n *node) error {
 		switch v := first.val.(type) {
 		case string:
 			spec.keyConst = true
-			spec.keyHash = murmur3([]byte(v), 0)
+			spec.keyHash = murmur3.StringSum32(v)
 			args = args[1:]
 		case nil:
 			args = args[1:]
