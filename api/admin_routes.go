@@ -4,13 +4,17 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/routes"
 )
 
-func (h *Handler) listProjects(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	ps, err := h.admin.ListProjects(r.Context(), caller)
+// ListProjects serves GET /v1/projects.
+func (h *Handler) ListProjects(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	ps, err := h.admin.Tenancy.ListProjects(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -18,35 +22,38 @@ func (h *Handler) listProjects(w http.ResponseWriter, r *http.Request, caller *a
 	return nil
 }
 
-func (h *Handler) createProject(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	var in admin.CreateProjectInput
+// CreateProject serves POST /v1/projects.
+func (h *Handler) CreateProject(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in tenancy.CreateProjectInput
 	if err := decodeJSON(r, &in, false); err != nil {
 		return err
 	}
-	p, err := h.admin.CreateProject(r.Context(), caller, in)
+	pr, err := h.admin.Tenancy.CreateProject(r.Context(), p, in)
 	if err != nil {
 		return err
 	}
-	_, envs, err := h.admin.GetProject(r.Context(), caller, p.Slug)
+	_, envs, err := h.admin.Tenancy.GetProject(r.Context(), p, pr.Slug)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/v1/projects/"+p.Slug)
-	apierror.WriteJSON(w, http.StatusCreated, projectView{*p, envs})
+	w.Header().Set("Location", routes.ByName(routes.GetProject).Path(pr.Slug))
+	apierror.WriteJSON(w, http.StatusCreated, projectView{*pr, envs})
 	return nil
 }
 
-func (h *Handler) getProject(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	p, envs, err := h.admin.GetProject(r.Context(), caller, r.PathValue("project"))
+// GetProject serves GET /v1/projects/{project}.
+func (h *Handler) GetProject(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	pr, envs, err := h.admin.Tenancy.GetProject(r.Context(), p, r.PathValue("project"))
 	if err != nil {
 		return err
 	}
-	apierror.WriteJSON(w, http.StatusOK, projectView{*p, envs})
+	apierror.WriteJSON(w, http.StatusOK, projectView{*pr, envs})
 	return nil
 }
 
-func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	if err := h.admin.DeleteProject(r.Context(), caller, r.PathValue("project")); err != nil {
+// DeleteProject serves DELETE /v1/projects/{project}.
+func (h *Handler) DeleteProject(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	if err := h.admin.DeleteProject(r.Context(), p, r.PathValue("project")); err != nil {
 		return err
 	}
 	// 204 is cacheable by default; like every other API response it is not.
@@ -55,8 +62,9 @@ func (h *Handler) deleteProject(w http.ResponseWriter, r *http.Request, caller *
 	return nil
 }
 
-func (h *Handler) listEnvironments(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	envs, err := h.admin.ListEnvironments(r.Context(), caller, r.PathValue("project"))
+// ListEnvironments serves GET /v1/projects/{project}/environments.
+func (h *Handler) ListEnvironments(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	envs, err := h.admin.Tenancy.ListEnvironments(r.Context(), p, r.PathValue("project"))
 	if err != nil {
 		return err
 	}
@@ -64,12 +72,13 @@ func (h *Handler) listEnvironments(w http.ResponseWriter, r *http.Request, calle
 	return nil
 }
 
-func (h *Handler) createEnvironment(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	var in admin.CreateEnvironmentInput
+// CreateEnvironment serves POST /v1/projects/{project}/environments.
+func (h *Handler) CreateEnvironment(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in tenancy.CreateEnvironmentInput
 	if err := decodeJSON(r, &in, false); err != nil {
 		return err
 	}
-	e, err := h.admin.CreateEnvironment(r.Context(), caller, r.PathValue("project"), in)
+	e, err := h.admin.Tenancy.CreateEnvironment(r.Context(), p, r.PathValue("project"), in)
 	if err != nil {
 		return err
 	}
@@ -77,8 +86,9 @@ func (h *Handler) createEnvironment(w http.ResponseWriter, r *http.Request, call
 	return nil
 }
 
-func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	keys, err := h.admin.ListKeys(r.Context(), caller, r.PathValue("project"))
+// ListKeys serves GET /v1/projects/{project}/api-keys.
+func (h *Handler) ListKeys(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	keys, err := h.admin.Keys.ListKeys(r.Context(), p, r.PathValue("project"))
 	if err != nil {
 		return err
 	}
@@ -91,24 +101,26 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, caller *apike
 	return nil
 }
 
-func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	var in admin.CreateKeyInput
+// CreateKey serves POST /v1/projects/{project}/api-keys.
+func (h *Handler) CreateKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in keys.CreateInput
 	if err := decodeJSON(r, &in, false); err != nil {
 		return err
 	}
-	k, err := h.admin.CreateKey(r.Context(), caller, r.PathValue("project"), in)
+	k, err := h.admin.Keys.CreateKey(r.Context(), p, r.PathValue("project"), in)
 	if err != nil {
 		return err
 	}
 	v := viewKey(&k.Key, time.Now())
 	v.Key = k.Secret
-	w.Header().Set("Location", "/v1/api-keys/"+k.ID)
+	w.Header().Set("Location", routes.ByName(routes.GetKey).Path(k.ID))
 	apierror.WriteJSON(w, http.StatusCreated, v)
 	return nil
 }
 
-func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	k, err := h.admin.GetKey(r.Context(), caller, r.PathValue("id"))
+// GetKey serves GET /v1/api-keys/{id}.
+func (h *Handler) GetKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	k, err := h.admin.Keys.GetKey(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -116,12 +128,13 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, caller *apikey.
 	return nil
 }
 
-func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	var in admin.RotateKeyInput
+// RotateKey serves POST /v1/api-keys/{id}/rotate.
+func (h *Handler) RotateKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in keys.RotateInput
 	if err := decodeJSON(r, &in, true); err != nil {
 		return err
 	}
-	k, err := h.admin.RotateKey(r.Context(), caller, r.PathValue("id"), in)
+	k, err := h.admin.Keys.RotateKey(r.Context(), p, r.PathValue("id"), in)
 	if err != nil {
 		return err
 	}
@@ -131,11 +144,60 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, caller *apik
 	return nil
 }
 
-func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	k, err := h.admin.RevokeKey(r.Context(), caller, r.PathValue("id"))
+// RevokeKey serves DELETE /v1/api-keys/{id}.
+func (h *Handler) RevokeKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	k, err := h.admin.Keys.RevokeKey(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	apierror.WriteJSON(w, http.StatusOK, viewKey(k, time.Now()))
+	return nil
+}
+
+// ListMembers serves GET /v1/members.
+func (h *Handler) ListMembers(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	members, err := h.admin.Identity.ListMembers(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	views := make([]memberView, len(members))
+	for i := range members {
+		views[i] = viewMember(&members[i])
+	}
+	apierror.WriteJSON(w, http.StatusOK, listOf(views))
+	return nil
+}
+
+// InviteMember serves POST /v1/members/invitations: the invitation link is
+// in the answer, and nowhere else, ever.
+func (h *Handler) InviteMember(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in identity.InviteInput
+	if err := decodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	token, inv, err := h.admin.Identity.InviteMember(r.Context(), p, in)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusCreated, inviteView{
+		Email: inv.Email, Name: inv.Name, Role: string(inv.Role), ExpiresAt: inv.ExpiresAt,
+		URL: InviteURL(r.Host, token),
+	})
+	return nil
+}
+
+// InviteURL is the dashboard's link to an invitation: the token travels in
+// the fragment, which browsers never send, so it reaches no server log.
+func InviteURL(host, token string) string {
+	return "https://" + host + routes.ByName(routes.DashboardPage).Path() + "#/invite/" + token
+}
+
+// RemoveMember serves DELETE /v1/members/{id}.
+func (h *Handler) RemoveMember(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	if err := h.admin.Identity.RemoveMember(r.Context(), p, r.PathValue("id")); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -5,9 +5,10 @@ import (
 	"strconv"
 
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/evaluator"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
 )
 
 // Request headers of the evaluation endpoints (native and OFREP).
@@ -61,7 +62,7 @@ var errContextNotObject = invalidContext("context must be a JSON object")
 // decodeEvaluation decodes an evaluation request's body, reporting a
 // context of the wrong type as INVALID_CONTEXT.
 func decodeEvaluation(r *http.Request, dst any, optional bool) error {
-	return decodeJSONWith(r, dst, optional, map[string]*apierror.Error{"context": errContextNotObject})
+	return jsonbody.DecodeWith(r, dst, MaxBodyBytes, optional, map[string]*apierror.Error{"context": errContextNotObject})
 }
 
 // evaluationContext checks a decoded context: absent or null is empty, and
@@ -83,12 +84,13 @@ func invalidContext(msg string) *apierror.Error {
 }
 
 // begin prepares a request's evaluations from its headers.
-func (h *Handler) begin(r *http.Request, caller *apikey.Record) (*evaluation.Evaluation, error) {
-	return h.eval.Begin(r.Context(), caller,
+func (h *Handler) begin(r *http.Request, p *authz.Principal) (*evaluation.Evaluation, error) {
+	return h.eval.Begin(r.Context(), p,
 		r.Header.Get(HeaderProject), r.Header.Get(HeaderEnvironment), r.Header.Get(HeaderSession))
 }
 
-func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// Evaluate serves POST /v1/evaluate.
+func (h *Handler) Evaluate(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	var in evaluateRequest
 	if err := decodeEvaluation(r, &in, false); err != nil {
 		return err
@@ -100,7 +102,7 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, caller *apike
 	if err != nil {
 		return err
 	}
-	ev, err := h.begin(r, caller)
+	ev, err := h.begin(r, p)
 	if err != nil {
 		return err
 	}
@@ -124,7 +126,8 @@ type batchView struct {
 	Results     []evaluationView `json:"results"`
 }
 
-func (h *Handler) evaluateBatch(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// EvaluateBatch serves POST /v1/evaluate/batch.
+func (h *Handler) EvaluateBatch(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	var in batchRequest
 	if err := decodeEvaluation(r, &in, true); err != nil {
 		return err
@@ -136,7 +139,7 @@ func (h *Handler) evaluateBatch(w http.ResponseWriter, r *http.Request, caller *
 	if err != nil {
 		return err
 	}
-	ev, err := h.begin(r, caller)
+	ev, err := h.begin(r, p)
 	if err != nil {
 		return err
 	}

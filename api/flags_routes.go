@@ -7,10 +7,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluation"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
 )
 
 // MaxFlagSetBytes bounds a flag-set document sent to PUT .../flags.
@@ -32,17 +33,17 @@ func setFlagSetVersion(w http.ResponseWriter, version int64) {
 
 // precondition reads If-Match: the flag-set version the client last saw
 // (its ETag, or the bare number).
-func precondition(r *http.Request) (admin.Precondition, error) {
+func precondition(r *http.Request) (flags.Precondition, error) {
 	v := strings.TrimSpace(r.Header.Get("If-Match"))
 	if v == "" || v == "*" {
 		// "*" asks only that the set exists, and every environment has one.
-		return admin.Precondition{}, nil
+		return flags.Precondition{}, nil
 	}
 	n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
 	if err != nil || n < 0 {
-		return admin.Precondition{}, apierror.Invalid("If-Match must be a flag-set version such as \"3\", not %s", v)
+		return flags.Precondition{}, apierror.Invalid("If-Match must be a flag-set version such as \"3\", not %s", v)
 	}
-	return admin.Precondition{Version: n, Set: true}, nil
+	return flags.Precondition{Version: n, Set: true}, nil
 }
 
 // writeRawJSON sends a stored JSON document as it is.
@@ -61,8 +62,9 @@ func writeRawJSON(w http.ResponseWriter, status int, doc []byte) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (h *Handler) getFlagSet(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	fs, err := h.admin.GetFlagSet(r.Context(), caller, r.PathValue("project"), r.PathValue("env"))
+// GetFlagSet serves GET .../environments/{env}/flags.
+func (h *Handler) GetFlagSet(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	fs, err := h.admin.Flags.GetFlagSet(r.Context(), p, r.PathValue("project"), r.PathValue("env"))
 	if err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ type flagSetWritten struct {
 	Flags     int    `json:"flags"`
 }
 
-func written(fs *admin.FlagSet) flagSetWritten {
+func written(fs *flags.FlagSet) flagSetWritten {
 	var top struct {
 		Flags map[string]json.RawMessage `json:"flags"`
 	}
@@ -86,19 +88,20 @@ func written(fs *admin.FlagSet) flagSetWritten {
 	return flagSetWritten{Version: fs.Version, UpdatedAt: fs.UpdatedAt.Format("2006-01-02T15:04:05Z07:00"), Flags: len(top.Flags)}
 }
 
-func (h *Handler) putFlagSet(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// PutFlagSet serves PUT .../environments/{env}/flags.
+func (h *Handler) PutFlagSet(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	pre, err := precondition(r)
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, MaxFlagSetBytes)
+	body, err := jsonbody.Read(r, MaxFlagSetBytes)
 	if err != nil {
 		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return apierror.Invalid("request body is required (a flagd flag-definition document)")
 	}
-	fs, err := h.admin.PutFlagSet(r.Context(), caller, r.PathValue("project"), r.PathValue("env"), body, pre)
+	fs, err := h.admin.Flags.PutFlagSet(r.Context(), p, r.PathValue("project"), r.PathValue("env"), body, pre)
 	if err != nil {
 		return err
 	}
@@ -107,8 +110,9 @@ func (h *Handler) putFlagSet(w http.ResponseWriter, r *http.Request, caller *api
 	return nil
 }
 
-func (h *Handler) getFlag(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	def, version, err := h.admin.GetFlag(r.Context(), caller, r.PathValue("project"), r.PathValue("env"), r.PathValue("flag"))
+// GetFlag serves GET .../environments/{env}/flags/{flag}.
+func (h *Handler) GetFlag(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	def, version, err := h.admin.Flags.GetFlag(r.Context(), p, r.PathValue("project"), r.PathValue("env"), r.PathValue("flag"))
 	if err != nil {
 		return err
 	}
@@ -117,16 +121,17 @@ func (h *Handler) getFlag(w http.ResponseWriter, r *http.Request, caller *apikey
 	return nil
 }
 
-func (h *Handler) putFlag(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// PutFlag serves PUT .../environments/{env}/flags/{flag}.
+func (h *Handler) PutFlag(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	pre, err := precondition(r)
 	if err != nil {
 		return err
 	}
-	body, err := readBody(r, MaxFlagSetBytes)
+	body, err := jsonbody.Read(r, MaxFlagSetBytes)
 	if err != nil {
 		return err
 	}
-	fs, created, err := h.admin.PutFlag(r.Context(), caller, r.PathValue("project"), r.PathValue("env"), r.PathValue("flag"), body, pre)
+	fs, created, err := h.admin.Flags.PutFlag(r.Context(), p, r.PathValue("project"), r.PathValue("env"), r.PathValue("flag"), body, pre)
 	if err != nil {
 		return err
 	}
@@ -139,12 +144,13 @@ func (h *Handler) putFlag(w http.ResponseWriter, r *http.Request, caller *apikey
 	return nil
 }
 
-func (h *Handler) deleteFlag(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// DeleteFlag serves DELETE .../environments/{env}/flags/{flag}.
+func (h *Handler) DeleteFlag(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	pre, err := precondition(r)
 	if err != nil {
 		return err
 	}
-	fs, err := h.admin.DeleteFlag(r.Context(), caller, r.PathValue("project"), r.PathValue("env"), r.PathValue("flag"), pre)
+	fs, err := h.admin.Flags.DeleteFlag(r.Context(), p, r.PathValue("project"), r.PathValue("env"), r.PathValue("flag"), pre)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/evaluator"
 )
@@ -63,7 +65,8 @@ func ofrepOutcome(o evaluation.Outcome) ofrepResult {
 func (h *Handler) ofrepFail(w http.ResponseWriter, r *http.Request, key string, err error) {
 	var ae *apierror.Error
 	if !errors.As(err, &ae) {
-		h.fail(w, r, err) // storage: logged, 503
+		h.log.Error("storage failure", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+		apierror.Write(w, apierror.StorageDown)
 		return
 	}
 	switch {
@@ -87,7 +90,8 @@ func writeOFREP(w http.ResponseWriter, status int, v any) {
 	apierror.WriteJSON(w, status, v)
 }
 
-func (h *Handler) ofrepEvaluate(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// OFREPEvaluate serves POST /ofrep/v1/evaluate/flags/{key}.
+func (h *Handler) OFREPEvaluate(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	key := r.PathValue("key")
 	var in ofrepRequest
 	if err := decodeEvaluation(r, &in, true); err != nil {
@@ -99,7 +103,7 @@ func (h *Handler) ofrepEvaluate(w http.ResponseWriter, r *http.Request, caller *
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
-	ev, err := h.begin(r, caller)
+	ev, err := h.begin(r, p)
 	if err != nil {
 		h.ofrepFail(w, r, key, err)
 		return nil
@@ -127,7 +131,8 @@ type ofrepBulk struct {
 // answer itself, which holds the flag-set version and depends on the whole
 // context and the session's overrides: a changed context or set can never
 // be answered 304 by mistake, even by rules that read the clock.
-func (h *Handler) ofrepEvaluateAll(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// OFREPEvaluateAll serves POST /ofrep/v1/evaluate/flags.
+func (h *Handler) OFREPEvaluateAll(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	var in ofrepRequest
 	if err := decodeEvaluation(r, &in, true); err != nil {
 		h.ofrepFail(w, r, "", err)
@@ -138,7 +143,7 @@ func (h *Handler) ofrepEvaluateAll(w http.ResponseWriter, r *http.Request, calle
 		h.ofrepFail(w, r, "", err)
 		return nil
 	}
-	ev, err := h.begin(r, caller)
+	ev, err := h.begin(r, p)
 	if err != nil {
 		h.ofrepFail(w, r, "", err)
 		return nil
@@ -186,7 +191,8 @@ func etagMatches(header, etag string) bool {
 }
 
 // ofrepConfiguration describes FlagBridge to OFREP providers that ask.
-func (h *Handler) ofrepConfiguration(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
+// OFREPConfiguration serves GET /ofrep/v1/configuration.
+func (h *Handler) OFREPConfiguration(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	apierror.WriteJSON(w, http.StatusOK, map[string]any{
 		"name": "FlagBridge",
 		"capabilities": map[string]any{

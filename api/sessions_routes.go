@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 )
 
 // sessionView is a testing session as the API shows it.
@@ -20,16 +20,17 @@ type sessionView struct {
 	Overrides   map[string]json.RawMessage `json:"overrides"`
 }
 
-func viewSession(ts *admin.TestingSession) sessionView {
+func viewSession(ts *flags.TestingSession) sessionView {
 	return sessionView{ts.ID, ts.Project, ts.Environment, ts.CreatedAt, ts.ExpiresAt, ts.Overrides}
 }
 
-func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	var in admin.CreateSessionInput
+// CreateSession serves POST /v1/testing/sessions.
+func (h *Handler) CreateSession(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in flags.CreateSessionInput
 	if err := decodeJSON(r, &in, true); err != nil {
 		return err
 	}
-	ts, err := h.admin.CreateSession(r.Context(), caller, in)
+	ts, err := h.admin.Flags.CreateSession(r.Context(), p, in)
 	if err != nil {
 		return err
 	}
@@ -37,12 +38,13 @@ func (h *Handler) createSession(w http.ResponseWriter, r *http.Request, caller *
 	return nil
 }
 
-func (h *Handler) setOverrides(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	var in admin.SetOverridesInput
+// SetOverrides serves POST /v1/testing/sessions/{id}/overrides.
+func (h *Handler) SetOverrides(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in flags.SetOverridesInput
 	if err := decodeJSON(r, &in, false); err != nil {
 		return err
 	}
-	ts, err := h.admin.SetOverrides(r.Context(), caller, r.PathValue("id"), in)
+	ts, err := h.admin.Flags.SetOverrides(r.Context(), p, r.PathValue("id"), in)
 	if err != nil {
 		return err
 	}
@@ -50,8 +52,9 @@ func (h *Handler) setOverrides(w http.ResponseWriter, r *http.Request, caller *a
 	return nil
 }
 
-func (h *Handler) deleteSession(w http.ResponseWriter, r *http.Request, caller *apikey.Record) error {
-	if err := h.admin.DeleteSession(r.Context(), caller, r.PathValue("id")); err != nil {
+// DeleteSession serves DELETE /v1/testing/sessions/{id}.
+func (h *Handler) DeleteSession(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	if err := h.admin.Flags.DeleteSession(r.Context(), p, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")

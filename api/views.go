@@ -3,7 +3,9 @@ package api
 import (
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apikey"
 )
 
@@ -30,7 +32,7 @@ type keyView struct {
 	PreviousKeyValidUntil *time.Time `json:"previous_key_valid_until,omitempty"`
 }
 
-func viewKey(k *admin.Key, now time.Time) keyView {
+func viewKey(k *keys.Key, now time.Time) keyView {
 	v := keyView{
 		ID:          k.ID,
 		Name:        k.Name,
@@ -61,8 +63,30 @@ func optional(s string) *string {
 
 // projectView is a project, with its environments when one is asked for.
 type projectView struct {
-	admin.Project
-	Environments []admin.Environment `json:"environments,omitempty"`
+	tenancy.Project
+	Environments []tenancy.Environment `json:"environments,omitempty"`
+}
+
+// memberView is a member as the API shows it.
+type memberView struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func viewMember(m *identity.Member) memberView {
+	return memberView{m.ID, m.Email, m.Name, string(m.Role), m.CreatedAt}
+}
+
+// inviteView is a new invitation: its link is shown this once.
+type inviteView struct {
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
+	URL       string    `json:"invite_url"`
 }
 
 // list wraps collections, leaving room for paging fields later.

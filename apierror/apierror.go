@@ -143,7 +143,45 @@ const (
 	// so that GraphQL clients surface the edge's refusals like any other
 	// GraphQL error.
 	GraphQL
+	// OFREP is the OpenFeature Remote Evaluation Protocol's routes: the
+	// edge's refusals (401, 403, 429, 503) are REST's, and the handlers
+	// answer evaluation errors in OFREP's own shape.
+	OFREP
+	// Dashboard is REST's bodies, for pages a browser renders: every
+	// response, errors included, also carries [SetDashboardHeaders].
+	Dashboard
 )
+
+// String names the style.
+func (s Style) String() string {
+	switch s {
+	case GraphQL:
+		return "graphql"
+	case OFREP:
+		return "ofrep"
+	case Dashboard:
+		return "dashboard"
+	}
+	return "rest"
+}
+
+// dashboardCSP allows the dashboard's own scripts, styles and API and
+// nothing else: no inline script, no framing, no plugins.
+const dashboardCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// SetDashboardHeaders sets the security headers of every response under
+// /dashboard, whoever writes it (the edge's refusals included): a strict
+// Content-Security-Policy, no sniffing, no framing, no referrer.
+func SetDashboardHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", dashboardCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+}
 
 // The messages GraphQL clients get for refused requests, whatever the
 // detail: the same words every GraphQL API uses.
@@ -154,11 +192,15 @@ const (
 
 // WriteStyled sends e in the given style.
 func WriteStyled(w http.ResponseWriter, e *Error, style Style) {
-	if style == GraphQL {
+	switch style {
+	case GraphQL:
 		WriteGraphQL(w, e)
-		return
+	case Dashboard:
+		SetDashboardHeaders(w.Header())
+		Write(w, e)
+	default:
+		Write(w, e)
 	}
-	Write(w, e)
 }
 
 // GraphQLCode returns the extensions.code and message e becomes in a

@@ -12,8 +12,9 @@ type Record struct {
 	// Project is the slug of the project the key belongs to; empty only for
 	// an organization-wide admin key.
 	Project string `json:"project,omitempty"`
-	// Environment is the environment a live or test key evaluates in;
-	// admin keys cover every environment of their project and leave it empty.
+	// Environment is the environment a live or test key evaluates in; an
+	// admin key with one manages only that environment of its project, and
+	// one without covers every environment.
 	Environment string `json:"environment,omitempty"`
 	// Resources, if not empty, limits the key to these projects (a Scoped
 	// key), within its project or organization.
@@ -35,28 +36,13 @@ type Record struct {
 	// until PreviousValidUntil so that a rotation needs no downtime.
 	PreviousDigest     string     `json:"previous_digest,omitempty"`
 	PreviousValidUntil *time.Time `json:"previous_valid_until,omitempty"`
+	// PreviousOwnerID is who owned the key before its last rotation, and so
+	// holds PreviousDigest's secret: removing them ends its grace period.
+	PreviousOwnerID string `json:"previous_owner_id,omitempty"`
 }
 
 // OrgWide reports whether the key spans every project of its organization.
 func (r *Record) OrgWide() bool { return r.Project == "" }
-
-// CoversProject reports whether the key's scope includes project: its own
-// project (or any, if organization-wide), narrowed to its resources if it
-// lists any.
-func (r *Record) CoversProject(project string) bool {
-	if !r.OrgWide() && r.Project != project {
-		return false
-	}
-	if len(r.Resources) == 0 {
-		return true
-	}
-	for _, p := range r.Resources {
-		if p == project {
-			return true
-		}
-	}
-	return false
-}
 
 // Kind names a key the way people describe it: "SCOPED" if it lists
 // resources, else "READ_ONLY" without WRITE, else "FULL_ACCESS".

@@ -8,8 +8,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
 )
 
@@ -20,9 +18,11 @@ func init() {
 }
 
 // API is the in-process FlagBridge backend, http.handlers.flagbridge_api:
-// the /v1 REST endpoints, OFREP, /graphql and the /dashboard. It answers every request it gets (unknown paths
-// with a JSON 404), so it ends a route. It must follow flagbridge_auth,
-// which authenticates the caller; without it every request is refused.
+// the router serving the route table (the /v1 REST endpoints, OFREP,
+// /graphql and the dashboard). It answers every request it gets (unknown
+// paths with a JSON 404), so it ends a route. It must follow
+// flagbridge_auth, which admits each request; without it every request is
+// refused.
 type API struct {
 	appHandle
 }
@@ -44,22 +44,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 	if !ok {
 		return nil
 	}
-	if edge.IsDashboard(r.URL.Path) {
-		// Served only behind flagbridge_auth, which made sure of HTTPS.
-		if checked, _ := caddyhttp.GetVar(r.Context(), varDashboard).(bool); !checked {
-			a.logger.Error("the dashboard was reached without flagbridge_auth; put flagbridge_auth before flagbridge_api")
-			apierror.Write(w, apierror.HTTPSRequired)
-			return nil
-		}
-		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-		c.dashboard.Serve(w, r, ip)
-		return nil
-	}
-	// Only flagbridge_auth stores a *apikey.Record here; a value set any
+	// Only flagbridge_auth stores an *edge.Admission here; a value set any
 	// other way (the vars directive can only set strings) fails the
-	// assertion and the request is refused.
-	key, _ := caddyhttp.GetVar(r.Context(), varKey).(*apikey.Record)
-	c.api.Serve(w, r, key)
+	// assertion, and the router refuses the request.
+	adm, _ := caddyhttp.GetVar(r.Context(), varAdmission).(*edge.Admission)
+	c.router.Serve(w, r, adm)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/internal/feedcache"
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -35,7 +36,7 @@ type App struct {
 	// ?master_name=, Cluster with ?cluster=true).
 	Storage string `json:"storage,omitempty"`
 	// StorageTimeout bounds every storage call made while serving a request
-	// (default 500ms).
+	// (default edge.DefaultTimeout, 500ms).
 	StorageTimeout caddy.Duration `json:"storage_timeout,omitempty"`
 	// KeyPrefix namespaces FlagBridge's Redis keys (default "fb").
 	KeyPrefix string `json:"key_prefix,omitempty"`
@@ -52,7 +53,7 @@ type App struct {
 	// it is configured; set it to the size of the fleet.
 	LocalInstances int `json:"local_instances,omitempty"`
 	// KeyCacheTTL is how long a key record is trusted without hearing of
-	// a change (default 30s). Changes arrive through the change feed at
+	// a change (default feedcache.DefaultTTL, 30s). Changes arrive through the change feed at
 	// once; this is only the safety net.
 	KeyCacheTTL caddy.Duration `json:"key_cache_ttl,omitempty"`
 	// RateLimits overrides the default limits. Keys: live, test, admin and
@@ -64,6 +65,8 @@ type App struct {
 	IETFHeaders bool `json:"ietf_headers,omitempty"`
 
 	guardConfig edge.Config
+	// invalid is what Validate reports: a setting the app cannot use.
+	invalid     error
 	poolKey     string
 	storeURL    string
 	storeOpts   store.Options
@@ -86,26 +89,28 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// defaultKeyCacheTTL is key_cache_ttl's default, edge.KeyCache's own.
-const defaultKeyCacheTTL = 30 * time.Second
+// DefaultStorage is the storage of an app that names none: the embedded
+// store, in the flagbridge folder of Caddy's data directory.
+func DefaultStorage() string {
+	return "file://" + filepath.Join(caddy.AppDataDir(), "flagbridge")
+}
 
 // cores holds the state that outlives config reloads, by storage settings.
 var cores = caddy.NewUsagePool()
 
 // Provision sets defaults and takes (or creates) the shared state. It opens
 // nothing: storage is opened by Start, so `caddy validate` has no side
-// effects.
+// effects. Settings it cannot use are reported by Validate.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.storeURL = a.Storage
 	if a.storeURL == "" {
-		a.storeURL = "file://" + filepath.Join(caddy.AppDataDir(), "flagbridge")
+		a.storeURL = DefaultStorage()
 	}
-	cfg, err := a.buildGuardConfig()
-	if err != nil {
-		return err
+	a.guardConfig, a.invalid = a.guardSettings()
+	if a.invalid != nil {
+		return nil
 	}
-	a.guardConfig = cfg
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("registering metrics: %v", err)
 	}
@@ -114,7 +119,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// of a request, and the batching limiter's round trips. The limiter
 	// thus never keeps a round trip going after every request it carries
 	// has given up on it, nor gives up before they do.
-	a.storeOpts = store.Options{Timeout: cfg.Timeout, KeyPrefix: a.KeyPrefix}
+	a.storeOpts = store.Options{Timeout: a.guardConfig.Timeout, KeyPrefix: a.KeyPrefix}
 
 	a.poolKey = fmt.Sprintf("%s|%s|%s", a.storeURL, a.storeOpts.Timeout, a.storeOpts.KeyPrefix)
 	c, _, err := cores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
@@ -127,15 +132,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// buildGuardConfig checks the app's settings and turns them into the
-// guard's configuration.
-func (a *App) buildGuardConfig() (edge.Config, error) {
+// Validate reports the settings the app cannot use. The Caddyfile parser
+// checks only their syntax: every value is checked here, once.
+func (a *App) Validate() error { return a.invalid }
+
+// guardSettings checks the app's settings and turns them into the guard's
+// configuration, from the edge's documented defaults.
+func (a *App) guardSettings() (edge.Config, error) {
 	cfg := edge.DefaultConfig()
-	if a.StorageTimeout < 0 {
+	switch {
+	case a.StorageTimeout < 0:
 		return cfg, fmt.Errorf("storage_timeout: %s is not a positive duration", time.Duration(a.StorageTimeout))
-	}
-	if a.StorageTimeout > 0 {
+	case a.StorageTimeout > 0:
 		cfg.Timeout = time.Duration(a.StorageTimeout)
+	}
+	if a.KeyCacheTTL < 0 {
+		return cfg, fmt.Errorf("key_cache_ttl: %s is not a positive duration", time.Duration(a.KeyCacheTTL))
 	}
 	policy, err := edge.ParseStoragePolicy(a.OnStorageError)
 	if err != nil {
@@ -152,10 +164,13 @@ func (a *App) buildGuardConfig() (edge.Config, error) {
 	cfg.IETFHeaders = a.IETFHeaders
 	for name, rl := range a.RateLimits {
 		if rl.Requests <= 0 {
-			return cfg, fmt.Errorf("rate_limits: %s: requests must be positive", name)
+			return cfg, fmt.Errorf("rate_limit %s: requests must be a positive whole number, not %d", name, rl.Requests)
+		}
+		if rl.Window < 0 {
+			return cfg, fmt.Errorf("rate_limit %s: the window must be a positive duration such as 1m", name)
 		}
 		window := time.Duration(rl.Window)
-		if window <= 0 {
+		if window == 0 {
 			window = time.Minute
 		}
 		limit := ratelimit.Limit{Rate: rl.Requests, Period: window, Burst: rl.Requests}
@@ -165,7 +180,7 @@ func (a *App) buildGuardConfig() (edge.Config, error) {
 		}
 		t, err := apikey.ParseType(name)
 		if err != nil {
-			return cfg, fmt.Errorf("rate_limits: %v (or unauthenticated)", err)
+			return cfg, fmt.Errorf("rate_limit: unknown bucket %q (want live, test, admin or unauthenticated)", name)
 		}
 		cfg.Limits[t] = limit
 	}
@@ -187,7 +202,7 @@ func (a *App) Start() error {
 	// must not leave the cache on the previous config's value.
 	ttl := time.Duration(a.KeyCacheTTL)
 	if ttl <= 0 {
-		ttl = defaultKeyCacheTTL
+		ttl = feedcache.DefaultTTL
 	}
 	r.keys.SetTTL(ttl)
 	setRunning(a)
@@ -276,5 +291,6 @@ func currentApp() *App {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )

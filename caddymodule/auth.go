@@ -23,27 +23,27 @@ func init() {
 // and its siblings can be used as placeholders, e.g. in reverse_proxy's
 // header_up, to tell an upstream which key called.
 const (
-	varKey         = "flagbridge.key"
+	// varAdmission holds the *edge.Admission of an admitted request, for
+	// flagbridge_api.
+	varAdmission   = "flagbridge.admission"
 	varKeyID       = "flagbridge.key_id"
 	varKeyType     = "flagbridge.key_type"
 	varProject     = "flagbridge.project"
 	varEnvironment = "flagbridge.environment"
-	// varDashboard marks a dashboard request whose HTTPS the guard checked.
-	varDashboard = "flagbridge.dashboard"
 )
 
 // Auth is the edge guard, http.handlers.flagbridge_auth. It refuses
-// requests that did not arrive over HTTPS, authenticates the Bearer key,
-// applies the key's rate limit, checks the key's scope and then hands the
-// request on. Every response to an authenticated request carries the
-// X-RateLimit-* headers, whichever handler wrote it.
+// requests that did not arrive over HTTPS, authenticates the request's
+// credential, applies its rate limit, checks what the route needs and then
+// hands the request on. Every response to an authenticated request carries
+// the X-RateLimit-* headers, whichever handler wrote it.
 //
 // Without Require, the guard protects FlagBridge's own endpoints and must
-// be followed by flagbridge_api: the scope table decides which key types
-// may call which endpoint, and /dashboard passes without a key (the
-// dashboard logs people in itself). In front of anything else (a team's
-// own services), Require sets the least capable key type the route admits
-// (admin > test > live), and every path needs a key.
+// be followed by flagbridge_api: the route table decides what each endpoint
+// takes (an API key, the dashboard's session cookie, or nothing) and needs.
+// In front of anything else (a team's own services), Require sets the least
+// capable key type the route admits (admin > test > live), and every path
+// needs a key.
 type Auth struct {
 	// Require is "live", "test" or "admin": the key type a route needs.
 	// Empty means the FlagBridge API's scope table decides.
@@ -95,24 +95,20 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	in := edge.Request{HTTPS: arrivedOverHTTPS(r)}
 	in.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	d := c.guard.Check(r, in, a.policy)
-	w, ok = d.Apply(w, r, a.policy)
+	adm, ok := d.Apply(w, r, a.policy)
 	if !ok {
 		return nil
 	}
-	if d.Key == nil {
-		// The dashboard: no key, only HTTPS, which flagbridge_api checks
-		// was verified here before serving it.
-		caddyhttp.SetVar(r.Context(), varDashboard, true)
-		return next.ServeHTTP(w, r)
-	}
 	ctx := r.Context()
-	caddyhttp.SetVar(ctx, varKey, d.Key)
-	boxed := &d.Entry.Boxed // boxed once per cached key, not per request
-	caddyhttp.SetVar(ctx, varKeyID, boxed[0])
-	caddyhttp.SetVar(ctx, varKeyType, boxed[1])
-	caddyhttp.SetVar(ctx, varProject, boxed[2])
-	caddyhttp.SetVar(ctx, varEnvironment, boxed[3])
-	return next.ServeHTTP(w, r)
+	caddyhttp.SetVar(ctx, varAdmission, adm)
+	if e := adm.Entry; e != nil {
+		boxed := &e.Boxed // boxed once per cached key, not per request
+		caddyhttp.SetVar(ctx, varKeyID, boxed[0])
+		caddyhttp.SetVar(ctx, varKeyType, boxed[1])
+		caddyhttp.SetVar(ctx, varProject, boxed[2])
+		caddyhttp.SetVar(ctx, varEnvironment, boxed[3])
+	}
+	return next.ServeHTTP(adm.Writer(), r)
 }
 
 // arrivedOverHTTPS reports whether the client's connection was TLS: either

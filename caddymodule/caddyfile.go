@@ -42,6 +42,10 @@ func init() {
 // instance enforces <instances>-th of every limit in process until storage
 // answers again. <instances> (only with local, default 1) is the number of
 // instances sharing the limits; no instance can know it on its own.
+//
+// The parser checks the syntax only; the values (positive durations and
+// counts, known policies and buckets) are checked by [App.Validate], once,
+// whether the configuration came from a Caddyfile or JSON.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
@@ -55,20 +59,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 || len(args) > 2 {
 				return d.Errf("on_storage_error takes deny, allow or local [<instances>]: wrong argument count")
 			}
-			switch args[0] {
-			case "deny", "allow", "local":
-			default:
-				return d.Errf("on_storage_error: %q is not deny, allow or local", args[0])
-			}
 			a.OnStorageError = args[0]
 			a.LocalInstances = 0
 			if len(args) == 2 {
-				if args[0] != "local" {
-					return d.Errf("on_storage_error %s: a number of instances is only for local", args[0])
-				}
 				n, err := strconv.Atoi(args[1])
-				if err != nil || n <= 0 {
-					return d.Errf("on_storage_error local: %q is not a positive number of instances", args[1])
+				if err != nil {
+					return d.Errf("on_storage_error %s: %q is not a number of instances", args[0], args[1])
 				}
 				a.LocalInstances = n
 			}
@@ -98,8 +94,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("%s: %q is not a positive duration", opt, d.Val())
+			if err != nil {
+				return d.Errf("%s: %q is not a duration", opt, d.Val())
 			}
 			if d.NextArg() {
 				return d.ArgErr()
@@ -113,11 +109,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			args := d.RemainingArgs()
 			if len(args) != 2 {
 				return d.Errf("rate_limit takes a bucket and a limit, e.g. rate_limit live 10000/1m")
-			}
-			switch args[0] {
-			case "live", "test", "admin", "unauthenticated":
-			default:
-				return d.Errf("rate_limit: unknown bucket %q (want live, test, admin or unauthenticated)", args[0])
 			}
 			rl, err := parseRateLimit(args[1])
 			if err != nil {
@@ -134,14 +125,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseRateLimit reads "<requests>[/<window>]".
+// parseRateLimit reads "<requests>[/<window>]"; the window defaults to a
+// minute. It checks the syntax only: App.Validate checks the values.
 func parseRateLimit(s string) (RateLimit, error) {
 	n, window, hasWindow := strings.Cut(s, "/")
 	requests, err := strconv.Atoi(n)
-	if err != nil || requests <= 0 {
-		return RateLimit{}, fmt.Errorf("%q: requests must be a positive whole number", s)
+	if err != nil {
+		return RateLimit{}, fmt.Errorf("%q: requests must be a whole number", s)
 	}
-	rl := RateLimit{Requests: requests}
+	rl := RateLimit{Requests: requests, Window: caddy.Duration(time.Minute)}
 	if hasWindow {
 		// Allow "/min" style shorthands as well as durations.
 		switch window {
@@ -153,12 +145,10 @@ func parseRateLimit(s string) (RateLimit, error) {
 			window = "1h"
 		}
 		dur, err := caddy.ParseDuration(window)
-		if err != nil || dur <= 0 {
-			return RateLimit{}, fmt.Errorf("%q: window must be a positive duration such as 1m", s)
+		if err != nil {
+			return RateLimit{}, fmt.Errorf("%q: window must be a duration such as 1m", s)
 		}
 		rl.Window = caddy.Duration(dur)
-	} else {
-		rl.Window = caddy.Duration(time.Minute)
 	}
 	return rl, nil
 }

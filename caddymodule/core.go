@@ -11,11 +11,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/admin"
-	"github.com/flagbridge/flagbridge/api"
-	"github.com/flagbridge/flagbridge/dashboard"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/router"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -46,14 +47,13 @@ type core struct {
 
 // openCore is a core whose storage is open.
 type openCore struct {
-	store     store.Store
-	admin     *admin.Service
-	keys      *edge.KeyCache
-	sets      *evaluation.Registry
-	guard     *edge.Guard
-	api       *api.Handler
-	dashboard *dashboard.Handler
-	limiter   ratelimit.Limiter
+	store   store.Store
+	admin   *admin.Service
+	keys    *edge.KeyCache
+	sets    *evaluation.Registry
+	guard   *edge.Guard
+	router  *router.Router
+	limiter ratelimit.Limiter
 
 	unsubscribe func()
 	// resync asks resyncLoop to purge the caches (capacity 1: requests
@@ -101,23 +101,22 @@ func (c *core) open() (*openCore, error) {
 		limiter = ratelimit.NewMemory()
 	}
 	svc := admin.New(st)
-	keys := edge.NewKeyCache(svc, edge.KeyCacheOptions{})
-	sets := evaluation.NewRegistry(svc, 0)
+	keyCache := edge.NewKeyCache(svc.Keys, edge.KeyCacheOptions{})
+	sets := evaluation.NewRegistry(svc.Flags, 0)
+	guard := edge.NewGuard(c.guardConfig, keyCache, svc.Identity, limiter, c.log.Named("edge"))
 	o := &openCore{
 		store:   st,
 		admin:   svc,
-		keys:    keys,
+		keys:    keyCache,
 		limiter: limiter,
-		guard:   edge.NewGuard(c.guardConfig, keys, limiter, c.log.Named("edge")),
+		guard:   guard,
 		sets:    sets,
-		api:     api.New(svc, evaluation.New(svc, sets), c.log.Named("api")),
-		resync:  make(chan struct{}, 1),
-		stop:    make(chan struct{}),
+		router: router.New(router.Config{
+			Admin: svc, Eval: evaluation.New(svc.Flags, sets), Limits: guard, Log: c.log,
+		}),
+		resync: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
 	}
-	o.dashboard = dashboard.New(dashboard.Config{
-		Admin: svc, API: o.api, Limiter: limiter,
-		MemberLimit: ratelimit.PerMinute(edge.DefaultAdminLimit), Log: c.log.Named("dashboard"),
-	})
 	instrument(o)
 	o.unsubscribe = st.Subscribe(func(ev store.Event) {
 		observeChange(ev)
@@ -127,9 +126,9 @@ func (c *core) open() (*openCore, error) {
 			case o.resync <- struct{}{}:
 			default:
 			}
-		case ev.Topic == admin.TopicKeys:
-			keys.Invalidate(string(ev.Payload))
-		case ev.Topic == admin.TopicFlags:
+		case ev.Topic == keys.Topic:
+			keyCache.Invalidate(string(ev.Payload))
+		case ev.Topic == flags.Topic:
 			sets.Invalidate(string(ev.Payload))
 		}
 	})
@@ -143,13 +142,8 @@ func (c *core) open() (*openCore, error) {
 }
 
 // timeout is the storage timeout: the store's, the guard's deadline and
-// the limiter's round-trip bound.
-func (c *core) timeout() time.Duration {
-	if c.opts.Timeout > 0 {
-		return c.opts.Timeout
-	}
-	return edge.DefaultTimeout
-}
+// the limiter's round-trip bound (the app always sets it).
+func (c *core) timeout() time.Duration { return c.guardConfig.Timeout }
 
 // background sweeps the caches, flushes last-used times and deletes expired
 // testing sessions until stop.
@@ -166,7 +160,7 @@ func (o *openCore) background(log *zap.Logger) {
 		used := o.keys.UsedSince(since)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := o.admin.RecordUsage(ctx, used); err != nil {
+		if err := o.admin.Keys.RecordUsage(ctx, used); err != nil {
 			log.Warn("could not record key usage", zap.Int("keys", len(used)), zap.Error(err))
 		}
 	}
@@ -189,10 +183,10 @@ func (o *openCore) background(log *zap.Logger) {
 			flushUsage()
 			o.sets.Sweep()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if _, err := o.admin.SweepSessions(ctx); err != nil {
+			if _, err := o.admin.Flags.SweepSessions(ctx); err != nil {
 				log.Warn("could not delete expired testing sessions", zap.Error(err))
 			}
-			if err := o.admin.SweepLoginSessions(ctx); err != nil {
+			if err := o.admin.Identity.SweepLoginSessions(ctx); err != nil {
 				log.Warn("could not delete expired login sessions", zap.Error(err))
 			}
 			cancel()

@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/flagbridge/flagbridge/admin"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -55,7 +55,7 @@ func initMetrics() {
 	metrics.once.Do(func() {
 		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricRequests,
-			Help: "Requests decided by flagbridge_auth, by the type of the authenticated key (none if there was no valid key) and outcome.",
+			Help: "Requests decided by flagbridge_auth, by caller (the type of the authenticated key, member for a dashboard session, none without either) and outcome.",
 		}, []string{"key_type", "outcome"})
 		metrics.limiterSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    metricLimiterSeconds,
@@ -80,13 +80,9 @@ func initMetrics() {
 			Help: "Times the change feed may have lost messages (a lost Redis Pub/Sub connection) and the caches were cleared.",
 		})
 
-		for t := edge.NoKey; t <= apikey.Admin; t++ {
-			keyType := "none"
-			if t != edge.NoKey {
-				keyType = t.String()
-			}
+		for c := range edge.NumCallers {
 			for o := range edge.NumOutcomes {
-				metrics.guard.Requests[t][o] = metrics.requests.WithLabelValues(keyType, o.String())
+				metrics.guard.Requests[c][o] = metrics.requests.WithLabelValues(c.String(), o.String())
 			}
 		}
 		metrics.guard.LimiterSeconds = metrics.limiterSeconds
@@ -97,8 +93,8 @@ func initMetrics() {
 			LookupErrors: metrics.storageErrors.WithLabelValues("key_lookup"),
 		}
 		metrics.lag = map[string]prometheus.Observer{
-			admin.TopicKeys:  metrics.invalidationLag.WithLabelValues(admin.TopicKeys),
-			admin.TopicFlags: metrics.invalidationLag.WithLabelValues(admin.TopicFlags),
+			keys.Topic:  metrics.invalidationLag.WithLabelValues(keys.Topic),
+			flags.Topic: metrics.invalidationLag.WithLabelValues(flags.Topic),
 		}
 	})
 }

@@ -1,16 +1,17 @@
-// Package dashboard serves FlagBridge's browser dashboard under /dashboard/:
-// its assets, embedded in the binary (plain HTML, CSS and JavaScript, no
-// build step, no CDN), and a small JSON API for the page.
+// Package dashboard is the server side of FlagBridge's browser dashboard
+// under /dashboard/: its page and assets, embedded in the binary (plain
+// HTML, CSS and JavaScript, no build step, no CDN), and what only a browser
+// needs: logging in and out, the session's view, and invitations.
 //
-// People log in with an e-mail address and a password. The session lives
-// server-side in the store (any instance serves it) behind an HttpOnly,
-// Secure, SameSite=Strict cookie, with an idle and an absolute expiry.
-// Every state change needs the session's CSRF token in X-CSRF-Token and,
-// if the browser sends one, a same-origin Origin header.
+// It is not a second edge. The edge authenticates the session cookie like
+// an API key (the same limiter, storage policy, headers and metrics),
+// refuses changes from other origins and without the session's CSRF token,
+// and asks the route table what each request needs. Everything else the
+// page does is the REST API itself, served under /dashboard/api/v1/ for the
+// logged-in member, so every permission check is the API's.
 //
-// The dashboard holds no business rules: /dashboard/api/v1/... is the REST
-// API itself, called on behalf of the logged-in member through
-// admin.Principal, so every permission check is the one the API makes.
-// Only logging in and out, invitations and members have routes of their
-// own.
+// Sessions live server-side in the store (any instance serves them) behind
+// an HttpOnly, Secure, SameSite=Strict cookie, with an idle and an absolute
+// expiry. Invitation tokens travel only in request bodies (the link carries
+// them in its fragment, which browsers never send), so no log holds one.
 package dashboard

@@ -5,130 +5,77 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
 	"net/http"
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/flagbridge/flagbridge/admin"
-	"github.com/flagbridge/flagbridge/api"
+	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
-	"github.com/flagbridge/flagbridge/internal/route"
+	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
 	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/routes"
 )
 
 //go:embed web
 var assets embed.FS
 
-// CookieName is the session cookie. The __Host- prefix makes browsers
-// refuse it unless it is Secure, for the whole host and set by it.
-const CookieName = "__Host-flagbridge_session"
-
-// HeaderCSRF carries the session's CSRF token on state changes.
-const HeaderCSRF = "X-CSRF-Token"
-
 // Limits on logging in, against password guessing: per account and per
-// client address, counting every attempt.
+// client address, counting every attempt (accepting an invitation proves a
+// password too, and counts the same).
 var (
 	LoginPerAccount = ratelimit.Limit{Rate: 10, Period: 15 * time.Minute, Burst: 10}
 	LoginPerIP      = ratelimit.Limit{Rate: 30, Period: 15 * time.Minute, Burst: 30}
 )
 
-// Config wires the dashboard to the rest of FlagBridge.
-type Config struct {
-	Admin   *admin.Service
-	API     *api.Handler
-	Limiter ratelimit.Limiter
-	// MemberLimit is each logged-in member's rate limit on the dashboard's
-	// API (by default, an admin key's).
-	MemberLimit ratelimit.Limit
-	Log         *zap.Logger
+// maxBodyBytes bounds the dashboard's own request bodies.
+const maxBodyBytes = 16 << 10
+
+// Spender spends from a rate limit through the edge's one limiter path
+// (edge.Guard implements it).
+type Spender interface {
+	Spend(ctx context.Context, bucket string, limit ratelimit.Limit) (ratelimit.Headers, error)
 }
 
-// Handler serves /dashboard.
+// Handler serves the dashboard's own routes.
 type Handler struct {
-	cfg    Config
-	static http.Handler
+	identity *identity.Service
+	limits   Spender
+	static   http.Handler
 	// etags holds a content digest per embedded file: embedded files have
 	// no modification time, so without it every revalidation would
 	// download the file again.
-	etags  map[string]string
-	routes []endpoint
+	etags map[string]string
 }
 
-type endpoint struct {
-	method  string
-	pattern route.Pattern
-	// session: the route needs a logged-in member; the handler gets it.
-	session bool
-	handle  func(h *Handler, w http.ResponseWriter, r *http.Request, s *session) error
-}
-
-// session is a request's logged-in member.
-type session struct {
-	token     string
-	login     *admin.LoginSession
-	member    *admin.Member
-	principal *apikey.Record
-}
-
-// New returns the dashboard.
-func New(cfg Config) *Handler {
-	if cfg.Log == nil {
-		cfg.Log = zap.NewNop()
-	}
-	if cfg.MemberLimit.IsZero() {
-		cfg.MemberLimit = ratelimit.PerMinute(500)
-	}
+// New returns the dashboard over the identity service, spending login
+// attempts through limits (nil: unlimited, for tests of other things).
+func New(id *identity.Service, limits Spender) *Handler {
 	sub, err := fs.Sub(assets, "web")
 	if err != nil {
 		panic(err) // the embedded folder is part of the build
 	}
-	h := &Handler{cfg: cfg, static: http.StripPrefix("/dashboard/", http.FileServer(http.FS(sub))), etags: etagsOf(sub)}
-	add := func(method, pattern string, needsSession bool, fn func(*Handler, http.ResponseWriter, *http.Request, *session) error) {
-		h.routes = append(h.routes, endpoint{method, route.Compile(pattern), needsSession, fn})
+	return &Handler{
+		identity: id, limits: limits,
+		static: http.StripPrefix(routes.ByName(routes.DashboardPage).Path(), http.FileServer(http.FS(sub))),
+		etags:  etagsOf(sub),
 	}
-	add("GET", "/dashboard/api/session", true, (*Handler).getSession)
-	add("POST", "/dashboard/api/login", false, (*Handler).login)
-	add("POST", "/dashboard/api/logout", true, (*Handler).logout)
-	add("GET", "/dashboard/api/invites/{token}", false, (*Handler).getInvite)
-	add("POST", "/dashboard/api/invites/{token}/accept", false, (*Handler).acceptInvite)
-	add("GET", "/dashboard/api/members", true, (*Handler).listMembers)
-	add("POST", "/dashboard/api/members/invite", true, (*Handler).invite)
-	add("DELETE", "/dashboard/api/members/{id}", true, (*Handler).removeMember)
-	return h
 }
 
-// Serve answers a request under /dashboard. clientIP is the client's
-// address as Caddy established it (trusted proxies included).
-func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, clientIP string) {
-	setSecurityHeaders(w.Header())
-	path := r.URL.Path
-	switch {
-	case path == "/dashboard":
-		http.Redirect(w, r, "/dashboard/", http.StatusPermanentRedirect)
-		return
-	case strings.HasPrefix(path, "/dashboard/api/v1/"):
-		h.proxyAPI(w, r)
-		return
-	case strings.HasPrefix(path, "/dashboard/api/"):
-		h.serveAPI(w, r.WithContext(withClientIP(r.Context(), clientIP)))
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		apierror.Write(w, apierror.New(http.StatusMethodNotAllowed, apierror.CodeMethodNotAllowed, "use GET"))
-		return
-	}
-	// The page itself may be cached only after revalidation, so that a
-	// new build is picked up at once.
+// Root redirects /dashboard to the page.
+func (h *Handler) Root(w http.ResponseWriter, r *http.Request) error {
+	http.Redirect(w, r, routes.ByName(routes.DashboardPage).Path(), http.StatusPermanentRedirect)
+	return nil
+}
+
+// Static serves the page and its assets. The page may be cached only after
+// revalidation, so that a new build is picked up at once.
+func (h *Handler) Static(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-cache")
-	name := strings.TrimPrefix(path, "/dashboard/")
+	name := strings.TrimPrefix(r.URL.Path, routes.ByName(routes.DashboardPage).Path())
 	if name == "" {
 		name = "index.html"
 	}
@@ -136,155 +83,186 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, clientIP string)
 		w.Header().Set("ETag", etag) // http.FileServer answers If-None-Match from it
 	}
 	h.static.ServeHTTP(w, r)
+	return nil
 }
 
-func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
+// sessionView is what the page learns about who is logged in.
+type sessionView struct {
+	Member       memberView `json:"member"`
+	Organization orgView    `json:"organization"`
+	CSRFToken    string     `json:"csrf_token"`
+}
+
+type memberView struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type orgView struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// view answers with a session: the member, their organization and the
+// session's CSRF token.
+func (h *Handler) view(w http.ResponseWriter, r *http.Request, p *authz.Principal, csrf string) error {
+	v, err := h.identity.Viewer(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	m := &v.Member
+	apierror.WriteJSON(w, http.StatusOK, sessionView{
+		memberView{m.ID, m.Email, m.Name, string(m.Role), m.CreatedAt},
+		orgView{v.Organization.ID, v.Organization.Name}, csrf,
+	})
+	return nil
+}
+
+// Session serves GET /dashboard/api/session: the session the page is
+// logged in with, or 204 when there is none (a page that was never logged
+// in asks this first, and an answer of "no" is not an error).
+func (h *Handler) Session(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	w.Header().Set("Cache-Control", "no-store")
-	for i := range h.routes {
-		e := &h.routes[i]
-		if e.method != r.Method || !e.pattern.Params(r.URL.Path, r.SetPathValue) {
-			continue
-		}
-		var s *session
-		if e.session {
-			var err error
-			if s, err = h.session(r); err != nil {
-				h.fail(w, r, err)
-				return
-			}
-			// Logging out is never rate limited.
-			if r.URL.Path != "/dashboard/api/logout" && !h.allowMember(w, r, s) {
-				return
-			}
-		}
-		if r.Method != http.MethodGet {
-			if err := checkOrigin(r); err != nil {
-				h.fail(w, r, err)
-				return
-			}
-			if s != nil && !s.login.CheckCSRF(r.Header.Get(HeaderCSRF)) {
-				h.fail(w, r, errCSRF)
-				return
-			}
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		h.fail(w, r, e.handle(h, w, r.WithContext(ctx), s))
-		cancel()
-		return
+	if p == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
-	apierror.Write(w, apierror.NotFound("no endpoint %s %s", r.Method, r.URL.Path))
-}
-
-// proxyAPI serves /dashboard/api/v1/... with the REST API, on behalf of
-// the logged-in member.
-func (h *Handler) proxyAPI(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	s, err := h.session(r)
+	sess, _, err := h.identity.Session(r.Context(), edge.SessionToken(r))
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return err
 	}
-	if !h.allowMember(w, r, s) {
-		return
+	return h.view(w, r, p, sess.CSRF)
+}
+
+// loginAllowed spends one attempt from the client address's and the
+// account's login buckets, refusing once either is empty.
+func (h *Handler) loginAllowed(w http.ResponseWriter, r *http.Request, clientIP, email string) error {
+	if h.limits == nil {
+		return nil
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		if err := checkOrigin(r); err != nil {
-			h.fail(w, r, err)
-			return
+	for _, c := range []struct {
+		bucket string
+		limit  ratelimit.Limit
+	}{
+		{"login-ip:" + edge.ClientKey(clientIP), LoginPerIP},
+		{"login-account:" + strings.ToLower(strings.TrimSpace(email)), LoginPerAccount},
+	} {
+		rate, err := h.limits.Spend(r.Context(), c.bucket, c.limit)
+		var ae *apierror.Error
+		if errors.As(err, &ae) && ae.Code == apierror.CodeRateLimited {
+			rate.Apply(w.Header())
+			return apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited,
+				"Too many login attempts; try again in a few minutes")
 		}
-		if !s.login.CheckCSRF(r.Header.Get(HeaderCSRF)) {
-			h.fail(w, r, errCSRF)
-			return
+		if err != nil {
+			return err
 		}
-	}
-	r2 := r.Clone(r.Context())
-	r2.URL.Path = strings.TrimPrefix(r.URL.Path, "/dashboard/api")
-	r2.URL.RawPath = ""
-	h.cfg.API.Serve(w, r2, s.principal)
-}
-
-// allowMember applies the member's rate limit, with its headers.
-func (h *Handler) allowMember(w http.ResponseWriter, r *http.Request, s *session) bool {
-	if h.cfg.Limiter == nil {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	res, err := h.cfg.Limiter.Allow(ctx, "member:"+s.member.ID, h.cfg.MemberLimit)
-	if err != nil {
-		h.cfg.Log.Warn("rate limiter unavailable for a dashboard request", zap.Error(err))
-		return true // the dashboard is for people; an outage should not lock them out
-	}
-	res.SetHeaders(w.Header(), time.Now())
-	if !res.Allowed {
-		apierror.Write(w, apierror.RateLimited(res.RetryAfterSeconds()))
-		return false
-	}
-	return true
-}
-
-// session resolves the request's login session from its cookie.
-func (h *Handler) session(r *http.Request) (*session, error) {
-	c, err := r.Cookie(CookieName)
-	if err != nil {
-		return nil, errLoggedOut
-	}
-	login, m, err := h.cfg.Admin.Session(r.Context(), c.Value)
-	if err != nil {
-		return nil, err
-	}
-	return &session{token: c.Value, login: login, member: m, principal: admin.Principal(login, m)}, nil
-}
-
-var (
-	errLoggedOut = apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "Please log in")
-	errCSRF      = apierror.Forbidden("This request lacks the page's security token; reload the page and try again")
-)
-
-// fail writes err, if any: API errors as they are, anything else as a
-// storage failure (logged).
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if err == nil {
-		return
-	}
-	var ae *apierror.Error
-	if errors.As(err, &ae) {
-		apierror.Write(w, ae)
-		return
-	}
-	h.cfg.Log.Error("dashboard: storage failure", zap.String("path", r.URL.Path), zap.Error(err))
-	apierror.Write(w, apierror.StorageDown)
-}
-
-// maxBodyBytes bounds the dashboard's own request bodies.
-const maxBodyBytes = 16 << 10
-
-// decode reads a small JSON body strictly: one JSON value, no unknown
-// field, nothing after it.
-func decode(r *http.Request, dst any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return apierror.Invalid("invalid request body: %v", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	// Decode reads one value and leaves the rest unread; a body such as
-	// {"email":"a"}{"email":"b"} or {"email":"a"}} is malformed, not half
-	// read.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return apierror.Invalid("invalid request body: data after the JSON value")
 	}
 	return nil
 }
 
-type clientIPKey struct{}
-
-func withClientIP(ctx context.Context, ip string) context.Context {
-	return context.WithValue(ctx, clientIPKey{}, ip)
+// Login serves POST /dashboard/api/login.
+func (h *Handler) Login(w http.ResponseWriter, r *http.Request, clientIP string) error {
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := jsonbody.Decode(r, &in, maxBodyBytes, false); err != nil {
+		return err
+	}
+	if err := h.loginAllowed(w, r, clientIP, in.Email); err != nil {
+		return err
+	}
+	return h.loginAs(w, r, in.Email, in.Password, "")
 }
 
-func clientIP(ctx context.Context) string {
-	ip, _ := ctx.Value(clientIPKey{}).(string)
-	return ip
+// loginAs logs in, to organization org if the account belongs to it (after
+// accepting an invitation), and answers with the session.
+func (h *Handler) loginAs(w http.ResponseWriter, r *http.Request, email, password, org string) error {
+	token, login, m, err := h.identity.Login(r.Context(), email, password, org)
+	if err != nil {
+		return err
+	}
+	setSessionCookie(w, token)
+	return h.view(w, r, authz.ForMember(login.OrgID, m.ID, m.Role), login.CSRF)
+}
+
+// Logout serves POST /dashboard/api/logout.
+func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) error {
+	if err := h.identity.Logout(r.Context(), edge.SessionToken(r)); err != nil {
+		return err
+	}
+	clearSessionCookie(w)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// inviteToken is the body naming an invitation.
+type inviteToken struct {
+	Token string `json:"token"`
+}
+
+// InviteLookup serves POST /dashboard/api/invites/lookup: what an
+// invitation is for, to show before it is accepted.
+func (h *Handler) InviteLookup(w http.ResponseWriter, r *http.Request) error {
+	var in inviteToken
+	if err := jsonbody.Decode(r, &in, maxBodyBytes, false); err != nil {
+		return err
+	}
+	inv, orgName, err := h.identity.InviteInfo(r.Context(), in.Token)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, map[string]any{
+		"email": inv.Email, "name": inv.Name, "role": inv.Role,
+		"organization": orgName, "expires_at": inv.ExpiresAt,
+	})
+	return nil
+}
+
+// InviteAccept serves POST /dashboard/api/invites/accept: the invited
+// person joins and is logged in.
+func (h *Handler) InviteAccept(w http.ResponseWriter, r *http.Request, clientIP string) error {
+	var in struct {
+		Token    string `json:"token"`
+		Password string `json:"password"`
+	}
+	if err := jsonbody.Decode(r, &in, maxBodyBytes, false); err != nil {
+		return err
+	}
+	inv, _, err := h.identity.InviteInfo(r.Context(), in.Token)
+	if err != nil {
+		return err
+	}
+	// Accepting proves a password for existing accounts: limited like a login.
+	if err := h.loginAllowed(w, r, clientIP, inv.Email); err != nil {
+		return err
+	}
+	if _, err := h.identity.AcceptInvite(r.Context(), in.Token, in.Password); err != nil {
+		return err
+	}
+	return h.loginAs(w, r, inv.Email, in.Password, inv.OrgID)
+}
+
+// setSessionCookie hands the browser its session token: HttpOnly (no
+// script reads it), Secure, SameSite=Strict (no other site sends it), for
+// the session's absolute lifetime.
+func setSessionCookie(w http.ResponseWriter, token string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: edge.SessionCookie, Value: token, Path: "/",
+		MaxAge: int(identity.SessionMaxAge / time.Second), HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: edge.SessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
+	})
 }
 
 // etagsOf digests every file of fsys.

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,10 +14,14 @@ import (
 
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/routes"
+	"github.com/flagbridge/flagbridge/store"
 )
 
-// Default limits, per minute, by key type.
+// Default limits, per minute, by key type. A logged-in member of the
+// dashboard has the admin limit.
 const (
 	DefaultLiveLimit            = 10_000
 	DefaultTestLimit            = 1_000
@@ -24,16 +29,21 @@ const (
 	DefaultUnauthenticatedLimit = 60
 )
 
+// DefaultTimeout is the default bound of each storage call made for one
+// request (storage_timeout): the store's own default.
+const DefaultTimeout = store.DefaultTimeout
+
 // Config is the guard's deployment-wide configuration.
 type Config struct {
 	// Limits holds the limit of each key type, indexed by apikey.Type.
 	Limits [apikey.Admin + 1]ratelimit.Limit
-	// Unauthenticated is the per-client-IP limit of requests that fail
+	// Unauthenticated is the per-client-address limit of requests that fail
 	// authentication.
 	Unauthenticated ratelimit.Limit
 	// OnStorageError is what happens to a request when the rate limiter's
 	// storage fails (on_storage_error). Authentication never fails open: a
-	// key that cannot be verified is refused with 503 under every policy.
+	// credential that cannot be verified is refused with 503 under every
+	// policy.
 	OnStorageError StoragePolicy
 	// LocalInstances is the number of instances sharing the limits, for
 	// [StorageLocal]: while storage fails, each instance admits
@@ -47,10 +57,6 @@ type Config struct {
 	// [ratelimit.Headers.WithPolicy] and [PolicyName].
 	IETFHeaders bool
 }
-
-// DefaultTimeout is the default bound of each storage call made for one
-// request (storage_timeout).
-const DefaultTimeout = 500 * time.Millisecond
 
 // StoragePolicy is what the guard does with a request whose rate limit
 // cannot be checked because storage fails.
@@ -116,18 +122,18 @@ func DefaultConfig() Config {
 	return c
 }
 
-// Policy is what one route asks of the guard.
+// Policy is what one guard (one flagbridge_auth in a Caddy route) asks.
 type Policy struct {
 	// Require, if set, is the least capable key type the route admits
 	// (for routes in front of a team's own services); the permission then
-	// follows the method. If unset, the scope table decides.
+	// follows the method. If unset, the route table decides.
 	Require apikey.Type
 	// AllowHTTP admits requests that did not arrive over TLS. For local
 	// development only.
 	AllowHTTP bool
-	// KeepCredentials passes the Authorization header on to the next
-	// handler; by default it is removed so that upstream services never
-	// see FlagBridge keys.
+	// KeepCredentials passes the key headers on to the next handler; by
+	// default they are removed so that upstream services never see
+	// FlagBridge keys.
 	KeepCredentials bool
 }
 
@@ -141,17 +147,26 @@ type Request struct {
 	ClientIP string
 }
 
+// SessionSource authenticates dashboard sessions; the identity service
+// implements it over the store.
+type SessionSource interface {
+	// SessionPrincipal returns the principal of the member a session token
+	// logs in, and the session's CSRF token. A missing, expired or ended
+	// session is an *apierror.Error; anything else a storage failure.
+	SessionPrincipal(ctx context.Context, token string) (*authz.Principal, string, error)
+}
+
 // Guard runs the edge checks. It is safe for concurrent use.
 type Guard struct {
-	cfg     atomic.Pointer[Config]
-	keys    *KeyCache
-	limiter ratelimit.Limiter
+	cfg      atomic.Pointer[Config]
+	keys     *KeyCache
+	sessions SessionSource
+	limiter  ratelimit.Limiter
 	// local holds the per-instance buckets of the local policy, used only
 	// while the limiter's storage fails. Its buckets outlive an outage (a
 	// flapping storage does not hand out a fresh share each time) and are
 	// swept once full again.
 	local   *ratelimit.MemoryLimiter
-	scopes  *ScopeTable
 	blocked *ipBlocklist
 	log     *zap.Logger
 	now     func() time.Time
@@ -164,19 +179,19 @@ type Guard struct {
 	storageDown atomic.Bool
 }
 
-// NewGuard returns a guard over a key cache and a limiter.
-func NewGuard(cfg Config, keys *KeyCache, limiter ratelimit.Limiter, log *zap.Logger) *Guard {
+// NewGuard returns a guard over a key cache, a source of dashboard
+// sessions and a limiter.
+func NewGuard(cfg Config, keys *KeyCache, sessions SessionSource, limiter ratelimit.Limiter, log *zap.Logger) *Guard {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	g := &Guard{
-		keys:    keys,
-		limiter: limiter,
-		local:   ratelimit.NewMemory(),
-		scopes:  DefaultScopeTable,
-		blocked: newIPBlocklist(100_000),
-		log:     log,
-		now:     time.Now,
+		keys:     keys,
+		sessions: sessions,
+		local:    ratelimit.NewMemory(),
+		blocked:  newIPBlocklist(100_000),
+		log:      log,
+		now:      time.Now,
 	}
 	// Every check of the shared limiter is timed once metrics are set.
 	g.limiter = meteredLimiter{next: limiter, metrics: &g.metrics}
@@ -202,41 +217,78 @@ func (g *Guard) Keys() *KeyCache { return g.keys }
 
 // Decision is the outcome of [Guard.Check].
 type Decision struct {
-	// Key is the authenticated key, set when Err is nil, except for the
-	// dashboard, whose requests carry no key.
-	Key *apikey.Record
 	// Err is the error to answer with, or nil to admit the request.
 	Err *apierror.Error
 	// Rate holds the rate-limit headers to send, if any.
 	Rate ratelimit.Headers
-	// Entry is the key's cache entry, set when Err is nil.
-	Entry *KeyEntry
-	// Style is the shape Err is written in, from the request's path.
+	// Style is the shape Err is written in, from the request's route.
 	Style apierror.Style
 
-	// keyType is the type of the authenticated key, also when the request
-	// is refused after authentication; 0 (NoKey) if there is none.
-	keyType apikey.Type
+	admission *Admission
+	// caller is who the request was decided for, also when it is refused
+	// after authentication.
+	caller Caller
 }
+
+// Admission returns the admitted request, nil if refused; [Decision.Apply]
+// completes it.
+func (d *Decision) Admission() *Admission { return d.admission }
 
 // Check decides on a request. It writes nothing.
 func (g *Guard) Check(r *http.Request, in Request, p Policy) Decision {
 	d := g.check(r, in, p)
-	d.Style = ErrorStyle(r.URL.Path)
 	g.finish(r, &d)
 	return d
 }
 
-func (g *Guard) check(r *http.Request, in Request, p Policy) (d Decision) {
-	if !in.HTTPS && !p.AllowHTTP {
-		return Decision{Err: apierror.HTTPSRequired}
+func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
+	var m routes.Match
+	if p.Require == 0 {
+		m = routes.Lookup(r.Method, r.URL.Path)
 	}
-	if p.Require == 0 && IsDashboard(r.URL.Path) {
-		return Decision{}
+	style := apierror.REST
+	if m.Family != nil {
+		style = m.Style()
+	}
+	if !in.HTTPS && !p.AllowHTTP {
+		return Decision{Err: apierror.HTTPSRequired, Style: style}
 	}
 	cfg := g.cfg.Load()
-	now := g.now()
+	var d Decision
+	switch {
+	case p.Require != 0:
+		d = g.byKey(r, in, cfg, &m, p.Require)
+	case m.Credential() == routes.Public:
+		d = g.public(r, &m)
+	case m.Credential() == routes.Session || m.Credential() == routes.OptionalSession:
+		d = g.bySession(r, in, cfg, &m)
+	default:
+		d = g.byKey(r, in, cfg, &m, 0)
+	}
+	d.Style = style
+	if d.admission != nil {
+		d.admission.ClientIP = in.ClientIP
+	}
+	return d
+}
 
+// public admits a request to a route that takes no credential; a change
+// must still come from the dashboard's own origin.
+func (g *Guard) public(r *http.Request, m *routes.Match) Decision {
+	if !safe(r.Method) {
+		if e := sameOrigin(r); e != nil {
+			return Decision{Err: e}
+		}
+	}
+	return Decision{admission: &Admission{Match: *m, guard: g}}
+}
+
+// byKey authenticates an API key: its shape and checksum (no storage), its
+// record (from the cache, storage only on a miss), then its rate limit,
+// then what the route needs of it, or, in front of other services, the key
+// type require and the method's permission.
+func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match, require apikey.Type) Decision {
+	now := g.now()
 	token, err := Credentials(r.Header)
 	if err != nil {
 		if errors.Is(err, errNoCredentials) {
@@ -252,9 +304,9 @@ func (g *Guard) check(r *http.Request, in Request, p Policy) (d Decision) {
 
 	entry, ok := g.keys.Cached(digest, now)
 	if !ok {
-		// Only a key we have not seen lately costs a lookup, and an IP
+		// Only a key we have not seen lately costs a lookup, and an address
 		// that keeps presenting bad keys gets none.
-		if res, blocked := g.blocked.check(in.ClientIP, now); blocked {
+		if res, blocked := g.blocked.check(ClientKey(in.ClientIP), now); blocked {
 			return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
@@ -268,68 +320,98 @@ func (g *Guard) check(r *http.Request, in Request, p Policy) (d Decision) {
 	if entry.Key == nil || entry.Key.Type != typ || !entry.Admits(now) {
 		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
 	}
-	key := entry.Key
-	// Whatever is decided from here on is about a key of this type.
-	defer func() { d.keyType = key.Type }()
 	entry.MarkUsed(now)
-
-	limit := cfg.Limits[key.Type]
-	res, err := g.allow(r.Context(), cfg, entry.Bucket, limit)
-	var rate ratelimit.Headers
-	switch {
-	case err == errClientGone:
-		// Nobody reads the answer; and a storage failure it is not.
-		return Decision{Err: apierror.StorageDown}
-	case err != nil:
-		g.logStorageError("checking a rate limit", err)
-		switch cfg.OnStorageError {
-		case StorageAllow:
-			rate = ratelimit.LimitOnly(limit)
-		case StorageLocal:
-			// The memory limiter does no I/O: it only fails on a limit
-			// it cannot use, which Allow refused first.
-			res, _ = g.local.Allow(r.Context(), entry.Bucket, cfg.LocalLimit(limit))
-			if !res.Allowed {
-				return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
-			}
-			rate = res.Headers(now)
-		default:
-			return Decision{Err: apierror.StorageDown}
-		}
-	case !res.Allowed:
-		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
-	default:
-		rate = res.Headers(now)
+	p := entry.Principal
+	d := Decision{caller: callerOf(p)}
+	limit := cfg.Limits[p.Type]
+	rate, e := g.spend(r.Context(), cfg, entry.Bucket, limit, 1, false)
+	d.Rate = rate
+	if e != nil {
+		d.Err = e
+		return d
 	}
-
-	need := p.requirement(g.scopes, r)
-	if !key.Type.Includes(need.Type) {
-		return Decision{Err: apierror.WrongKeyType, Rate: rate}
+	need := authz.Need{Type: require, Permission: routes.MethodPermission(r.Method)}
+	if require == 0 {
+		need = m.Need(p.Org(), r.Method)
 	}
-	if !key.Permissions.Has(need.Permission) {
-		if need.Permission == apikey.Write {
-			return Decision{Err: apierror.ReadOnlyKey, Rate: rate}
-		}
-		return Decision{Err: apierror.Forbidden("This key lacks the READ permission"), Rate: rate}
+	if err := authz.Permits(p, need); err != nil {
+		d.Err = asAPIError(err)
+		return d
 	}
-	return Decision{Key: key, Entry: entry, Rate: rate}
+	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket, limit: limit}
+	return d
 }
 
-func (p Policy) requirement(t *ScopeTable, r *http.Request) Requirement {
-	if p.Require != 0 {
-		return Requirement{p.Require, MethodPermission(r.Method)}
+// errLoggedOut answers a dashboard request without a valid session.
+var errLoggedOut = apierror.New(http.StatusUnauthorized, apierror.CodeUnauthorized, "Please log in")
+
+// errCSRF refuses a dashboard change without the session's token.
+var errCSRF = apierror.Forbidden("This request lacks the page's security token; reload the page and try again")
+
+// bySession authenticates a dashboard request by its session cookie: a
+// change must come from the dashboard's own origin and carry the session's
+// CSRF token; then the member's rate limit and what the route needs, as for
+// a key.
+func (g *Guard) bySession(r *http.Request, in Request, cfg *Config, m *routes.Match) Decision {
+	optional := m.Credential() == routes.OptionalSession
+	if !safe(r.Method) {
+		if e := sameOrigin(r); e != nil {
+			return Decision{Err: e}
+		}
 	}
-	return t.Lookup(r.Method, r.URL.Path)
+	token := SessionToken(r)
+	if token == "" {
+		if optional {
+			return Decision{admission: &Admission{Match: *m, guard: g}}
+		}
+		return g.refuse(r.Context(), cfg, in, g.now(), errLoggedOut)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
+	p, csrf, err := g.sessions.SessionPrincipal(ctx, token)
+	cancel()
+	if err != nil {
+		var ae *apierror.Error
+		switch {
+		case !errors.As(err, &ae):
+			g.logStorageError("looking up a login session", err)
+			return Decision{Err: apierror.StorageDown}
+		case optional:
+			return Decision{admission: &Admission{Match: *m, guard: g}}
+		}
+		return g.refuse(r.Context(), cfg, in, g.now(), ae)
+	}
+	d := Decision{caller: CallerMember}
+	bucket, limit := "member:"+p.ID, cfg.Limits[apikey.Admin]
+	if m.Route == nil || !m.Route.Unmetered {
+		rate, e := g.spend(r.Context(), cfg, bucket, limit, 1, false)
+		d.Rate = rate
+		if e != nil {
+			d.Err = e
+			return d
+		}
+	}
+	if !safe(r.Method) && !checkCSRF(r.Header.Get(HeaderCSRF), csrf) {
+		d.Err = errCSRF
+		return d
+	}
+	if err := authz.Permits(p, m.Need(p.Org(), r.Method)); err != nil {
+		d.Err = asAPIError(err)
+		return d
+	}
+	d.admission = &Admission{Principal: p, Match: *m, guard: g, bucket: bucket, limit: limit}
+	return d
 }
 
 // refuse answers a request that failed authentication, spending from its
-// client IP's bucket.
+// client address's bucket; an address that exhausts it is refused locally,
+// without any lookup, until its Retry-After has passed.
 func (g *Guard) refuse(ctx context.Context, cfg *Config, in Request, now time.Time, e *apierror.Error) Decision {
-	if res, blocked := g.blocked.check(in.ClientIP, now); blocked {
+	client := ClientKey(in.ClientIP)
+	if res, blocked := g.blocked.check(client, now); blocked {
 		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 	}
-	bucket := "ip:" + in.ClientIP
-	res, err := g.allow(ctx, cfg, bucket, cfg.Unauthenticated)
+	bucket := "ip:" + client
+	res, err := g.allow(ctx, cfg, bucket, cfg.Unauthenticated, 1)
 	if err == errClientGone {
 		return Decision{Err: e}
 	}
@@ -342,110 +424,31 @@ func (g *Guard) refuse(ctx context.Context, cfg *Config, in Request, now time.Ti
 		res, _ = g.local.Allow(ctx, bucket, cfg.LocalLimit(cfg.Unauthenticated))
 	}
 	if !res.Allowed {
-		g.blocked.block(in.ClientIP, res, now)
+		g.blocked.block(client, res, now)
 		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 	}
 	return Decision{Err: e, Rate: res.Headers(now)}
 }
 
-// errClientGone is allow's error when the request ended (the client went
-// away) before storage answered: no storage failure, and no answer needed.
-var errClientGone = errors.New("the client went away")
-
-// allow checks bucket against the shared limiter, bounded by the storage
-// timeout (the shared limiter's own round trips are bounded by the same
-// storage_timeout), and notes whether storage answered.
-func (g *Guard) allow(parent context.Context, cfg *Config, bucket string, limit ratelimit.Limit) (ratelimit.Result, error) {
-	ctx, cancel := context.WithTimeout(parent, cfg.Timeout)
-	res, err := g.limiter.Allow(ctx, bucket, limit)
-	cancel()
-	switch {
-	case err == nil:
-		if g.storageDown.Load() && g.storageDown.CompareAndSwap(true, false) {
-			g.log.Info("storage available again: rate limits are shared again",
-				zap.String("on_storage_error", cfg.OnStorageError.String()))
-		}
-	case parent.Err() != nil:
-		return res, errClientGone
-	default:
-		g.storageDown.Store(true)
-	}
-	return res, err
+// checkCSRF compares a request's CSRF token with its session's, in
+// constant time.
+func checkCSRF(got, want string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// logStorageError logs at most one line a second, so that an outage under
-// load does not turn into a flood of identical lines.
-func (g *Guard) logStorageError(doing string, err error) {
-	now := time.Now().Unix()
-	last := g.lastStorageLog.Load()
-	if now == last || !g.lastStorageLog.CompareAndSwap(last, now) {
-		return
+// asAPIError returns the *apierror.Error authz.Permits answers with.
+func asAPIError(err error) *apierror.Error {
+	var ae *apierror.Error
+	if errors.As(err, &ae) {
+		return ae
 	}
-	cfg := g.cfg.Load()
-	fields := []zap.Field{
-		zap.String("while", doing),
-		zap.String("on_storage_error", cfg.OnStorageError.String()),
-	}
-	if cfg.OnStorageError == StorageLocal {
-		fields = append(fields, zap.Int("local_instances", cfg.LocalInstances))
-	}
-	g.log.Error("storage unavailable", append(fields, zap.Error(err))...)
+	return apierror.Internal
 }
 
-// Apply carries out a decision on the response. If the request is refused
-// it writes the error and returns ok false. Otherwise it returns the writer
-// the next handler must use, which keeps the rate-limit headers on the
-// response whatever that handler writes. It removes the key from the
-// request unless the policy keeps it for an admitted request.
-func (d Decision) Apply(w http.ResponseWriter, r *http.Request, p Policy) (next http.ResponseWriter, ok bool) {
-	d.Rate.Apply(w.Header())
-	// The key leaves the request here, refused or not, so that neither the
-	// next handler nor an access log that records request headers sees it
-	// (Caddy redacts Authorization in its logs, but not X-API-Key).
-	if d.Err != nil || !p.KeepCredentials {
-		r.Header.Del("Authorization")
-		r.Header.Del("X-Api-Key")
-	}
-	if d.Err != nil {
-		apierror.WriteStyled(w, d.Err, d.Style)
-		return nil, false
-	}
-	if d.Rate.IsZero() {
-		return w, true
-	}
-	return &rateHeaderWriter{ResponseWriter: w, rate: d.Rate}, true
-}
-
-// rateHeaderWriter applies the rate-limit headers again when the response
-// header is written, over anything a proxied upstream copied onto them.
-type rateHeaderWriter struct {
-	http.ResponseWriter
-	rate  ratelimit.Headers
-	wrote bool
-}
-
-func (w *rateHeaderWriter) WriteHeader(status int) {
-	if !w.wrote && status >= 200 {
-		w.wrote = true
-		w.rate.Reapply(w.ResponseWriter.Header())
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *rateHeaderWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer (for
-// flushing, hijacking and deadlines).
-func (w *rateHeaderWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// ipBlocklist remembers client IPs that exhausted their unauthenticated
-// bucket, so that until their Retry-After they are refused without any
-// storage access: a flood of bad keys from one address costs nothing.
+// ipBlocklist remembers client addresses that exhausted their
+// unauthenticated bucket, so that until their Retry-After they are refused
+// without any storage access: a flood of bad keys from one address costs
+// nothing.
 type ipBlocklist struct {
 	mu    sync.Mutex
 	max   int

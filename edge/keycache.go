@@ -2,18 +2,17 @@ package edge
 
 import (
 	"context"
-	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/internal/feedcache"
 )
 
-// KeySource finds key records by the digest of their secret. admin.Service
-// implements it over the store.
+// KeySource finds key records by the digest of their secret. The keys
+// service implements it over the store.
 type KeySource interface {
 	// LookupKey returns the record of the key one of whose current secrets
 	// has this digest, or nil if there is none.
@@ -21,29 +20,21 @@ type KeySource interface {
 }
 
 // KeyCache keeps key records in process so that an authenticated request
-// needs no storage round trip to know its key. Entries live for a TTL as a
-// safety net; revocations and rotations evict them at once through
-// [KeyCache.Invalidate], which the app calls on every change event. Unknown
-// digests are cached too (for a shorter time), so a flood of forged but
-// well-formed keys costs one lookup per distinct key, and the cache's size
-// is capped so that such a flood cannot exhaust memory.
+// needs no storage round trip to know its key. It is a feedcache.Cache:
+// entries live for a TTL as a safety net, and revocations and rotations
+// evict them at once through [KeyCache.Invalidate], which the app calls on
+// every change event. Unknown digests are cached too (for a shorter time),
+// so a flood of forged but well-formed keys costs one lookup per distinct
+// key, and the cache's size is capped so that such a flood cannot exhaust
+// memory.
 type KeyCache struct {
-	source      KeySource
-	ttl         atomic.Int64 // time.Duration
-	negativeTTL time.Duration
-	maxEntries  int
+	cache *feedcache.Cache[apikey.Digest, *KeyEntry]
 
-	mu      sync.RWMutex
-	entries map[apikey.Digest]*KeyEntry
-	byID    map[string][]apikey.Digest
-	// retiredUse keeps the last use of entries dropped from the cache
-	// until UsedSince reports it, so eviction does not lose last_used_at.
-	retiredUse map[string]int64
-	// gen counts invalidations; a lookup that raced one does not cache
-	// what it read, since it may predate the change.
-	gen atomic.Uint64
+	// retired keeps the last use of entries dropped from the cache until
+	// UsedSince reports it, so eviction does not lose last_used_at.
+	retiredMu sync.Mutex
+	retired   map[string]int64
 
-	lookups singleflight.Group
 	metrics atomic.Pointer[KeyCacheMetrics]
 }
 
@@ -77,6 +68,8 @@ func (c *KeyCache) SetMetrics(m *KeyCacheMetrics) {
 type KeyEntry struct {
 	// Key is the record, nil when no key has this digest.
 	Key *apikey.Record
+	// Principal is the key's, built once per cached record.
+	Principal *authz.Principal
 	// Bucket is the rate-limit bucket of the key: by key id, so that a
 	// rotated key keeps its count.
 	Bucket string
@@ -87,8 +80,7 @@ type KeyEntry struct {
 
 	valid      bool
 	validUntil time.Time // zero: no expiry
-	fetched    time.Time
-	lastUsed   atomic.Int64 // Unix seconds
+	lastUsed   atomic.Int64
 }
 
 // Admits reports whether the digest authenticates its key at time now.
@@ -108,49 +100,76 @@ func (e *KeyEntry) MarkUsed(now time.Time) {
 
 // KeyCacheOptions tune a KeyCache.
 type KeyCacheOptions struct {
-	TTL         time.Duration // default 30s
+	TTL         time.Duration // default feedcache.DefaultTTL
 	NegativeTTL time.Duration // default 10s
-	MaxEntries  int           // default 100,000
+	MaxEntries  int           // default feedcache.DefaultMaxEntries
 }
+
+// DefaultNegativeTTL is how long a digest no key has is remembered as such.
+const DefaultNegativeTTL = 10 * time.Second
 
 // NewKeyCache returns a cache in front of source.
 func NewKeyCache(source KeySource, opts KeyCacheOptions) *KeyCache {
-	if opts.TTL <= 0 {
-		opts.TTL = 30 * time.Second
-	}
 	if opts.NegativeTTL <= 0 {
-		opts.NegativeTTL = 10 * time.Second
+		opts.NegativeTTL = DefaultNegativeTTL
 	}
-	if opts.NegativeTTL > opts.TTL {
-		opts.NegativeTTL = opts.TTL
+	c := &KeyCache{retired: make(map[string]int64)}
+	load := func(ctx context.Context, d apikey.Digest, now time.Time) (*KeyEntry, error) {
+		rec, err := source.LookupKey(ctx, d)
+		if err != nil {
+			if m := c.metrics.Load(); m != nil {
+				m.LookupErrors.Inc()
+			}
+			return nil, err
+		}
+		return newEntry(rec, d, now), nil
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 100_000
-	}
-	c := &KeyCache{
-		source:      source,
-		negativeTTL: opts.NegativeTTL,
-		maxEntries:  opts.MaxEntries,
-		entries:     make(map[apikey.Digest]*KeyEntry),
-		byID:        make(map[string][]apikey.Digest),
-		retiredUse:  make(map[string]int64),
-	}
-	c.ttl.Store(int64(opts.TTL))
+	c.cache = feedcache.New(load, feedcache.Options[*KeyEntry]{
+		TTL: opts.TTL, NegativeTTL: opts.NegativeTTL, MaxEntries: opts.MaxEntries,
+		Tag: func(e *KeyEntry) (string, bool) {
+			if e.Key == nil {
+				return "", false
+			}
+			return e.Key.ID, true
+		},
+		Negative: func(e *KeyEntry) bool { return e.Key == nil },
+		Dropped:  c.retire,
+	})
 	return c
 }
 
-// SetTTL changes the safety-net TTL (a config reload may change it).
-func (c *KeyCache) SetTTL(ttl time.Duration) {
-	if ttl > 0 {
-		c.ttl.Store(int64(ttl))
+// retire keeps the last use of an entry leaving the cache.
+func (c *KeyCache) retire(e *KeyEntry) {
+	if e.Key == nil {
+		return
 	}
+	s := e.lastUsed.Load()
+	c.retiredMu.Lock()
+	if s > c.retired[e.Key.ID] {
+		c.retired[e.Key.ID] = s
+	}
+	c.retiredMu.Unlock()
 }
+
+func newEntry(rec *apikey.Record, d apikey.Digest, now time.Time) *KeyEntry {
+	e := &KeyEntry{Key: rec}
+	if rec != nil {
+		e.Principal = authz.ForKey(rec)
+		e.Bucket = "key:" + rec.ID
+		e.validUntil, e.valid = rec.ValidUntil(d.String(), now)
+		e.Boxed = [4]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
+	}
+	return e
+}
+
+// SetTTL changes the safety-net TTL (a config reload may change it).
+func (c *KeyCache) SetTTL(ttl time.Duration) { c.cache.SetTTL(ttl) }
 
 // Cached returns the fresh cached entry for digest, if there is one. It
 // never touches storage. It is what a request asks first, so it counts the
 // cache's hits and misses.
 func (c *KeyCache) Cached(d apikey.Digest, now time.Time) (*KeyEntry, bool) {
-	e, ok := c.cached(d, now)
+	e, ok := c.cache.Cached(d, now)
 	if m := c.metrics.Load(); m != nil {
 		if ok {
 			m.Hits.Inc()
@@ -161,171 +180,25 @@ func (c *KeyCache) Cached(d apikey.Digest, now time.Time) (*KeyEntry, bool) {
 	return e, ok
 }
 
-func (c *KeyCache) cached(d apikey.Digest, now time.Time) (*KeyEntry, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[d]
-	c.mu.RUnlock()
-	if !ok || !c.fresh(e, now) {
-		return nil, false
-	}
-	return e, true
-}
-
-func (c *KeyCache) fresh(e *KeyEntry, now time.Time) bool {
-	ttl := time.Duration(c.ttl.Load())
-	if e.Key == nil {
-		ttl = c.negativeTTL
-	}
-	return now.Sub(e.fetched) < ttl
-}
-
 // Load returns the entry for digest, from the cache or else from the
 // source. Concurrent loads of one digest share a single lookup.
 func (c *KeyCache) Load(ctx context.Context, d apikey.Digest, now time.Time) (*KeyEntry, error) {
-	if e, ok := c.cached(d, now); ok {
-		return e, nil
-	}
-	// Only loads of one generation are shared: a request that starts after
-	// an invalidation (a revocation, say) must not be handed the answer of
-	// a lookup that may have read the record before the change.
-	gen := c.gen.Load()
-	var sfKey [len(d) + 8]byte
-	copy(sfKey[:], d[:])
-	binary.LittleEndian.PutUint64(sfKey[len(d):], gen)
-	v, err, _ := c.lookups.Do(string(sfKey[:]), func() (any, error) {
-		// The lookup is shared, so it must not die with the request that
-		// happened to start it; it keeps that request's time bound only.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.lookupTimeout(ctx))
-		defer cancel()
-		rec, err := c.source.LookupKey(lctx, d)
-		if err != nil {
-			if m := c.metrics.Load(); m != nil {
-				m.LookupErrors.Inc()
-			}
-			return nil, err
-		}
-		e := newEntry(rec, d, now)
-		c.store(d, e, gen)
-		return e, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*KeyEntry), nil
-}
-
-func newEntry(rec *apikey.Record, d apikey.Digest, now time.Time) *KeyEntry {
-	e := &KeyEntry{Key: rec, fetched: now}
-	if rec != nil {
-		e.Bucket = "key:" + rec.ID
-		e.validUntil, e.valid = rec.ValidUntil(d.String(), now)
-		e.Boxed = [4]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
-	}
-	return e
-}
-
-func (c *KeyCache) store(d apikey.Digest, e *KeyEntry, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen.Load() != gen {
-		return
-	}
-	if old, ok := c.entries[d]; ok {
-		c.unindex(d, old)
-	} else if len(c.entries) >= c.maxEntries {
-		// Evict an arbitrary entry: map iteration order is random, which
-		// makes this cheap random eviction. A flood of distinct forged keys
-		// thus churns the cache instead of growing it.
-		for victim, ve := range c.entries {
-			c.unindex(victim, ve)
-			delete(c.entries, victim)
-			break
-		}
-	}
-	c.entries[d] = e
-	if e.Key != nil {
-		c.byID[e.Key.ID] = append(c.byID[e.Key.ID], d)
-	}
-}
-
-// unindex removes d from byID and keeps its last use; c.mu must be held.
-func (c *KeyCache) unindex(d apikey.Digest, e *KeyEntry) {
-	if e.Key == nil {
-		return
-	}
-	if s := e.lastUsed.Load(); s > c.retiredUse[e.Key.ID] {
-		c.retiredUse[e.Key.ID] = s
-	}
-	ds := c.byID[e.Key.ID]
-	for i, x := range ds {
-		if x == d {
-			ds = append(ds[:i], ds[i+1:]...)
-			break
-		}
-	}
-	if len(ds) == 0 {
-		delete(c.byID, e.Key.ID)
-	} else {
-		c.byID[e.Key.ID] = ds
-	}
-}
-
-// lookupTimeout is what is left of ctx's deadline, or 2s without one.
-func (c *KeyCache) lookupTimeout(ctx context.Context) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		if d := time.Until(dl); d > 0 {
-			return d
-		}
-		return time.Millisecond
-	}
-	return 2 * time.Second
+	return c.cache.Get(ctx, d, now)
 }
 
 // Invalidate drops every cached secret of the key with this id, so that
 // the next request re-reads it from storage.
-func (c *KeyCache) Invalidate(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen.Add(1)
-	for _, d := range c.byID[id] {
-		if e, ok := c.entries[d]; ok {
-			c.unindex(d, e)
-			delete(c.entries, d)
-		}
-	}
-}
+func (c *KeyCache) Invalidate(id string) { c.cache.Invalidate(id) }
 
 // Purge drops everything, for when change events may have been missed.
-func (c *KeyCache) Purge() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen.Add(1)
-	for d, e := range c.entries {
-		c.unindex(d, e)
-	}
-	clear(c.entries)
-	clear(c.byID)
-}
+func (c *KeyCache) Purge() { c.cache.Purge() }
 
 // Sweep drops entries that are no longer fresh, bounding memory to the keys
 // seen within one TTL.
-func (c *KeyCache) Sweep(now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for d, e := range c.entries {
-		if !c.fresh(e, now) {
-			c.unindex(d, e)
-			delete(c.entries, d)
-		}
-	}
-}
+func (c *KeyCache) Sweep(now time.Time) { c.cache.Sweep(now) }
 
 // Len returns the number of cached digests.
-func (c *KeyCache) Len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
+func (c *KeyCache) Len() int { return c.cache.Len() }
 
 // UsedSince returns, for every key used at or after since, the last time it
 // was used (to the second), including keys dropped from the cache since the
@@ -340,16 +213,16 @@ func (c *KeyCache) UsedSince(since time.Time) map[string]time.Time {
 			}
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, e := range c.entries {
+	c.cache.Each(func(e *KeyEntry) {
 		if e.Key != nil {
 			note(e.Key.ID, e.lastUsed.Load())
 		}
-	}
-	for id, s := range c.retiredUse {
+	})
+	c.retiredMu.Lock()
+	for id, s := range c.retired {
 		note(id, s)
 	}
-	clear(c.retiredUse)
+	clear(c.retired)
+	c.retiredMu.Unlock()
 	return out
 }

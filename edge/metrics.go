@@ -9,6 +9,7 @@ import (
 
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
@@ -87,19 +88,60 @@ func OutcomeOf(e *apierror.Error) Outcome {
 	return OutcomeForbidden
 }
 
-// NoKey is the key-type index of [Metrics.Requests] for requests that
-// carried no authenticated key: refused before or by authentication, or
-// dashboard requests (which log people in themselves).
-const NoKey apikey.Type = 0
+// Caller is who a request was decided for, as the guard's metrics count it.
+type Caller uint8
+
+// The callers.
+const (
+	// CallerNone: no authenticated caller (refused before or by
+	// authentication, or a route that takes no credential).
+	CallerNone Caller = iota
+	// CallerLive, CallerTest and CallerAdmin: an API key of that type.
+	CallerLive
+	CallerTest
+	CallerAdmin
+	// CallerMember: a member logged in to the dashboard.
+	CallerMember
+
+	// NumCallers is the number of callers.
+	NumCallers
+)
+
+var callerNames = [NumCallers]string{"none", "live", "test", "admin", "member"}
+
+// String returns the caller's metric label (key_type): none, live, test,
+// admin or member.
+func (c Caller) String() string {
+	if c < NumCallers {
+		return callerNames[c]
+	}
+	return "unknown"
+}
+
+// callerOf classifies a principal.
+func callerOf(p *authz.Principal) Caller {
+	switch {
+	case p == nil:
+		return CallerNone
+	case p.Kind == authz.MemberPrincipal:
+		return CallerMember
+	case p.Type == apikey.Live:
+		return CallerLive
+	case p.Type == apikey.Test:
+		return CallerTest
+	case p.Type == apikey.Admin:
+		return CallerAdmin
+	}
+	return CallerNone
+}
 
 // Metrics are the guard's instruments. They are resolved ahead of time (one
 // counter per key type and outcome), so that recording a request costs an
 // atomic add or two, and they carry no key material: no key id, digest or
 // client address. Nil fields record nothing.
 type Metrics struct {
-	// Requests counts the guard's decisions by the authenticated key's
-	// type (index NoKey when there is none) and outcome.
-	Requests [apikey.Admin + 1][NumOutcomes]Counter
+	// Requests counts the guard's decisions by caller and outcome.
+	Requests [NumCallers][NumOutcomes]Counter
 	// LimiterSeconds observes how long each check of the shared rate
 	// limiter took, failed ones included.
 	LimiterSeconds Observer
@@ -155,23 +197,31 @@ func (g *Guard) finish(r *http.Request, d *Decision) {
 		// answered to no one; it is neither a storage failure nor anything
 		// else worth counting.
 		if o != OutcomeStorageUnavailable || r.Context().Err() == nil {
-			m.Requests[d.keyType][o].Inc()
+			m.Requests[d.caller][o].Inc()
 		}
 	}
 	if !d.Rate.IsZero() && g.cfg.Load().IETFHeaders {
-		d.Rate = d.Rate.WithPolicy(PolicyName(d.keyType))
+		d.Rate = d.Rate.WithPolicy(PolicyName(d.caller))
 	}
 }
 
-// PolicyName is the name of the rate-limit policy (the bucket) of a key
-// type in the IETF RateLimit-Policy and RateLimit fields: live, test or
-// admin, and unauthenticated for NoKey (the client address's bucket of
-// failed authentications).
-func PolicyName(t apikey.Type) string {
-	if t == NoKey {
+// finishRate adds the IETF fields, if configured, to headers a charge of
+// p's bucket rendered.
+func (g *Guard) finishRate(rate *ratelimit.Headers, p *authz.Principal) {
+	if g.cfg.Load().IETFHeaders {
+		*rate = rate.WithPolicy(PolicyName(callerOf(p)))
+	}
+}
+
+// PolicyName is the name of the rate-limit policy (the bucket) of a caller
+// in the IETF RateLimit-Policy and RateLimit fields: live, test, admin or
+// member, and unauthenticated for CallerNone (the client address's bucket
+// of failed authentications).
+func PolicyName(c Caller) string {
+	if c == CallerNone {
 		return "unauthenticated"
 	}
-	return t.String()
+	return c.String()
 }
 
 // meteredLimiter times every check of the shared limiter and counts its

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluator"
 )
 
@@ -18,42 +19,43 @@ const ReasonOverride evaluator.Reason = "OVERRIDE"
 
 // Service evaluates flags for authenticated callers.
 type Service struct {
-	admin *admin.Service
+	flags *flags.Service
 	sets  *Registry
 }
 
-// New returns a service reading flag sets and sessions through svc and
-// keeping compiled sets in sets.
-func New(svc *admin.Service, sets *Registry) *Service {
-	return &Service{admin: svc, sets: sets}
+// New returns a service reading testing sessions through fl and keeping
+// compiled flag sets in sets.
+func New(fl *flags.Service, sets *Registry) *Service {
+	return &Service{flags: fl, sets: sets}
 }
 
 // Registry returns the service's compiled-set registry.
 func (s *Service) Registry() *Registry { return s.sets }
 
-// Target resolves the environment a caller evaluates in: a live or test
-// key's own; for an admin key, the project and environment the request
-// names (FlagBridge-Project, FlagBridge-Environment), within its scope. A
-// live or test key naming another one is refused, not silently ignored.
-func Target(caller *apikey.Record, project, env string) (admin.FlagSetRef, error) {
-	ref := admin.FlagSetRef{OrgID: caller.OrgID, Project: caller.Project, Environment: caller.Environment}
-	if project != "" && project != ref.Project {
-		if ref.Project != "" {
-			return ref, apierror.Forbidden("This key belongs to project %q and cannot evaluate flags of project %q", ref.Project, project)
-		}
-		ref.Project = project
+// Target resolves the environment a caller evaluates in: its own project
+// and environment, unless the request names others (FlagBridge-Project,
+// FlagBridge-Environment), which the caller's scope must then cover. A key
+// naming one outside its scope is refused, not silently sent to its own.
+func Target(p *authz.Principal, project, env string) (flags.Ref, error) {
+	ref := flags.Ref{OrgID: p.Org(), Project: project, Environment: env}
+	if ref.Project == "" {
+		ref.Project = p.Scope.Project
 	}
-	if env != "" && env != ref.Environment {
-		if ref.Environment != "" {
-			return ref, apierror.Forbidden("This key belongs to environment %q and cannot evaluate flags of environment %q", ref.Environment, env)
-		}
-		ref.Environment = env
+	if ref.Environment == "" {
+		ref.Environment = p.Scope.Environment
+	}
+	if err := authz.Permits(p, authz.Need{Type: apikey.Live, Permission: apikey.Read}); err != nil {
+		return ref, err
 	}
 	switch {
 	case ref.Project == "":
 		return ref, apierror.Invalid("an organization-wide key must name the project (FlagBridge-Project header)")
 	case ref.Environment == "":
-		return ref, apierror.Invalid("an admin key must name the environment (FlagBridge-Environment header)")
+		return ref, apierror.Invalid("a key that spans environments must name the environment (FlagBridge-Environment header)")
+	}
+	if err := authz.Permits(p, authz.Need{Type: apikey.Live, Permission: apikey.Read,
+		Target: ref.Scope(), Action: "evaluate flags of"}); err != nil {
+		return ref, err
 	}
 	return ref, nil
 }
@@ -63,19 +65,19 @@ func Target(caller *apikey.Record, project, env string) (admin.FlagSetRef, error
 type Evaluation struct {
 	Set *Compiled
 	// Session is the testing session applied, or nil.
-	Session   *admin.TestingSession
+	Session   *flags.TestingSession
 	overrides map[string]any
 }
 
 // Begin prepares the evaluations of one request.
-func (s *Service) Begin(ctx context.Context, caller *apikey.Record, project, env, sessionID string) (*Evaluation, error) {
-	ref, err := Target(caller, project, env)
+func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, sessionID string) (*Evaluation, error) {
+	ref, err := Target(p, project, env)
 	if err != nil {
 		return nil, err
 	}
 	e := &Evaluation{}
 	if sessionID != "" {
-		ts, err := s.admin.UseSession(ctx, caller, sessionID, ref.Project, ref.Environment)
+		ts, err := s.flags.UseSession(ctx, p, sessionID, ref)
 		if err != nil {
 			return nil, err
 		}

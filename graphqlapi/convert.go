@@ -4,8 +4,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 )
 
 // The conversions between the admin services' types and the schema's.
@@ -27,11 +29,17 @@ func optional(s string) *string {
 	return &s
 }
 
-func member(m *admin.Member) *Member {
+func member(m *identity.Member) *Member {
 	return &Member{ID: m.ID, Email: m.Email, Name: m.Name, Role: Role(m.Role)}
 }
 
-func callingKey(k *apikey.Record) *CallingKey {
+// callingKey shows the key a request came with; GraphQL takes only keys, but
+// a principal without a record is shown from what the principal holds.
+func callingKey(p *authz.Principal) *CallingKey {
+	k := p.Key
+	if k == nil {
+		k = &apikey.Record{ID: p.ID, Type: p.Type, Permissions: p.Permissions, OrgID: p.Org(), ExpiresAt: p.ExpiresAt}
+	}
 	return &CallingKey{
 		ID: k.ID, Name: k.Name, Type: keyType(k.Type), Kind: KeyKind(k.Kind()),
 		Permissions: permissions(k.Permissions), Project: optional(k.Project),
@@ -39,7 +47,7 @@ func callingKey(k *apikey.Record) *CallingKey {
 	}
 }
 
-func apiKey(k *admin.Key, owner *Member, now time.Time) *APIKey {
+func apiKey(k *keys.Key, owner *Member, now time.Time) *APIKey {
 	return &APIKey{
 		ID: k.ID, Name: k.Name, Type: keyType(k.Type), Kind: KeyKind(k.Kind()),
 		Permissions: permissions(k.Permissions), Project: optional(k.Project),
@@ -50,7 +58,7 @@ func apiKey(k *admin.Key, owner *Member, now time.Time) *APIKey {
 	}
 }
 
-func createdKey(k *admin.CreatedKey, now time.Time) *CreatedAPIKey {
+func createdKey(k *keys.Created, now time.Time) *CreatedAPIKey {
 	out := &CreatedAPIKey{
 		ID: k.ID, Key: k.Secret, Name: k.Name, Type: keyType(k.Type), Kind: KeyKind(k.Kind()),
 		Permissions: permissions(k.Permissions), Project: optional(k.Project),

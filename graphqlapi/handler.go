@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -21,7 +22,7 @@ import (
 
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 )
 
 // Bounds on what one request may ask.
@@ -31,7 +32,8 @@ const (
 	// MaxDepth bounds how deeply selections nest (introspection queries,
 	// the deepest legitimate ones, reach about 13).
 	MaxDepth = 15
-	// MaxComplexity bounds the fields one operation may resolve.
+	// MaxComplexity bounds the fields one operation may resolve,
+	// introspection included (see complexityLimit).
 	MaxComplexity = 500
 )
 
@@ -39,8 +41,11 @@ const (
 // too much. Like the parse and validation errors, they are request errors:
 // the whole operation is refused, with 422.
 const (
-	codeTooComplex = "COMPLEXITY_LIMIT_EXCEEDED" // gqlgen's extension.ComplexityLimit
+	codeTooComplex = "COMPLEXITY_LIMIT_EXCEEDED" // as gqlgen's extension.ComplexityLimit says it
 	codeTooDeep    = "QUERY_TOO_DEEP"
+	// codeRateLimited refuses an operation whose mutations the caller's
+	// rate limit cannot pay for.
+	codeRateLimited = apierror.CodeRateLimited
 	// codeBadRequest is the code of gqlgen's own errors about a request it
 	// could not read (such as a body member of the wrong type), which carry
 	// none.
@@ -52,6 +57,13 @@ func init() {
 	// user error (200); an extension must register its codes.
 	errcode.RegisterErrorType(codeTooComplex, errcode.KindProtocol)
 	errcode.RegisterErrorType(codeTooDeep, errcode.KindProtocol)
+	errcode.RegisterErrorType(codeRateLimited, errcode.KindProtocol)
+}
+
+// Meter charges a request's rate limit for work beyond the one request the
+// edge counted: every mutation of an operation after the first.
+type Meter interface {
+	Charge(ctx context.Context, n int) error
 }
 
 // Handler serves /graphql.
@@ -71,8 +83,9 @@ func NewHandler(svc *admin.Service, log *zap.Logger) *Handler {
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
+	srv.Use(&complexityLimit{max: MaxComplexity})
 	srv.Use(depthLimit{max: MaxDepth})
+	srv.Use(mutationCharge{})
 	srv.SetErrorPresenter(h.present)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		h.log.Error("panic in a GraphQL resolver", zap.Any("panic", p))
@@ -82,10 +95,11 @@ func NewHandler(svc *admin.Service, log *zap.Logger) *Handler {
 	return h
 }
 
-// Serve answers one GraphQL request on behalf of caller, the key the edge
-// authenticated.
-func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.Record) {
-	if caller == nil {
+// Serve answers one GraphQL request on behalf of p, the principal the edge
+// authenticated; every mutation after the first is charged through m (if
+// not nil) to p's rate limit.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, p *authz.Principal, m Meter) {
+	if p == nil {
 		apierror.WriteGraphQL(w, apierror.InvalidKey)
 		return
 	}
@@ -118,7 +132,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, caller *apikey.R
 		}
 	}
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
-	h.srv.ServeHTTP(rec, r.WithContext(withCaller(r.Context(), caller)))
+	h.srv.ServeHTTP(rec, r.WithContext(withCaller(r.Context(), p, m)))
 
 	status := rec.status
 	if status == http.StatusOK {
@@ -145,9 +159,9 @@ func isJSON(contentType string) bool {
 }
 
 // operationStatus turns an answer whose whole operation was refused (no
-// root field has data, and every error is FORBIDDEN) into a 403, as REST
-// would; an answer with any data stays 200 and carries its field-level
-// denials.
+// root field has data, and every error is FORBIDDEN, or the one error says
+// the rate limit cannot pay for it) into a 403 or a 429, as REST would; an
+// answer with any data stays 200 and carries its field-level denials.
 func operationStatus(body []byte) int {
 	var resp struct {
 		Data   map[string]json.RawMessage `json:"data"`
@@ -164,6 +178,9 @@ func operationStatus(body []byte) int {
 		if d := bytes.TrimSpace(v); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
 			return http.StatusOK
 		}
+	}
+	if len(resp.Errors) == 1 && resp.Errors[0].Extensions.Code == codeRateLimited {
+		return http.StatusTooManyRequests
 	}
 	for _, e := range resp.Errors {
 		if e.Extensions.Code != "FORBIDDEN" {
@@ -269,4 +286,132 @@ func selectionDepth(set ast.SelectionSet, doc *ast.QueryDocument, depth int, vis
 		}
 	}
 	return deepest
+}
+
+// complexityLimit refuses operations that ask for more than max fields:
+// gqlgen's complexity count, which leaves introspection out, plus
+// introspection's own cost, so that a request cannot multiply the schema's
+// description by aliasing __schema a thousand times.
+type complexityLimit struct {
+	max int
+	es  graphql.ExecutableSchema
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = &complexityLimit{}
+
+func (*complexityLimit) ExtensionName() string { return "ComplexityLimit" }
+
+func (c *complexityLimit) Validate(es graphql.ExecutableSchema) error {
+	c.es = es
+	return nil
+}
+
+func (c *complexityLimit) MutateOperationContext(ctx context.Context, op *graphql.OperationContext) *gqlerror.Error {
+	if op.Operation == nil {
+		return nil
+	}
+	cost := complexity.Calculate(ctx, c.es, op.Operation, op.Variables) +
+		introspectionCost(op.Operation.SelectionSet, len(c.es.Schema().Types), false, map[string]bool{})
+	if cost > c.max {
+		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", cost, c.max)
+		err.Extensions = map[string]any{"code": codeTooComplex}
+		return err
+	}
+	return nil
+}
+
+// introspectionCost counts the fields selected inside __schema and __type,
+// as if each list held one element, plus, for each __schema and __type
+// selection, the number of types in the schema, which a description of the
+// schema fans out to.
+func introspectionCost(set ast.SelectionSet, types int, inside bool, visiting map[string]bool) int {
+	cost := 0
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			in := inside || s.Name == "__schema" || s.Name == "__type"
+			if in {
+				cost++
+			}
+			if !inside && in {
+				cost += types
+			}
+			cost += introspectionCost(s.SelectionSet, types, in, visiting)
+		case *ast.InlineFragment:
+			cost += introspectionCost(s.SelectionSet, types, inside, visiting)
+		case *ast.FragmentSpread:
+			if visiting[s.Name] || s.Definition == nil {
+				continue
+			}
+			visiting[s.Name] = true
+			cost += introspectionCost(s.Definition.SelectionSet, types, inside, visiting)
+			delete(visiting, s.Name)
+		}
+	}
+	return cost
+}
+
+// mutationCharge charges the caller's rate limit for each mutation of an
+// operation after the first (the edge counted the request once), all or
+// nothing, before any runs: aliases cannot multiply writes past the limit.
+type mutationCharge struct{}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = mutationCharge{}
+
+func (mutationCharge) ExtensionName() string { return "MutationCharge" }
+
+func (mutationCharge) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (mutationCharge) MutateOperationContext(ctx context.Context, op *graphql.OperationContext) *gqlerror.Error {
+	if op.Operation == nil || op.Operation.Operation != ast.Mutation {
+		return nil
+	}
+	m := meter(ctx)
+	if m == nil {
+		return nil
+	}
+	n := rootFields(op.Operation.SelectionSet, map[string]bool{})
+	if n <= 1 {
+		return nil
+	}
+	if err := m.Charge(ctx, n-1); err != nil {
+		var ae *apierror.Error
+		if !errors.As(err, &ae) {
+			ae = apierror.StorageDown
+		}
+		gqlErr := gqlerror.Errorf("%s", ae.Message)
+		gqlErr.Extensions = map[string]any{"code": ae.Code}
+		return gqlErr
+	}
+	return nil
+}
+
+// rootFields counts the fields an operation's root selects (each alias
+// once), following fragments.
+func rootFields(set ast.SelectionSet, visiting map[string]bool) int {
+	n := 0
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Name != "__typename" {
+				n++
+			}
+		case *ast.InlineFragment:
+			n += rootFields(s.SelectionSet, visiting)
+		case *ast.FragmentSpread:
+			if visiting[s.Name] || s.Definition == nil {
+				continue
+			}
+			visiting[s.Name] = true
+			n += rootFields(s.Definition.SelectionSet, visiting)
+			delete(visiting, s.Name)
+		}
+	}
+	return n
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 )
 
 // Resolver is the root of the resolvers: the admin services, and nothing
@@ -17,16 +17,29 @@ type Resolver struct {
 
 type callerKey struct{}
 
-// withCaller returns ctx carrying the key the edge authenticated.
-func withCaller(ctx context.Context, caller *apikey.Record) context.Context {
-	return context.WithValue(ctx, callerKey{}, caller)
+type meterKey struct{}
+
+// withCaller returns ctx carrying the principal the edge authenticated, and
+// the meter its rate limit is charged through.
+func withCaller(ctx context.Context, p *authz.Principal, m Meter) context.Context {
+	ctx = context.WithValue(ctx, callerKey{}, p)
+	if m != nil {
+		ctx = context.WithValue(ctx, meterKey{}, m)
+	}
+	return ctx
 }
 
-// caller returns the calling key (nil if none, which every admin service
-// refuses).
-func caller(ctx context.Context) *apikey.Record {
-	c, _ := ctx.Value(callerKey{}).(*apikey.Record)
+// caller returns the calling principal (nil if none, which every admin
+// service refuses).
+func caller(ctx context.Context) *authz.Principal {
+	c, _ := ctx.Value(callerKey{}).(*authz.Principal)
 	return c
+}
+
+// meter returns the request's meter, or nil.
+func meter(ctx context.Context) Meter {
+	m, _ := ctx.Value(meterKey{}).(Meter)
+	return m
 }
 
 // keyByIDError is the error of a mutation naming a key by id. Key ids are

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/keys"
 )
 
 // CreateAPIKey is the resolver for the createAPIKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input CreateAPIKeyInput) (*CreatedAPIKey, error) {
-	in := admin.CreateKeyInput{Name: input.Name, Type: "admin", Resources: input.Resources}
+	in := keys.CreateInput{Name: input.Name, Type: "admin", Resources: input.Resources}
 	// The schema makes permissions required; an empty list is the admin
 	// service's to refuse, by name.
 	in.Permissions = make([]string, 0, len(input.Permissions))
@@ -35,7 +35,7 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input CreateAPIKeyI
 	if input.Project != nil {
 		project = *input.Project
 	}
-	k, err := r.Admin.CreateKey(ctx, caller(ctx), project, in)
+	k, err := r.Admin.Keys.CreateKey(ctx, caller(ctx), project, in)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input CreateAPIKeyI
 
 // RevokeAPIKey is the resolver for the revokeAPIKey field.
 func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*RevokedAPIKey, error) {
-	k, err := r.Admin.RevokeKey(ctx, caller(ctx), id)
+	k, err := r.Admin.Keys.RevokeKey(ctx, caller(ctx), id)
 	if err != nil {
 		return nil, keyByIDError(err)
 	}
@@ -53,11 +53,11 @@ func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id string) (*Revoke
 
 // RotateAPIKey is the resolver for the rotateAPIKey field.
 func (r *mutationResolver) RotateAPIKey(ctx context.Context, id string, gracePeriod *string) (*CreatedAPIKey, error) {
-	var in admin.RotateKeyInput
+	var in keys.RotateInput
 	if gracePeriod != nil {
 		in.GracePeriod = *gracePeriod
 	}
-	k, err := r.Admin.RotateKey(ctx, caller(ctx), id, in)
+	k, err := r.Admin.Keys.RotateKey(ctx, caller(ctx), id, in)
 	if err != nil {
 		return nil, keyByIDError(err)
 	}
@@ -67,11 +67,11 @@ func (r *mutationResolver) RotateAPIKey(ctx context.Context, id string, gracePer
 // Viewer is the resolver for the viewer field.
 func (r *queryResolver) Viewer(ctx context.Context) (*Viewer, error) {
 	c := caller(ctx)
-	v, err := r.Admin.Viewer(ctx, c)
+	v, err := r.Admin.Identity.Viewer(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	members, err := r.Admin.ListMembers(ctx, c)
+	members, err := r.Admin.Identity.ListMembers(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -81,24 +81,24 @@ func (r *queryResolver) Viewer(ctx context.Context) (*Viewer, error) {
 	}
 	return &Viewer{
 		ID: v.Member.ID, Email: v.Member.Email, Name: v.Member.Name, Role: Role(v.Member.Role),
-		Organization: org, Key: callingKey(v.Key),
+		Organization: org, Key: callingKey(v.Principal),
 	}, nil
 }
 
 // APIKeys is the resolver for the apiKeys field.
 func (r *queryResolver) APIKeys(ctx context.Context, project *string) ([]*APIKey, error) {
 	c := caller(ctx)
-	var keys []admin.Key
+	var list []keys.Key
 	var err error
 	if project != nil {
-		keys, err = r.Admin.ListKeys(ctx, c, *project)
+		list, err = r.Admin.Keys.ListKeys(ctx, c, *project)
 	} else {
-		keys, err = r.Admin.ListVisibleKeys(ctx, c)
+		list, err = r.Admin.Keys.ListVisibleKeys(ctx, c)
 	}
 	if err != nil {
 		return nil, err
 	}
-	members, err := r.Admin.ListMembers(ctx, c)
+	members, err := r.Admin.Identity.ListMembers(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +107,9 @@ func (r *queryResolver) APIKeys(ctx context.Context, project *string) ([]*APIKey
 		owners[members[i].ID] = member(&members[i])
 	}
 	now := time.Now()
-	out := make([]*APIKey, len(keys))
-	for i := range keys {
-		out[i] = apiKey(&keys[i], owners[keys[i].OwnerID], now)
+	out := make([]*APIKey, len(list))
+	for i := range list {
+		out[i] = apiKey(&list[i], owners[list[i].OwnerID], now)
 	}
 	return out, nil
 }
@@ -117,13 +117,13 @@ func (r *queryResolver) APIKeys(ctx context.Context, project *string) ([]*APIKey
 // Projects is the resolver for the projects field.
 func (r *queryResolver) Projects(ctx context.Context) ([]*Project, error) {
 	c := caller(ctx)
-	ps, err := r.Admin.ListProjects(ctx, c)
+	ps, err := r.Admin.Tenancy.ListProjects(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*Project, len(ps))
 	for i, p := range ps {
-		envs, err := r.Admin.ListEnvironments(ctx, c, p.Slug)
+		envs, err := r.Admin.Tenancy.ListEnvironments(ctx, c, p.Slug)
 		if err != nil {
 			return nil, err
 		}

@@ -107,16 +107,20 @@ type Event struct {
 // Options tune a store.
 type Options struct {
 	// Timeout bounds each storage operation (and each Redis network read or
-	// write). Zero means 500ms.
+	// write). Zero means DefaultTimeout.
 	Timeout time.Duration
 	// KeyPrefix namespaces every Redis key ("fb" if empty), so that several
 	// deployments can share one Redis. It becomes the hash tag.
 	KeyPrefix string
 }
 
+// DefaultTimeout is the bound of each storage operation when Options names
+// none; the edge's storage_timeout defaults to it too.
+const DefaultTimeout = 500 * time.Millisecond
+
 func (o Options) timeout() time.Duration {
 	if o.Timeout <= 0 {
-		return 500 * time.Millisecond
+		return DefaultTimeout
 	}
 	return o.Timeout
 }

@@ -1,4 +1,4 @@
-package admin
+package identity
 
 import (
 	"context"
@@ -7,25 +7,15 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/store"
-)
-
-// People log in to the dashboard with an e-mail address and a password.
-// The password belongs to the address (one account), which may be a member
-// of several organizations; a login session acts as one membership.
-//
-//	accounts          lower-cased e-mail -> Account
-//	login-sessions    SHA-256 of the session token -> LoginSession
-//	invites           SHA-256 of the invitation token -> Invite
-const (
-	colAccounts      = "accounts"
-	colLoginSessions = "login-sessions"
-	colInvites       = "invites"
 )
 
 // Account is a person's credentials and memberships.
@@ -36,7 +26,7 @@ type Account struct {
 	UpdatedAt    time.Time   `json:"updated_at"`
 }
 
-// Login-session lifetimes.
+// Login-session lifetimes and bounds.
 const (
 	// SessionIdleTimeout ends a session nobody used for this long.
 	SessionIdleTimeout = 30 * time.Minute
@@ -44,8 +34,9 @@ const (
 	SessionMaxAge = 12 * time.Hour
 	// sessionTouchEvery bounds how often use of a session is written back.
 	sessionTouchEvery = time.Minute
-	// InviteTTL is how long an invitation link works.
-	InviteTTL = 7 * 24 * time.Hour
+	// MaxSessionsPerMember bounds a member's open login sessions: logging
+	// in once more ends the oldest.
+	MaxSessionsPerMember = 10
 )
 
 // LoginSession is a logged-in member, stored server-side so that any
@@ -56,16 +47,6 @@ type LoginSession struct {
 	CSRF      string    `json:"csrf"`
 	CreatedAt time.Time `json:"created_at"`
 	LastSeen  time.Time `json:"last_seen"`
-}
-
-// Invite lets a person join an organization and set a password.
-type Invite struct {
-	OrgID     string    `json:"org_id"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name"`
-	Role      Role      `json:"role"`
-	InvitedBy string    `json:"invited_by"`
-	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // newToken returns a random URL-safe token and the hex SHA-256 under which
@@ -88,20 +69,20 @@ func tokenDigest(token string) string {
 func addMembership(tx store.Writer, email string, ref memberRef, now time.Time) error {
 	key := strings.ToLower(email)
 	var acct Account
-	if _, err := getJSON(tx, colAccounts, key, &acct); err != nil {
+	if _, err := docs.Get(tx, colAccounts, key, &acct); err != nil {
 		return err
 	}
 	acct.Email = email
 	acct.Memberships = append(acct.Memberships, ref)
 	acct.UpdatedAt = now
-	return putJSON(tx, colAccounts, key, acct)
+	return docs.Put(tx, colAccounts, key, acct)
 }
 
 // removeMembership forgets one membership of an address.
 func removeMembership(tx store.Writer, email string, ref memberRef, now time.Time) error {
 	key := strings.ToLower(email)
 	var acct Account
-	found, err := getJSON(tx, colAccounts, key, &acct)
+	found, err := docs.Get(tx, colAccounts, key, &acct)
 	if err != nil || !found {
 		return err
 	}
@@ -113,64 +94,75 @@ func removeMembership(tx store.Writer, email string, ref memberRef, now time.Tim
 	}
 	acct.Memberships = kept
 	acct.UpdatedAt = now
-	return putJSON(tx, colAccounts, key, acct)
+	return docs.Put(tx, colAccounts, key, acct)
 }
 
 // SetPassword sets the password of the account of an address that is a
-// member of some organization (the bootstrap command's --password).
+// member of some organization (the bootstrap command's --password-stdin),
+// and ends the account's open logins.
 func (s *Service) SetPassword(ctx context.Context, email, password string) error {
-	if err := checkPassword(password); err != nil {
+	if err := CheckPassword(password); err != nil {
 		return err
 	}
-	hash, err := hashPassword(password)
+	hash, err := HashPassword(password)
 	if err != nil {
 		return err
 	}
 	key := strings.ToLower(strings.TrimSpace(email))
-	return s.update(ctx, func(tx store.Writer) error {
+	return s.env.Update(ctx, func(tx store.Writer) error {
 		var acct Account
 		found := false
 		if key != "" {
 			var err error
-			if found, err = getJSON(tx, colAccounts, key, &acct); err != nil {
+			if found, err = docs.Get(tx, colAccounts, key, &acct); err != nil {
 				return err
 			}
 		}
 		if !found || len(acct.Memberships) == 0 {
 			return apierror.NotFound("no member has the e-mail address %q", email)
 		}
-		acct.PasswordHash = hash
-		acct.UpdatedAt = s.timestamp()
-		if err := putJSON(tx, colAccounts, strings.ToLower(acct.Email), acct); err != nil {
-			return err
-		}
-		// A new password ends the account's open logins, wherever they are.
-		return endSessions(tx, func(sess *LoginSession) bool {
-			for _, m := range acct.Memberships {
-				if m.OrgID == sess.OrgID && m.MemberID == sess.MemberID {
-					return true
-				}
-			}
-			return false
-		})
+		return setPasswordHash(tx, &acct, hash, s.env.Timestamp())
 	})
 }
 
-// endSessions deletes the login sessions match selects.
-func endSessions(tx store.Writer, match func(*LoginSession) bool) error {
-	items, err := tx.List(colLoginSessions)
+// SetPasswordHash sets, inside a transaction, the password hash of the
+// account of an address (the bootstrap's first owner), ending its logins.
+func (s *Service) SetPasswordHash(tx store.Writer, email, hash string) error {
+	var acct Account
+	if _, err := docs.Get(tx, colAccounts, strings.ToLower(email), &acct); err != nil {
+		return err
+	}
+	acct.Email = email
+	return setPasswordHash(tx, &acct, hash, s.env.Timestamp())
+}
+
+func setPasswordHash(tx store.Writer, acct *Account, hash string, now time.Time) error {
+	acct.PasswordHash = hash
+	acct.UpdatedAt = now
+	if err := docs.Put(tx, colAccounts, strings.ToLower(acct.Email), acct); err != nil {
+		return err
+	}
+	// A new password ends the account's open logins, wherever they are.
+	for _, m := range acct.Memberships {
+		if err := endMemberSessions(tx, m.OrgID, m.MemberID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// endMemberSessions deletes one member's login sessions.
+func endMemberSessions(tx store.Writer, org, member string) error {
+	items, err := tx.List(colSessionsOf(org, member))
 	if err != nil {
 		return err
 	}
 	for _, it := range items {
-		var sess LoginSession
-		if decodeItem(it, &sess) == nil && match(&sess) {
-			if err := tx.Delete(colLoginSessions, it.ID); err != nil {
-				return err
-			}
+		if err := tx.Delete(colLoginSessions, it.ID); err != nil {
+			return err
 		}
 	}
-	return nil
+	return tx.DeleteCollection(colSessionsOf(org, member))
 }
 
 // errBadLogin is the one answer to every failed login, so that it tells
@@ -188,9 +180,9 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 	// An empty address names no account (and is no valid document id: the
 	// store would refuse it as a storage error).
 	if email != "" {
-		if err := s.view(ctx, func(r store.Reader) error {
+		if err := s.env.View(ctx, func(r store.Reader) error {
 			var err error
-			found, err = getJSON(r, colAccounts, email, &acct)
+			found, err = docs.Get(r, colAccounts, email, &acct)
 			return err
 		}); err != nil {
 			return "", nil, nil, err
@@ -209,9 +201,9 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 			ref = mr
 		}
 	}
-	err = s.update(ctx, func(tx store.Writer) error {
+	err = s.env.Update(ctx, func(tx store.Writer) error {
 		m = &Member{}
-		found, err := getJSON(tx, colMembers(ref.OrgID), ref.MemberID, m)
+		found, err := docs.Get(tx, colMembers(ref.OrgID), ref.MemberID, m)
 		if err != nil {
 			return err
 		}
@@ -227,14 +219,40 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 		if err != nil {
 			return err
 		}
-		now := s.now().UTC()
+		now := s.env.Now().UTC()
 		sess = &LoginSession{OrgID: ref.OrgID, MemberID: m.ID, CSRF: csrf, CreatedAt: now, LastSeen: now}
-		return putJSON(tx, colLoginSessions, digest, sess)
+		if err := docs.Put(tx, colLoginSessions, digest, sess); err != nil {
+			return err
+		}
+		return indexSession(tx, sess, digest)
 	})
 	if err != nil {
 		return "", nil, nil, err
 	}
 	return token, sess, m, nil
+}
+
+// indexSession records a login session under its member and ends the
+// oldest ones beyond MaxSessionsPerMember.
+func indexSession(tx store.Writer, sess *LoginSession, digest string) error {
+	col := colSessionsOf(sess.OrgID, sess.MemberID)
+	if err := tx.Put(col, digest, []byte(sess.CreatedAt.Format(time.RFC3339Nano))); err != nil {
+		return err
+	}
+	items, err := tx.List(col)
+	if err != nil || len(items) <= MaxSessionsPerMember {
+		return err
+	}
+	sort.Slice(items, func(i, j int) bool { return string(items[i].Value) < string(items[j].Value) })
+	for _, it := range items[:len(items)-MaxSessionsPerMember] {
+		if err := tx.Delete(colLoginSessions, it.ID); err != nil {
+			return err
+		}
+		if err := tx.Delete(col, it.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errNoSession answers a missing, expired or ended session.
@@ -251,37 +269,37 @@ func (s *Service) Session(ctx context.Context, token string) (*LoginSession, *Me
 	var sess LoginSession
 	var m Member
 	var found bool
-	err := s.view(ctx, func(r store.Reader) error {
+	err := s.env.View(ctx, func(r store.Reader) error {
 		var err error
-		if found, err = getJSON(r, colLoginSessions, digest, &sess); err != nil || !found {
+		if found, err = docs.Get(r, colLoginSessions, digest, &sess); err != nil || !found {
 			return err
 		}
-		found, err = getJSON(r, colMembers(sess.OrgID), sess.MemberID, &m)
+		found, err = docs.Get(r, colMembers(sess.OrgID), sess.MemberID, &m)
 		return err
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	now := s.now()
+	now := s.env.Now()
 	if !found {
 		return nil, nil, errNoSession
 	}
 	if now.Sub(sess.LastSeen) >= SessionIdleTimeout || now.Sub(sess.CreatedAt) >= SessionMaxAge {
 		// Delete it rather than leave it to the sweep, so that a clock
 		// that steps back cannot revive it.
-		_ = s.update(ctx, func(tx store.Writer) error { return tx.Delete(colLoginSessions, digest) })
+		_ = s.env.Update(ctx, func(tx store.Writer) error { return deleteSession(tx, digest, &sess) })
 		return nil, nil, errNoSession
 	}
 	if now.Sub(sess.LastSeen) >= sessionTouchEvery {
 		sess.LastSeen = now.UTC()
-		err := s.update(ctx, func(tx store.Writer) error {
+		err := s.env.Update(ctx, func(tx store.Writer) error {
 			var cur LoginSession
-			found, err := getJSON(tx, colLoginSessions, digest, &cur)
+			found, err := docs.Get(tx, colLoginSessions, digest, &cur)
 			if err != nil || !found {
 				return err // ended meanwhile: leave it ended
 			}
 			cur.LastSeen = sess.LastSeen
-			return putJSON(tx, colLoginSessions, digest, cur)
+			return docs.Put(tx, colLoginSessions, digest, cur)
 		})
 		if err != nil {
 			return nil, nil, err
@@ -290,9 +308,26 @@ func (s *Service) Session(ctx context.Context, token string) (*LoginSession, *Me
 	return &sess, &m, nil
 }
 
+// SessionPrincipal authenticates a dashboard request by its session token:
+// the principal of the logged-in member, and the session's CSRF token.
+func (s *Service) SessionPrincipal(ctx context.Context, token string) (*authz.Principal, string, error) {
+	sess, m, err := s.Session(ctx, token)
+	if err != nil {
+		return nil, "", err
+	}
+	return authz.ForMember(sess.OrgID, m.ID, m.Role), sess.CSRF, nil
+}
+
 // CheckCSRF compares a request's token with the session's, in constant time.
-func (sess *LoginSession) CheckCSRF(token string) bool {
-	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(sess.CSRF)) == 1
+func CheckCSRF(token, want string) bool {
+	return token != "" && subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1
+}
+
+func deleteSession(tx store.Writer, digest string, sess *LoginSession) error {
+	if err := tx.Delete(colLoginSessions, digest); err != nil {
+		return err
+	}
+	return tx.Delete(colSessionsOf(sess.OrgID, sess.MemberID), digest)
 }
 
 // Logout ends the session a token names.
@@ -300,71 +335,51 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 	if token == "" {
 		return nil
 	}
-	return s.update(ctx, func(tx store.Writer) error {
-		return tx.Delete(colLoginSessions, tokenDigest(token))
+	digest := tokenDigest(token)
+	return s.env.Update(ctx, func(tx store.Writer) error {
+		var sess LoginSession
+		found, err := docs.Get(tx, colLoginSessions, digest, &sess)
+		if err != nil || !found {
+			return err
+		}
+		return deleteSession(tx, digest, &sess)
 	})
 }
 
-// SweepLoginSessions deletes expired login sessions and invitations.
+// SweepLoginSessions deletes expired login sessions and invitations, with
+// their index entries, and indexes the ones stored before there was an
+// index.
 func (s *Service) SweepLoginSessions(ctx context.Context) error {
-	now := s.now()
-	return s.update(ctx, func(tx store.Writer) error {
+	now := s.env.Now()
+	return s.env.Update(ctx, func(tx store.Writer) error {
 		items, err := tx.List(colLoginSessions)
 		if err != nil {
 			return err
 		}
 		for _, it := range items {
 			var sess LoginSession
-			if decodeItem(it, &sess) != nil || now.Sub(sess.LastSeen) >= SessionIdleTimeout || now.Sub(sess.CreatedAt) >= SessionMaxAge {
+			if docs.Decode(it, &sess) != nil {
 				if err := tx.Delete(colLoginSessions, it.ID); err != nil {
 					return err
 				}
+				continue
 			}
-		}
-		invites, err := tx.List(colInvites)
-		if err != nil {
-			return err
-		}
-		for _, it := range invites {
-			var inv Invite
-			if decodeItem(it, &inv) != nil || !now.Before(inv.ExpiresAt) {
-				if err := tx.Delete(colInvites, it.ID); err != nil {
+			if now.Sub(sess.LastSeen) >= SessionIdleTimeout || now.Sub(sess.CreatedAt) >= SessionMaxAge {
+				if err := deleteSession(tx, it.ID, &sess); err != nil {
 					return err
 				}
+				continue
+			}
+			_, err := tx.Get(colSessionsOf(sess.OrgID, sess.MemberID), it.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				if err := indexSession(tx, &sess, it.ID); err != nil {
+					return err
+				}
+			case err != nil:
+				return err
 			}
 		}
-		return nil
+		return sweepInvites(tx, now)
 	})
-}
-
-// sessionPrincipalPrefix starts the ID of every login session's principal,
-// which no key ID can (they start with "key_").
-const sessionPrincipalPrefix = "session_"
-
-// readOnlyMember is what a member without write rights is told: about their
-// role, since they hold no key.
-var readOnlyMember = apierror.Forbidden("Your role (Member) is read-only; ask an owner or admin of your organization")
-
-// readOnly returns the refusal of a write for caller.
-func readOnly(caller *apikey.Record) error {
-	if strings.HasPrefix(caller.ID, sessionPrincipalPrefix) {
-		return readOnlyMember
-	}
-	return apierror.ReadOnlyKey
-}
-
-// Principal is the key-shaped caller a login session acts as, so that the
-// dashboard goes through exactly the same services and checks as the API:
-// an organization-wide admin principal, with WRITE for owners and admins
-// and READ only for members.
-func Principal(sess *LoginSession, m *Member) *apikey.Record {
-	perms := apikey.AllPermissions
-	if m.Role == RoleMember {
-		perms, _ = apikey.ParsePermissions([]string{"READ"})
-	}
-	return &apikey.Record{
-		ID: sessionPrincipalPrefix + m.ID, OrgID: sess.OrgID, Type: apikey.Admin,
-		Permissions: perms, Name: "dashboard session of " + m.Email, OwnerID: m.ID,
-		CreatedAt: sess.CreatedAt,
-	}
 }

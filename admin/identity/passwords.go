@@ -1,4 +1,4 @@
-package admin
+package identity
 
 import (
 	"crypto/rand"
@@ -30,8 +30,8 @@ const (
 	MaxPasswordLen = 256
 )
 
-// checkPassword applies the password policy.
-func checkPassword(p string) error {
+// CheckPassword applies the password policy.
+func CheckPassword(p string) error {
 	n := utf8.RuneCountInString(p)
 	switch {
 	case !utf8.ValidString(p):
@@ -46,8 +46,8 @@ func checkPassword(p string) error {
 	return nil
 }
 
-// hashPassword returns the PHC-encoded argon2id hash of p.
-func hashPassword(p string) (string, error) {
+// HashPassword returns the PHC-encoded argon2id hash of p.
+func HashPassword(p string) (string, error) {
 	salt := make([]byte, saltLen)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
@@ -87,10 +87,10 @@ func verifyPassword(p, encoded string) bool {
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 
-// dummyHash is verified against when an account does not exist, so that a
-// failed login takes as long whether or not the address is known.
+// dummyHash is verified against when there is no password to check, so
+// that every answer takes as long whether or not an address has one.
 var dummyHash = sync.OnceValue(func() string {
-	h, err := hashPassword("flagbridge-no-such-account")
+	h, err := HashPassword("flagbridge-no-such-account")
 	if err != nil {
 		panic(err)
 	}

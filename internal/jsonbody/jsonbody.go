@@ -1,4 +1,7 @@
-package api
+// Package jsonbody reads JSON request bodies, strictly and once, for every
+// front door: one JSON object, no unknown field, nothing after it, within a
+// size bound, with an error that names the problem.
+package jsonbody
 
 import (
 	"bytes"
@@ -12,17 +15,18 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 )
 
-// decodeJSON reads a JSON object body into dst, refusing unknown fields,
-// wrong types, trailing data and bodies over MaxBodyBytes with a message that
-// names the problem. An empty body is allowed only if optional.
-func decodeJSON(r *http.Request, dst any, optional bool) error {
-	return decodeJSONWith(r, dst, optional, nil)
+// Decode reads a JSON object body of at most limit bytes into dst, refusing
+// unknown fields, wrong types, trailing data and larger bodies with a
+// message that names the problem. An empty body is allowed only if
+// optional.
+func Decode(r *http.Request, dst any, limit int64, optional bool) error {
+	return DecodeWith(r, dst, limit, optional, nil)
 }
 
-// decodeJSONWith is decodeJSON where a field of the wrong type gets the
-// answer fieldErrors gives for it, if any.
-func decodeJSONWith(r *http.Request, dst any, optional bool, fieldErrors map[string]*apierror.Error) error {
-	body, err := readBody(r, MaxBodyBytes)
+// DecodeWith is Decode where a field of the wrong type gets the answer
+// fieldErrors gives for it, if any.
+func DecodeWith(r *http.Request, dst any, limit int64, optional bool, fieldErrors map[string]*apierror.Error) error {
+	body, err := Read(r, limit)
 	if err != nil {
 		return err
 	}
@@ -32,7 +36,7 @@ func decodeJSONWith(r *http.Request, dst any, optional bool, fieldErrors map[str
 		}
 		return apierror.Invalid("request body is required (a JSON object)")
 	}
-	err = decodeStrict(body, dst)
+	err = Strict(body, dst)
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		if e, ok := fieldErrors[typ.Field]; ok {
@@ -48,8 +52,8 @@ func decodeJSONWith(r *http.Request, dst any, optional bool, fieldErrors map[str
 	return err
 }
 
-// readBody reads a request body of at most limit bytes.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// Read reads a request body of at most limit bytes.
+func Read(r *http.Request, limit int64) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= limit {
 		// The usual case: one allocation of the announced size, instead of
 		// io.ReadAll's growing buffer.
@@ -69,9 +73,10 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-// decodeStrict decodes one JSON value into dst, refusing unknown fields and
-// trailing data. A decoding error is returned as encoding/json gave it.
-func decodeStrict(body []byte, dst any) error {
+// Strict decodes one JSON value into dst, refusing unknown fields and
+// trailing data. A decoding error is returned as encoding/json gave it (the
+// caller may answer for a field), trailing data as an *apierror.Error.
+func Strict(body []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {

@@ -2,20 +2,16 @@ package admin
 
 import (
 	"context"
-	"strings"
-	"time"
 
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/internal/input"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/store"
 )
-
-// Organization owns projects and the keys that manage them.
-type Organization struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-}
 
 // BootstrapInput asks for a deployment's first organization-wide admin key.
 type BootstrapInput struct {
@@ -41,25 +37,27 @@ type BootstrapInput struct {
 
 // BootstrapResult is what bootstrapping made. Key is shown once.
 type BootstrapResult struct {
-	Organization Organization   `json:"organization"`
-	Owner        Member         `json:"owner"`
-	Record       *apikey.Record `json:"-"`
-	Key          string         `json:"key"`
-	Created      bool           `json:"organization_created"`
+	Organization tenancy.Organization `json:"organization"`
+	Owner        identity.Member      `json:"owner"`
+	Record       *apikey.Record       `json:"-"`
+	// Principal is the new key's.
+	Principal *authz.Principal `json:"-"`
+	Key       string           `json:"key"`
+	Created   bool             `json:"organization_created"`
 }
 
 // Bootstrap gives a new deployment its first organization and an
 // organization-wide admin key. It is for operators with access to the
 // storage (the CLI, or Caddy's local admin endpoint), so it takes no
-// caller. Once an organization exists it refuses unless asked explicitly
+// principal. Once an organization exists it refuses unless asked explicitly
 // for another key (NewKey) or another organization (NewOrg), so that running
 // it twice by accident does not mint keys nobody knows about.
 func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapResult, error) {
-	orgName, err := cleanName("org_name", in.OrgName, "Default", false)
+	orgName, err := input.Name("org_name", in.OrgName, "Default", false)
 	if err != nil {
 		return nil, err
 	}
-	keyName, err := cleanName("key_name", in.KeyName, "bootstrap", false)
+	keyName, err := input.Name("key_name", in.KeyName, "bootstrap", false)
 	if err != nil {
 		return nil, err
 	}
@@ -68,17 +66,17 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 	}
 	var passwordHash string
 	if in.OwnerPassword != "" {
-		if err := checkPassword(in.OwnerPassword); err != nil {
+		if err := identity.CheckPassword(in.OwnerPassword); err != nil {
 			return nil, err
 		}
-		if passwordHash, err = hashPassword(in.OwnerPassword); err != nil {
+		if passwordHash, err = identity.HashPassword(in.OwnerPassword); err != nil {
 			return nil, err
 		}
 	}
 	var out *BootstrapResult
-	err = s.update(ctx, func(tx store.Writer) error {
+	err = s.env.Update(ctx, func(tx store.Writer) error {
 		out = &BootstrapResult{}
-		orgs, err := listJSON[Organization](tx, colOrgs)
+		orgs, err := tenancy.Organizations(tx)
 		if err != nil {
 			return err
 		}
@@ -89,7 +87,7 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 				return err
 			}
 			out.Organization = org
-			owner, err := pickOwner(tx, org.ID, in.OwnerEmail)
+			owner, err := identity.PickOwner(tx, org.ID, in.OwnerEmail)
 			if err != nil {
 				return err
 			}
@@ -97,11 +95,11 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 		case len(orgs) > 0 && !in.NewOrg:
 			return apierror.Conflict("FlagBridge is already bootstrapped (organization %s exists); ask for another organization-wide key with --new-key", orgs[0].ID)
 		default:
-			email, err := cleanEmail("owner_email", in.OwnerEmail)
+			email, err := input.Email("owner_email", in.OwnerEmail)
 			if err != nil {
 				return err
 			}
-			name, err := cleanName("owner_name", in.OwnerName, "", true)
+			name, err := input.Name("owner_name", in.OwnerName, "", true)
 			if err != nil {
 				return err
 			}
@@ -109,81 +107,51 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 			if err != nil {
 				return err
 			}
-			out.Organization = Organization{ID: id, Name: orgName, CreatedAt: s.timestamp()}
+			out.Organization = tenancy.Organization{ID: id, Name: orgName, CreatedAt: s.env.Timestamp()}
 			out.Created = true
-			if err := putJSON(tx, colOrgs, id, out.Organization); err != nil {
+			if err := tenancy.PutOrganization(tx, out.Organization); err != nil {
 				return err
 			}
-			owner, err := s.addMember(tx, id, email, name, RoleOwner)
+			owner, err := s.Identity.AddMember(tx, id, email, name, authz.RoleOwner)
 			if err != nil {
 				return err
 			}
 			out.Owner = *owner
 		}
-		rec, secret, err := s.newKey(keySpec{
-			org: out.Organization.ID, typ: apikey.Admin, perms: apikey.AllPermissions, name: keyName,
-			owner: out.Owner.ID,
+		rec, secret, err := s.Keys.Mint(tx, keys.Spec{
+			Scope: authz.Organization(out.Organization.ID), Type: apikey.Admin,
+			Permissions: apikey.AllPermissions, Name: keyName, Owner: out.Owner.ID,
 		})
 		if err != nil {
 			return err
 		}
 		out.Record, out.Key = rec, secret
 		if passwordHash != "" {
-			var acct Account
-			key := strings.ToLower(out.Owner.Email)
-			if _, err := getJSON(tx, colAccounts, key, &acct); err != nil {
-				return err
-			}
-			acct.PasswordHash = passwordHash
-			if err := putJSON(tx, colAccounts, key, acct); err != nil {
-				return err
-			}
+			return s.Identity.SetPasswordHash(tx, out.Owner.Email, passwordHash)
 		}
-		return s.putKey(tx, rec)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	out.Principal = authz.ForKey(out.Record)
 	return out, nil
 }
 
-func pickOrg(orgs []Organization, id string) (Organization, error) {
+func pickOrg(orgs []tenancy.Organization, id string) (tenancy.Organization, error) {
 	if id != "" {
 		for _, o := range orgs {
 			if o.ID == id {
 				return o, nil
 			}
 		}
-		return Organization{}, apierror.NotFound("organization %q not found", id)
+		return tenancy.Organization{}, apierror.NotFound("organization %q not found", id)
 	}
 	switch len(orgs) {
 	case 0:
-		return Organization{}, apierror.Conflict("FlagBridge is not bootstrapped yet; run bootstrap without --new-key first")
+		return tenancy.Organization{}, apierror.Conflict("FlagBridge is not bootstrapped yet; run bootstrap without --new-key first")
 	case 1:
 		return orgs[0], nil
 	}
-	return Organization{}, apierror.Invalid("there are %d organizations; name one with --org", len(orgs))
-}
-
-// pickOwner finds the member who owns a key minted for an existing
-// organization: the one with the given address, or the first owner.
-func pickOwner(r store.Reader, org, email string) (*Member, error) {
-	members, err := listJSON[Member](r, colMembers(org))
-	if err != nil {
-		return nil, err
-	}
-	sortBy(members, func(a, b *Member) bool { return a.CreatedAt.Before(b.CreatedAt) })
-	for i := range members {
-		m := &members[i]
-		if email != "" && strings.EqualFold(m.Email, strings.TrimSpace(email)) {
-			return m, nil
-		}
-		if email == "" && m.Role == RoleOwner {
-			return m, nil
-		}
-	}
-	if email != "" {
-		return nil, apierror.NotFound("no member with the e-mail address %q in organization %s", email, org)
-	}
-	return nil, apierror.Conflict("organization %s has no owner", org)
+	return tenancy.Organization{}, apierror.Invalid("there are %d organizations; name one with --org", len(orgs))
 }

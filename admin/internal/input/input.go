@@ -1,4 +1,6 @@
-package admin
+// Package input checks the identifiers and names people give the admin
+// services, so that every noun refuses bad input with the same words.
+package input
 
 import (
 	"strings"
@@ -8,9 +10,9 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 )
 
-// validSlug checks a project or environment identifier: it appears in URLs,
-// so it is kept to lower-case letters, digits and inner hyphens.
-func validSlug(field, s string) error {
+// Slug checks a project or environment identifier: it appears in URLs, so
+// it is kept to lower-case letters, digits and inner hyphens.
+func Slug(field, s string) error {
 	if s == "" {
 		return apierror.Invalid("%s is required", field)
 	}
@@ -27,8 +29,9 @@ func validSlug(field, s string) error {
 	return nil
 }
 
-// cleanName trims a display name and checks it; an empty name takes def.
-func cleanName(field, s, def string, required bool) (string, error) {
+// Name trims a display name and checks it; an empty name takes def, or is
+// refused if required.
+func Name(field, s, def string, required bool) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		if required {
@@ -46,6 +49,20 @@ func cleanName(field, s, def string, required bool) (string, error) {
 		if unicode.IsControl(r) {
 			return "", apierror.Invalid("%s must not contain control characters", field)
 		}
+	}
+	return s, nil
+}
+
+// Email checks an e-mail address loosely (something@domain, no spaces) and
+// returns it trimmed; its lower-cased form is its identity.
+func Email(field, s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", apierror.Invalid("%s is required", field)
+	}
+	at := strings.LastIndexByte(s, '@')
+	if len(s) > 254 || at < 1 || at == len(s)-1 || strings.ContainsAny(s, " \t\r\n<>,;\"") || !strings.Contains(s[at:], ".") {
+		return "", apierror.Invalid("%s %q is not an e-mail address", field, s)
 	}
 	return s, nil
 }

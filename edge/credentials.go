@@ -3,7 +3,27 @@ package edge
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 )
+
+// The credentials the guard reads. Each is in one place: here.
+const (
+	// HeaderAPIKey carries a key for clients that cannot set Authorization
+	// (OpenFeature's OFREP providers can send it), in canonical form.
+	HeaderAPIKey = "X-Api-Key"
+	// SessionCookie carries a dashboard login session. The __Host- prefix
+	// makes browsers refuse it unless it is Secure, for the whole host and
+	// set by it.
+	SessionCookie = "__Host-flagbridge_session"
+	// HeaderCSRF carries the session's CSRF token on every change.
+	HeaderCSRF = "X-CSRF-Token"
+)
+
+// CredentialHeaders are the request headers that can carry a credential
+// the guard accepts, in canonical form. The guard removes the key headers
+// before the next handler (unless told to keep them), and they must never
+// be logged.
+var CredentialHeaders = []string{"Authorization", HeaderAPIKey, "Cookie"}
 
 var (
 	errNoCredentials  = errors.New("no Authorization header")
@@ -11,10 +31,10 @@ var (
 )
 
 // Credentials extracts the key a request presents: "Authorization: Bearer
-// <key>", or "X-API-Key: <key>" (which OpenFeature's OFREP providers can
-// send instead). A request carrying both is malformed rather than guessed at.
+// <key>", or "X-API-Key: <key>". A request carrying both is malformed rather
+// than guessed at.
 func Credentials(h http.Header) (string, error) {
-	auth, apiKey := h["Authorization"], h["X-Api-Key"]
+	auth, apiKey := h["Authorization"], h[HeaderAPIKey]
 	switch {
 	case len(auth) > 0 && len(apiKey) > 0:
 		return "", errBadCredentials
@@ -82,4 +102,33 @@ func tokenChars(s string) bool {
 		}
 	}
 	return true
+}
+
+// SessionToken returns the request's dashboard session token, or "".
+func SessionToken(r *http.Request) string {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// ClientKey is the name under which a client address is rate limited: the
+// address itself for IPv4, its /64 network for IPv6, since one customer
+// line commonly gets a whole /64 and would otherwise get a fresh bucket per
+// address. Something that is no address is used as it is.
+func ClientKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	prefix, err := addr.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return prefix.String()
 }

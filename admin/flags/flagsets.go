@@ -1,4 +1,6 @@
-package admin
+// Package flags holds each environment's flag set (a flagd document with a
+// version) and the testing sessions that pin flag values for one CI run.
+package flags
 
 import (
 	"bytes"
@@ -8,18 +10,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/internal/docs"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluator"
 	"github.com/flagbridge/flagbridge/store"
 )
-
-// TopicFlags is the change-feed topic on which a changed flag set is
-// published, as "<org>/<project>/<environment>".
-const TopicFlags = "flags"
-
-// colFlagSets holds a project's flag sets, one document per environment.
-func colFlagSets(org, project string) string { return "flag-sets/" + org + "/" + project }
 
 // FlagSet is the flag set of one environment: a flagd document and the
 // version that every write increments.
@@ -34,22 +32,38 @@ type FlagSet struct {
 // emptyFlagSet is what an environment holds before its first write.
 var emptyFlagSet = []byte(`{"flags":{}}`)
 
-// FlagSetRef names a flag set.
-type FlagSetRef struct {
+// Ref names a flag set: an environment of a project of an organization.
+type Ref struct {
 	OrgID, Project, Environment string
 }
 
 // String is the change-feed payload naming the set.
-func (r FlagSetRef) String() string { return r.OrgID + "/" + r.Project + "/" + r.Environment }
+func (r Ref) String() string { return r.OrgID + "/" + r.Project + "/" + r.Environment }
+
+// Scope is the environment the set belongs to.
+func (r Ref) Scope() authz.Scope { return authz.Environment(r.OrgID, r.Project, r.Environment) }
+
+// Service manages flag sets and testing sessions.
+type Service struct {
+	env *docs.Env
+}
+
+// New returns the service over env.
+func New(env *docs.Env) *Service { return &Service{env: env} }
+
+// onFlags is the need of reading or writing an environment's flags.
+func onFlags(ref Ref, perm apikey.Permission) authz.Need {
+	return authz.Need{Type: apikey.Admin, Permission: perm, Target: ref.Scope()}
+}
 
 // ReadFlagSet returns the stored flag set of an environment, for the
-// evaluation side (which has authorized the caller already); an environment
-// never written holds an empty set at version 0, and a missing project or
-// environment is NOT_FOUND.
-func (s *Service) ReadFlagSet(ctx context.Context, ref FlagSetRef) (*FlagSet, error) {
+// evaluation side, which has authorized the caller for ref already; an
+// environment never written holds an empty set at version 0, and a missing
+// project or environment is NOT_FOUND.
+func (s *Service) ReadFlagSet(ctx context.Context, ref Ref) (*FlagSet, error) {
 	var out *FlagSet
-	err := s.view(ctx, func(r store.Reader) error {
-		if err := environmentExists(r, ref); err != nil {
+	err := s.env.View(ctx, func(r store.Reader) error {
+		if err := tenancy.EnvironmentExists(r, ref.OrgID, ref.Project, ref.Environment); err != nil {
 			return err
 		}
 		var err error
@@ -59,25 +73,9 @@ func (s *Service) ReadFlagSet(ctx context.Context, ref FlagSetRef) (*FlagSet, er
 	return out, err
 }
 
-func environmentExists(r store.Reader, ref FlagSetRef) error {
-	var p Project
-	if err := mustGetProject(r, ref.OrgID, ref.Project, &p); err != nil {
-		return err
-	}
-	var e Environment
-	found, err := getJSON(r, colEnvironments(ref.OrgID, ref.Project), ref.Environment, &e)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return apierror.NotFound("project %q has no environment %q", ref.Project, ref.Environment)
-	}
-	return nil
-}
-
-func readFlagSet(r store.Reader, ref FlagSetRef) (*FlagSet, error) {
+func readFlagSet(r store.Reader, ref Ref) (*FlagSet, error) {
 	var fs FlagSet
-	found, err := getJSON(r, colFlagSets(ref.OrgID, ref.Project), ref.Environment, &fs)
+	found, err := docs.Get(r, colFlagSets(ref.OrgID, ref.Project), ref.Environment, &fs)
 	if err != nil {
 		return nil, err
 	}
@@ -87,28 +85,13 @@ func readFlagSet(r store.Reader, ref FlagSetRef) (*FlagSet, error) {
 	return &fs, nil
 }
 
-// flagSetScope checks the caller and that the environment exists, inside a
-// transaction.
-func flagSetScope(r store.Reader, caller *apikey.Record, project, env string) (FlagSetRef, error) {
-	ref := FlagSetRef{OrgID: caller.OrgID, Project: project, Environment: env}
-	return ref, environmentExists(r, ref)
-}
-
 // GetFlagSet returns an environment's flag set.
-func (s *Service) GetFlagSet(ctx context.Context, caller *apikey.Record, project, env string) (*FlagSet, error) {
-	if err := authorize(caller, readAccess, project); err != nil {
+func (s *Service) GetFlagSet(ctx context.Context, p *authz.Principal, project, env string) (*FlagSet, error) {
+	ref := Ref{p.Org(), project, env}
+	if err := authz.Permits(p, onFlags(ref, apikey.Read)); err != nil {
 		return nil, err
 	}
-	var out *FlagSet
-	err := s.view(ctx, func(r store.Reader) error {
-		ref, err := flagSetScope(r, caller, project, env)
-		if err != nil {
-			return err
-		}
-		out, err = readFlagSet(r, ref)
-		return err
-	})
-	return out, err
+	return s.ReadFlagSet(ctx, ref)
 }
 
 // Precondition is an optional If-Match: the version the caller last saw.
@@ -119,7 +102,6 @@ type Precondition struct {
 	Set     bool
 }
 
-// ErrVersionMismatch is the 412 a failed precondition gets.
 func versionMismatch(want, have int64) error {
 	return apierror.New(412, apierror.CodePreconditionFailed,
 		fmt.Sprintf("the flag set is at version %d, not %d; fetch it again and retry", have, want))
@@ -128,22 +110,23 @@ func versionMismatch(want, have int64) error {
 // PutFlagSet replaces an environment's whole flag set with a flagd document.
 // An invalid document is refused whole, with the evaluator's message naming
 // the flag and the problem; nothing is half-applied.
-func (s *Service) PutFlagSet(ctx context.Context, caller *apikey.Record, project, env string, doc []byte, pre Precondition) (*FlagSet, error) {
-	if err := authorize(caller, writeAccess, project); err != nil {
+func (s *Service) PutFlagSet(ctx context.Context, p *authz.Principal, project, env string, doc []byte, pre Precondition) (*FlagSet, error) {
+	ref := Ref{p.Org(), project, env}
+	if err := authz.Permits(p, onFlags(ref, apikey.Write)); err != nil {
 		return nil, err
 	}
 	compiled, err := compileFlags(doc)
 	if err != nil {
 		return nil, err
 	}
-	return s.writeFlagSet(ctx, caller, project, env, pre, func(*FlagSet) ([]byte, error) {
+	return s.writeFlagSet(ctx, ref, pre, func(*FlagSet) ([]byte, error) {
 		return compiled.Document(), nil
 	})
 }
 
 // GetFlag returns one flag's definition and the version of its set.
-func (s *Service) GetFlag(ctx context.Context, caller *apikey.Record, project, env, key string) (json.RawMessage, int64, error) {
-	fs, err := s.GetFlagSet(ctx, caller, project, env)
+func (s *Service) GetFlag(ctx context.Context, p *authz.Principal, project, env, key string) (json.RawMessage, int64, error) {
+	fs, err := s.GetFlagSet(ctx, p, project, env)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -161,8 +144,9 @@ func (s *Service) GetFlag(ctx context.Context, caller *apikey.Record, project, e
 // PutFlag creates or replaces one flag. The whole set is compiled with the
 // change, so a flag that breaks the set (a $ref to a missing evaluator, say)
 // is refused. created reports whether the flag is new.
-func (s *Service) PutFlag(ctx context.Context, caller *apikey.Record, project, env, key string, def json.RawMessage, pre Precondition) (fs *FlagSet, created bool, err error) {
-	if err := authorize(caller, writeAccess, project); err != nil {
+func (s *Service) PutFlag(ctx context.Context, p *authz.Principal, project, env, key string, def json.RawMessage, pre Precondition) (fs *FlagSet, created bool, err error) {
+	ref := Ref{p.Org(), project, env}
+	if err := authz.Permits(p, onFlags(ref, apikey.Write)); err != nil {
 		return nil, false, err
 	}
 	if key == "" {
@@ -171,7 +155,7 @@ func (s *Service) PutFlag(ctx context.Context, caller *apikey.Record, project, e
 	if !json.Valid(def) || len(bytes.TrimSpace(def)) == 0 || bytes.TrimSpace(def)[0] != '{' {
 		return nil, false, apierror.Invalid("flag %q: the definition must be a JSON object", key)
 	}
-	fs, err = s.writeFlagSet(ctx, caller, project, env, pre, func(cur *FlagSet) ([]byte, error) {
+	fs, err = s.writeFlagSet(ctx, ref, pre, func(cur *FlagSet) ([]byte, error) {
 		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
 			_, exists := flags[key]
 			created = !exists
@@ -183,11 +167,12 @@ func (s *Service) PutFlag(ctx context.Context, caller *apikey.Record, project, e
 }
 
 // DeleteFlag removes one flag.
-func (s *Service) DeleteFlag(ctx context.Context, caller *apikey.Record, project, env, key string, pre Precondition) (*FlagSet, error) {
-	if err := authorize(caller, writeAccess, project); err != nil {
+func (s *Service) DeleteFlag(ctx context.Context, p *authz.Principal, project, env, key string, pre Precondition) (*FlagSet, error) {
+	ref := Ref{p.Org(), project, env}
+	if err := authz.Permits(p, onFlags(ref, apikey.Write)); err != nil {
 		return nil, err
 	}
-	return s.writeFlagSet(ctx, caller, project, env, pre, func(cur *FlagSet) ([]byte, error) {
+	return s.writeFlagSet(ctx, ref, pre, func(cur *FlagSet) ([]byte, error) {
 		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
 			if _, ok := flags[key]; !ok {
 				return flagNotFound(key, env)
@@ -198,15 +183,15 @@ func (s *Service) DeleteFlag(ctx context.Context, caller *apikey.Record, project
 	})
 }
 
-// writeFlagSet is the one write path of flag sets: in a transaction, check
-// the scope and precondition, build the new document from the current one,
+// writeFlagSet is the one write path of flag sets, for a caller already
+// authorized for ref: in a transaction, check that the environment exists
+// and the precondition, build the new document from the current one,
 // compile it, bump the version and announce the change.
-func (s *Service) writeFlagSet(ctx context.Context, caller *apikey.Record, project, env string, pre Precondition,
+func (s *Service) writeFlagSet(ctx context.Context, ref Ref, pre Precondition,
 	build func(cur *FlagSet) ([]byte, error)) (*FlagSet, error) {
 	var out *FlagSet
-	err := s.update(ctx, func(tx store.Writer) error {
-		ref, err := flagSetScope(tx, caller, project, env)
-		if err != nil {
+	err := s.env.Update(ctx, func(tx store.Writer) error {
+		if err := tenancy.EnvironmentExists(tx, ref.OrgID, ref.Project, ref.Environment); err != nil {
 			return err
 		}
 		cur, err := readFlagSet(tx, ref)
@@ -224,17 +209,41 @@ func (s *Service) writeFlagSet(ctx context.Context, caller *apikey.Record, proje
 		if err != nil {
 			return err
 		}
-		out = &FlagSet{Version: cur.Version + 1, UpdatedAt: s.timestamp(), Document: compiled.Document()}
-		if err := putJSON(tx, colFlagSets(ref.OrgID, ref.Project), ref.Environment, out); err != nil {
+		out = &FlagSet{Version: cur.Version + 1, UpdatedAt: s.env.Timestamp(), Document: compiled.Document()}
+		if err := docs.Put(tx, colFlagSets(ref.OrgID, ref.Project), ref.Environment, out); err != nil {
 			return err
 		}
-		tx.Publish(TopicFlags, []byte(ref.String()))
+		tx.Publish(Topic, []byte(ref.String()))
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// DeleteProject removes, inside a transaction, the flag sets and testing
+// sessions of a project being deleted, and tells every instance to drop
+// the sets of its environments.
+func (s *Service) DeleteProject(tx store.Writer, org, slug string, envs []tenancy.Environment) error {
+	for _, e := range envs {
+		tx.Publish(Topic, []byte(Ref{org, slug, e.Slug}.String()))
+	}
+	if err := tx.DeleteCollection(colFlagSets(org, slug)); err != nil {
+		return err
+	}
+	all, err := docs.List[TestingSession](tx, colSessions(org))
+	if err != nil {
+		return err
+	}
+	for _, ts := range all {
+		if ts.Project == slug {
+			if err := tx.Delete(colSessions(org), ts.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // compileFlags validates a document with the evaluator, turning its

@@ -1,0 +1,20 @@
+package flags
+
+// The collections of flags (see package store):
+//
+//	flag-sets/<org>/<project>   environment slug -> FlagSet
+//	testing-sessions/<org>      session id -> TestingSession
+//
+// A written flag set publishes its [Ref] on topic [Topic], which every
+// instance's flag-set registry listens to.
+func colFlagSets(org, project string) string { return "flag-sets/" + org + "/" + project }
+
+func colSessions(org string) string { return "testing-sessions/" + org }
+
+// colLegacySessions held every organization's sessions in one collection,
+// before they were kept per organization; the sweep deletes what is left.
+const colLegacySessions = "testing-sessions"
+
+// Topic is the change-feed topic on which a changed flag set is published,
+// as "<org>/<project>/<environment>".
+const Topic = "flags"

@@ -1,0 +1,98 @@
+package authz
+
+import (
+	"time"
+
+	"github.com/flagbridge/flagbridge/apikey"
+)
+
+// Kind is what authenticated a principal.
+type Kind uint8
+
+// The kinds of principal.
+const (
+	// KeyPrincipal is an API key.
+	KeyPrincipal Kind = iota + 1
+	// MemberPrincipal is a member logged in to the dashboard.
+	MemberPrincipal
+)
+
+// Principal is who makes a request: what it may do (Type, Permissions),
+// where (Scope) and until when. It is immutable once built; the edge builds
+// one per cached key, not per request.
+type Principal struct {
+	Kind Kind
+	// ID is the key's id, or the member's.
+	ID string
+	// Type is the key's type; a member acts as an admin key would.
+	Type        apikey.Type
+	Permissions apikey.Permissions
+	Scope       Scope
+	// ExpiresAt is when a key stops working; nil for keys without expiry
+	// and for members.
+	ExpiresAt *time.Time
+	// Member is the member the principal acts for: a key's owner, or the
+	// logged-in member.
+	Member string
+	// Role is the member's role. It is known for a logged-in member; for a
+	// key, the service that needs it reads the owner and uses [WithRole].
+	Role Role
+	// Key is the key's record, for a key.
+	Key *apikey.Record
+}
+
+// ForKey returns the principal of an API key. The record must not change
+// afterwards: the principal shares it.
+func ForKey(rec *apikey.Record) *Principal {
+	return &Principal{
+		Kind:        KeyPrincipal,
+		ID:          rec.ID,
+		Type:        rec.Type,
+		Permissions: rec.Permissions,
+		Scope: Scope{
+			Org: rec.OrgID, Project: rec.Project, Environment: rec.Environment, Resources: rec.Resources,
+		},
+		ExpiresAt: rec.ExpiresAt,
+		Member:    rec.OwnerID,
+		Key:       rec,
+	}
+}
+
+// ForMember returns the principal of a member logged in to the dashboard:
+// organization-wide and admin-typed, with WRITE for owners and admins and
+// READ only for members, so that the dashboard goes through exactly the
+// checks an API key does.
+func ForMember(org, member string, role Role) *Principal {
+	perms := apikey.AllPermissions
+	if !role.AtLeast(RoleAdmin) {
+		perms, _ = apikey.ParsePermissions([]string{string(apikey.Read)})
+	}
+	return &Principal{
+		Kind:        MemberPrincipal,
+		ID:          member,
+		Type:        apikey.Admin,
+		Permissions: perms,
+		Scope:       Organization(org),
+		Member:      member,
+		Role:        role,
+	}
+}
+
+// Org is the principal's organization.
+func (p *Principal) Org() string { return p.Scope.Org }
+
+// WithRole returns a copy of p acting with role, for a key whose owner's
+// role a service has just read.
+func (p *Principal) WithRole(role Role) *Principal {
+	c := *p
+	c.Role = role
+	return &c
+}
+
+// subject names the principal in messages.
+func (p *Principal) subject() string {
+	if p.Kind == MemberPrincipal {
+		return "Your session"
+	}
+	return "This key"
+}
