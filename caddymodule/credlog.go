@@ -63,6 +63,9 @@ func carriesUnredactedKey(h http.Header) bool {
 	return false
 }
 
+// varLogsTaken marks a request whose log entries a flagbridge_auth writes.
+const varLogsTaken = "flagbridge.logs_taken"
+
 // credLog holds what writing a request's log entries in Caddy's stead
 // needs: the http app's access and error loggers, and each server's
 // compiled error routes.
@@ -70,6 +73,10 @@ type credLog struct {
 	access *zap.Logger // "http.log.access", as the server's accessLogger
 	errors *zap.Logger // "http.log.error", as the server's errorLogger
 	routes sync.Map    // *caddyhttp.Server -> caddyhttp.Handler
+	// nearerErrorRoutes is set when flagbridge_auth is inside a subroute
+	// that has error routes of its own (JSON config only): those take the
+	// handlers' errors before the server does.
+	nearerErrorRoutes bool
 }
 
 // newCredLog takes the http app's loggers: caddy.Context.Logger with a
@@ -79,13 +86,20 @@ type credLog struct {
 // counts.
 func newCredLog(ctx caddy.Context) *credLog {
 	base := ctx.Logger(new(caddyhttp.App))
-	return &credLog{access: base.Named("log.access"), errors: base.Named("log.error")}
+	l := &credLog{access: base.Named("log.access"), errors: base.Named("log.error")}
+	for _, m := range ctx.Modules() { // the modules being provisioned, the http app first
+		if sr, ok := m.(*caddyhttp.Subroute); ok && sr.Errors != nil && len(sr.Errors.Routes) > 0 {
+			l.nearerErrorRoutes = true
+		}
+	}
+	return l
 }
 
 // serveKeyOutOfLogs runs the guard (and the handlers after it) for a
 // request that carriesUnredactedKey, writing the request's access and error
 // log entries itself with the key redacted, and leaving none to Caddy. It
-// returns nil: a handler error has been handled, as Caddy would have.
+// returns nil: a handler error has been handled, as Caddy would have (but
+// see handled).
 func (a *Auth) serveKeyOutOfLogs(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil || srv.Logs != nil && srv.Logs.ShouldLogCredentials {
@@ -96,6 +110,13 @@ func (a *Auth) serveKeyOutOfLogs(w http.ResponseWriter, r *http.Request, next ca
 	}
 	l := a.logs
 	ctx := r.Context()
+	if taken, _ := caddyhttp.GetVar(ctx, varLogsTaken).(bool); taken {
+		// A flagbridge_auth before this one (with keep_credentials) has
+		// taken the request's entries: it writes them when the request is
+		// done, and handles the errors that reach it.
+		return a.serveGuard(w, r, next)
+	}
+	caddyhttp.SetVar(ctx, varLogsTaken, true)
 	start, ok := caddyhttp.GetVar(ctx, "start_time").(time.Time) // set as the server took the request
 	if !ok {
 		start = time.Now()
@@ -121,15 +142,30 @@ func (a *Auth) serveKeyOutOfLogs(w http.ResponseWriter, r *http.Request, next ca
 		defer func() { l.logAccess(srv, r, logged, rec, body, duration) }()
 		err := a.serveGuard(w, r, next)
 		duration = time.Since(start)
-		if err != nil {
-			l.handleError(srv, w, r, logged, err, duration)
-		}
-		return nil
+		return l.handled(srv, w, r, logged, err, duration)
 	}
 	err := a.serveGuard(w, r, next)
-	if err != nil {
-		l.handleError(srv, w, r, logged, err, time.Since(start))
+	return l.handled(srv, w, r, logged, err, time.Since(start))
+}
+
+// handled handles a handler error as Caddy's server would, and returns nil,
+// unless error routes nearer than the server's take the error: a
+// subroute's own (JSON config only), or the server's error routes
+// themselves, when flagbridge_auth runs inside them (a second pass through
+// them would be Caddy's "error handling handler error", and with
+// keep_credentials a loop). The error then goes on as before: the client
+// gets the same answer, and Caddy logs nothing unless those error routes
+// fail too (then with the key, as the request arrived). The access entry
+// is still FlagBridge's, with the status and size written when
+// flagbridge_auth returned, before those error routes ran.
+func (l *credLog) handled(srv *caddyhttp.Server, w http.ResponseWriter, r *http.Request, logged *http.Request, err error, duration time.Duration) error {
+	if err == nil {
+		return nil
 	}
+	if l.nearerErrorRoutes || r.Context().Value(caddyhttp.ErrorCtxKey) != nil {
+		return err
+	}
+	l.handleError(srv, w, r, logged, err, duration)
 	return nil
 }
 
