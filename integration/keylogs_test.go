@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -512,11 +513,16 @@ func sameEntry(t *testing.T, what string, caddys, ours logEntry) {
 			}
 			e[k] = "(varies)"
 		}
-		if id, ok := e["err_id"]; ok {
-			if id == "" {
-				t.Errorf("%s: empty err_id", what)
+		for _, m := range []logEntry{e, asEntry(e["first_error"])} {
+			if id, ok := m["err_id"]; ok {
+				if id == "" {
+					t.Errorf("%s: empty err_id", what)
+				}
+				m["err_id"] = "(varies)"
 			}
-			e["err_id"] = "(varies)"
+		}
+		if msg, ok := e["error"].(string); ok {
+			e["error"] = errorID.ReplaceAllString(msg, "{id=(varies)}")
 		}
 		if rh, ok := e["resp_headers"].(map[string]any); ok {
 			for k := range rh {
@@ -531,6 +537,14 @@ func sameEntry(t *testing.T, what string, caddys, ours logEntry) {
 		jx, _ := json.MarshalIndent(x, "", "  ")
 		t.Errorf("%s: FlagBridge's entry differs from Caddy's\nCaddy's (Authorization):\n%s\nFlagBridge's (X-API-Key):\n%s", what, ja, jx)
 	}
+}
+
+// errorID is the id a HandlerError's message starts with.
+var errorID = regexp.MustCompile(`\{id=[0-9a-z]+\}`)
+
+func asEntry(v any) logEntry {
+	m, _ := v.(map[string]any)
+	return m
 }
 
 func deepCopy(e logEntry) logEntry {
@@ -549,4 +563,150 @@ func linesWith(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestKeysNeverLoggedWithSubrouteErrorRoutes puts flagbridge_auth in a
+// subroute with error routes of its own (a JSON config: the Caddyfile has
+// no such thing). Those routes, not the server's, take the error of a
+// handler after flagbridge_auth, for an X-API-Key request as for one with
+// Authorization; no key is logged, and the request has one access entry.
+// It also puts a second flagbridge_auth, keeping the key, in the server's
+// error routes, and makes those fail.
+func TestKeysNeverLoggedWithSubrouteErrorRoutes(t *testing.T) {
+	t.Parallel()
+	c := testenv.NewCaddy(t, testenv.CaddyOptions{Site: `handle /sub/* {
+		route {
+			flagbridge_auth {
+				require live
+			}
+			error "boom" 418
+		}
+	}
+	handle /loop/* {
+		flagbridge_auth {
+			require live
+			keep_credentials
+		}
+		error "first" 500
+	}
+	handle_errors {
+		route /loop/* {
+			flagbridge_auth {
+				require live
+				keep_credentials
+			}
+			error "second" 503
+		}
+	}
+	handle {
+		flagbridge_auth
+		flagbridge_api
+	}`})
+	// The Caddyfile's handle block is a subroute: give it error routes.
+	var cfg any
+	if err := json.Unmarshal([]byte(c.Run("adapt", "--config", c.Config, "--adapter", "caddyfile")), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var patched int
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "subroute" && strings.Contains(fmt.Sprint(v["routes"]), "boom") && !strings.Contains(fmt.Sprint(v["routes"]), "flagbridge_api") {
+				v["errors"] = map[string]any{"routes": []any{map[string]any{"handle": []any{map[string]any{
+					"handler": "static_response", "status_code": 299, "body": "subroute handled {http.error.status_code}",
+				}}}}}
+				patched++
+				return
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(cfg)
+	if patched != 1 {
+		t.Fatalf("patched %d subroutes, want 1", patched)
+	}
+	b, _ := json.Marshal(cfg)
+	c.Config, c.Adapter = filepath.Join(c.Dir, "caddy.json"), ""
+	writeFile(t, c.Config, string(b))
+	c.Start()
+	org := bootstrap(t, c)
+	mustStatus(t, call(t, c, "POST", "/v1/projects", org, `{"slug":"app"}`), 201)
+	_, live := createKey(t, c, org, "app", `{"name":"live","type":"live","environment":"production"}`)
+
+	for _, via := range []string{viaAuthorization, viaAPIKey} {
+		req, _ := http.NewRequest("GET", c.URL("/sub/x?via="+via), nil)
+		if via == viaAuthorization {
+			req.Header.Set("Authorization", "Bearer "+live)
+		} else {
+			req.Header.Set("X-API-Key", live)
+		}
+		resp, err := c.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 299 || string(body) != "subroute handled 418" {
+			t.Errorf("via %s: %d %q, want the subroute's error route", via, resp.StatusCode, body)
+		}
+	}
+	// flagbridge_auth again in the server's error routes, the key kept:
+	// the error of the error routes is Caddy's "error handling handler
+	// error", with the first error's status, and the entries are written
+	// once, by the first flagbridge_auth, when the request is done.
+	for _, via := range []string{viaAuthorization, viaAPIKey} {
+		req, _ := http.NewRequest("GET", c.URL("/loop/x"), nil)
+		if via == viaAuthorization {
+			req.Header.Set("Authorization", "Bearer "+live)
+		} else {
+			req.Header.Set("X-API-Key", live)
+		}
+		resp, err := c.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 500 {
+			t.Errorf("error routes failing via %s: %d, want 500", via, resp.StatusCode)
+		}
+	}
+	c.Stop()
+	access, caddyLog := readFile(t, c.AccessLog), c.Logs()
+	for name, text := range map[string]string{"access log": access, "Caddy's log": caddyLog, "process output": c.Output()} {
+		if s := live[strings.LastIndexByte(live, '_')+1:]; strings.Contains(text, s) {
+			t.Errorf("%s holds the key:\n%s", name, linesWith(text, s))
+		}
+	}
+	entries := parseEntries(t, access)
+	host := fmt.Sprintf("localhost:%d", c.HTTPSPort)
+	a := findEntry(t, entries, "http.log.access.log0", host, "/sub/x?via="+viaAuthorization, viaAuthorization)
+	x := findEntry(t, entries, "http.log.access.log0", host, "/sub/x?via="+viaAPIKey, viaAPIKey)
+	if a != nil && x != nil {
+		// Caddy's entry has the error route's answer; FlagBridge's was
+		// written before that route ran (README, "Keys and logs").
+		if a["status"] != 299.0 || x["status"] != 0.0 {
+			t.Errorf("statuses: Caddy's %v, FlagBridge's %v; want 299 and 0", a["status"], x["status"])
+		}
+	}
+	a = findEntry(t, entries, "http.log.access.log0", host, "/loop/x", viaAuthorization)
+	x = findEntry(t, entries, "http.log.access.log0", host, "/loop/x", viaAPIKey)
+	if a != nil && x != nil {
+		sameEntry(t, "access entry when the error routes fail", a, x)
+	}
+	errs := parseEntries(t, caddyLog)
+	a = findEntry(t, errs, "http.log.error.log0", host, "/loop/x", viaAuthorization)
+	x = findEntry(t, errs, "http.log.error.log0", host, "/loop/x", viaAPIKey)
+	if a != nil && x != nil {
+		if a["msg"] != "error handling handler error" {
+			t.Errorf("Caddy's error entry: %v", a)
+		}
+		sameEntry(t, "error entry when the error routes fail", a, x)
+	}
 }
