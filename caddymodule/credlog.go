@@ -149,15 +149,16 @@ func (a *Auth) serveKeyOutOfLogs(w http.ResponseWriter, r *http.Request, next ca
 }
 
 // handled handles a handler error as Caddy's server would, and returns nil,
-// unless error routes nearer than the server's take the error: a
-// subroute's own (JSON config only), or the server's error routes
-// themselves, when flagbridge_auth runs inside them (a second pass through
-// them would be Caddy's "error handling handler error", and with
-// keep_credentials a loop). The error then goes on as before: the client
-// gets the same answer, and Caddy logs nothing unless those error routes
-// fail too (then with the key, as the request arrived). The access entry
-// is still FlagBridge's, with the status and size written when
-// flagbridge_auth returned, before those error routes ran.
+// unless other error routes than the server's primary handling are the
+// error's next stop: a subroute's own (JSON config only), or the server's
+// error routes when flagbridge_auth runs inside them (with no
+// flagbridge_auth before it that took the request: Caddy then logged the
+// first error, key and all, before they ran), where an error is Caddy's
+// "error handling handler error". The error then goes on as before: the
+// client gets the same answer, and Caddy logs nothing for it unless those
+// error routes fail too (then with the key, as the request arrived). The
+// access entry is still FlagBridge's, with the status and size written
+// when flagbridge_auth returned, before those error routes ran.
 func (l *credLog) handled(srv *caddyhttp.Server, w http.ResponseWriter, r *http.Request, logged *http.Request, err error, duration time.Duration) error {
 	if err == nil {
 		return nil
