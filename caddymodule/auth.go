@@ -57,6 +57,7 @@ type Auth struct {
 
 	appHandle
 	policy edge.Policy
+	logs   *credLog
 }
 
 // CaddyModule returns the Caddy module information.
@@ -72,6 +73,7 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 	if err := a.provision(ctx); err != nil {
 		return err
 	}
+	a.logs = newCredLog(ctx)
 	a.policy = edge.Policy{AllowHTTP: a.AllowHTTP, KeepCredentials: a.KeepCredentials}
 	if a.Require != "" {
 		t, err := apikey.ParseType(a.Require)
@@ -88,6 +90,16 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if carriesUnredactedKey(r.Header) {
+		// Caddy would log this key: flagbridge_auth writes the request's
+		// log entries itself (credlog.go).
+		return a.serveKeyOutOfLogs(w, r, next)
+	}
+	return a.serveGuard(w, r, next)
+}
+
+// serveGuard is the guard proper.
+func (a *Auth) serveGuard(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	c, ok := a.state(w)
 	if !ok {
 		return nil
