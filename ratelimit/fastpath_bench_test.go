@@ -11,7 +11,8 @@ import (
 
 // BenchmarkAllowFastPaths measures, on one goroutine, the paths of Allow
 // that do no I/O, where a few nanoseconds show: the in-process limiter
-// admitting and refusing, and the batching limiter refusing from its deny
+// admitting (called directly, and through the Limiter interface as the edge
+// does) and refusing, and the batching limiter refusing from its deny
 // cache. It uses Allow alone, so that it runs on trees from before AllowN
 // too and compares them.
 func BenchmarkAllowFastPaths(b *testing.B) {
@@ -21,6 +22,17 @@ func BenchmarkAllowFastPaths(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if r, _ := m.Allow(ctx, "apikey:1", lim); !r.Allowed {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("Memory/AdmitViaInterface", func(b *testing.B) {
+		// As the edge calls it: Allow is not inlined through an interface.
+		var l ratelimit.Limiter = ratelimit.NewMemory()
+		lim := ratelimit.PerMinute(1 << 30)
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, _ := l.Allow(ctx, "apikey:1", lim); !r.Allowed {
 				b.Fatal("refused")
 			}
 		}
