@@ -181,28 +181,34 @@ type bucketState struct {
 // admitted). Between until and retryAt, about one round trip, checks go to
 // Redis.
 type denial struct {
-	limit    Limit
-	emission int64 // limit's, for the RetryAfter of a cost-n check
-	until    int64
-	retryAt  int64
-	resetAt  int64
+	limit   Limit
+	until   int64
+	retryAt int64
+	resetAt int64
 }
 
-// refusal returns the locally computed refusal for a check of cost n with
-// limit at now, or false if the entry does not apply.
-func (d *denial) refusal(limit Limit, n int, now int64) (Result, bool) {
+// refusal returns the locally computed refusal for a check of cost 1 with
+// limit at now, or false if the entry does not apply. A check of cost n > 1
+// gets it through costRefusal: kept out of here, that branch would slow the
+// deny cache's hot path, which refusal is inlined into.
+func (d *denial) refusal(limit Limit, now int64) (Result, bool) {
 	if now >= d.until || limit != d.limit {
 		return Result{}, false
 	}
-	res := Result{
+	return Result{
 		Limit:      limit,
 		RetryAfter: time.Duration(d.retryAt - now), // > 0: retryAt >= until
 		ResetAfter: time.Duration(max(d.resetAt-now, 0)),
-	}
-	if n > 1 {
-		res.RetryAfter = nRetryAfter(res.RetryAfter, res.ResetAfter, limit, n, d.emission)
-	}
-	return res, true
+	}, true
+}
+
+// costRefusal turns res, a deny entry's refusal of one request, into the
+// refusal of a check of cost n > 1: if one request does not fit, n do not,
+// and they fit n-1 intervals later than one.
+func costRefusal(res Result, n int) Result {
+	emission, _, _ := res.Limit.gcra() // checked by allowN
+	res.RetryAfter = nRetryAfter(res.RetryAfter, res.ResetAfter, res.Limit, n, emission)
+	return res
 }
 
 // nRetryAfter is the RetryAfter of a refused check of cost n, from that of
@@ -326,8 +332,11 @@ func (l *BatchingRedisLimiter) allowN(ctx context.Context, key string, limit Lim
 		l.peak = max(l.peak, len(l.buckets))
 	} else if b.deny.until != 0 {
 		now := l.now()
-		if res, ok := b.deny.refusal(limit, n, now); ok {
+		if res, ok := b.deny.refusal(limit, now); ok {
 			l.mu.Unlock()
+			if n > 1 {
+				res = costRefusal(res, n)
+			}
 			return res, nil
 		}
 		if now >= b.deny.until {
@@ -613,9 +622,12 @@ func (l *BatchingRedisLimiter) settleLocked(batches []batch, waiters []*waiter, 
 				if w.state == waiterAbandoned {
 					continue
 				}
-				res, ok := b.deny.refusal(w.limit, w.n, now)
+				res, ok := b.deny.refusal(w.limit, now)
 				if !ok {
 					break
+				}
+				if w.n > 1 {
+					res = costRefusal(res, w.n)
 				}
 				w.state, w.res = waiterTaken, res
 				waiters = append(waiters, w)
@@ -678,11 +690,10 @@ func (l *BatchingRedisLimiter) distribute(bt *batch, ws []*waiter, sent, receive
 	// whatever its mode: the deny entry depends on them alone.
 	if remaining == 0 && retryAfter > 0 {
 		bt.b.deny = denial{
-			limit:    bt.limit,
-			emission: bt.emission,
-			until:    sent + retryAfter,
-			retryAt:  received + retryAfter,
-			resetAt:  received + resetAfter,
+			limit:   bt.limit,
+			until:   sent + retryAfter,
+			retryAt: received + retryAfter,
+			resetAt: received + resetAfter,
 		}
 	} else {
 		bt.b.deny = denial{}

@@ -50,3 +50,14 @@ func BatchingQueueLen(l *BatchingRedisLimiter, key string) int {
 	}
 	return 0
 }
+
+// PolicyCacheLen returns the number of RateLimit-Policy fields cached.
+func PolicyCacheLen() int {
+	if m := policies.m.Load(); m != nil {
+		return len(*m)
+	}
+	return 0
+}
+
+// MaxPolicies is the bound of the RateLimit-Policy cache.
+const MaxPolicies = maxPolicies

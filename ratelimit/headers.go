@@ -1,9 +1,15 @@
 package ratelimit
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/dunglas/httpsfv"
 )
 
 // Header names, set on every response to a request the limiter saw. They
@@ -66,7 +72,10 @@ var headerNames = [numVals]string{HeaderLimit, HeaderRemaining, HeaderReset, Hea
 type rendered struct {
 	vals [numVals]string
 	// window and effective are what WithPolicy needs beyond the values:
-	// the limit's period, and the RateLimit field's t in seconds.
+	// the limit's period, and the RateLimit field's t in seconds. (It reads
+	// q and r back from vals rather than keep them here too: this struct is
+	// allocated for every response, with the IETF fields or without, and
+	// two more ints would take it to the next size class.)
 	window    time.Duration
 	effective int64
 }
@@ -111,41 +120,169 @@ func LimitOnly(l Limit) Headers {
 //     never point before the end of the effective window.
 //
 // Headers without a remaining count (LimitOnly) get RateLimit-Policy alone:
-// the current quota is unknown then. The policy name is sent as a
-// Structured Fields String; characters a String cannot hold (anything but
-// printable ASCII) become '?'.
+// the current quota is unknown then.
+//
+// Both fields are RFC 9651 Structured Fields, a List of one Item each,
+// serialized by httpsfv. The policy name is sent as a String, which holds
+// printable ASCII only: any other byte (a control character, each byte of
+// a UTF-8 sequence) becomes '?' first, so that any name still gives a valid
+// field (name it in ASCII to see it as written). The numbers are Integers,
+// which stop at 999,999,999,999,999: a larger q or r, which only a limit of
+// more than 10^15 requests per window would need, is sent as that maximum
+// (X-RateLimit-Limit and X-RateLimit-Remaining still carry the exact value).
+//
+// RateLimit-Policy depends only on the limit and the name, so it is
+// rendered once per pair and cached (a few pairs per configuration); only
+// RateLimit is serialized per call, from a recycled httpsfv List.
 func (hv Headers) WithPolicy(policy string) Headers {
 	if hv.r == nil {
 		return hv
 	}
 	// A copy: hv's own values may be applied elsewhere already.
 	c := *hv.r
-	name := sfString(policy)
-	w := max(ceilSeconds(c.window), 1)
-	c.vals[valPolicy] = name + ";q=" + c.vals[valLimit] + ";w=" + strconv.FormatInt(w, 10)
+	// Formatted by strconv from an int: they parse back.
+	q, _ := strconv.ParseInt(c.vals[valLimit], 10, 64)
+	p := policyFor(policy, q, max(ceilSeconds(c.window), 1))
+	c.vals[valPolicy] = p.field
 	if c.vals[valRemaining] != "" {
-		c.vals[valCurrent] = name + ";r=" + c.vals[valRemaining] + ";t=" + strconv.FormatInt(c.effective, 10)
+		r, _ := strconv.ParseInt(c.vals[valRemaining], 10, 64)
+		c.vals[valCurrent] = p.current(r, c.effective)
 	}
 	return Headers{&c}
 }
 
-// sfString serializes s as a Structured Fields String (RFC 9651, section
-// 4.1.6): in double quotes, with double quotes and backslashes escaped.
-func sfString(s string) string {
-	b := make([]byte, 0, len(s)+2)
-	b = append(b, '"')
+// maxSFInteger is the largest Structured Fields Integer (RFC 9651, section
+// 3.3.1: at most 15 digits); its negation is the smallest.
+const maxSFInteger = 999_999_999_999_999
+
+// sfInteger is v clamped to the Integers a Structured Field can carry.
+func sfInteger(v int64) int64 { return max(min(v, maxSFInteger), -maxSFInteger) }
+
+// sfItem is one policy's field as httpsfv builds it: a List of one Item,
+// the String name (already made valid by sfSafe) with two Integer
+// parameters.
+type sfItem struct {
+	list   httpsfv.StructuredFieldValue // httpsfv.List{item}, boxed once
+	params *httpsfv.Params              // item's, to set the values
+}
+
+func newSFItem(name, k1, k2 string) *sfItem {
+	item := httpsfv.NewItem(name)
+	// Added once, in the order they are sent; marshal sets their values.
+	item.Params.Add(k1, int64(0))
+	item.Params.Add(k2, int64(0))
+	return &sfItem{list: httpsfv.List{item}, params: item.Params}
+}
+
+// marshal serializes the field with parameter values v1 and v2 (k1 and k2
+// of newSFItem). It returns "", so that the field is not sent, if httpsfv
+// refuses them, which sfSafe and the clamping rule out: no field is better
+// than an invalid one.
+func (it *sfItem) marshal(k1 string, v1 int64, k2 string, v2 int64) string {
+	// Add replaces the value of a parameter already there, in place.
+	it.params.Add(k1, sfInteger(v1))
+	it.params.Add(k2, sfInteger(v2))
+	field, err := httpsfv.Marshal(it.list)
+	if err != nil {
+		return ""
+	}
+	return field
+}
+
+// sfSafe returns s with every byte that a Structured Fields String cannot
+// hold (RFC 9651, section 3.3.3: anything outside %x20-7E) replaced by '?'.
+// httpsfv refuses such a String rather than escape it, since the format has
+// no escape for them. s itself is returned, without copying, when it is
+// valid already, as policy names are.
+func sfSafe(s string) string {
+	var b []byte
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20 || c > 0x7e:
-			b = append(b, '?')
-		default:
-			b = append(b, c)
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			if b == nil {
+				b = []byte(s)
+			}
+			b[i] = '?'
 		}
 	}
-	return string(append(b, '"'))
+	if b == nil {
+		return s
+	}
+	return string(b)
+}
+
+// policyKey is what a RateLimit-Policy field depends on.
+type policyKey struct {
+	name string
+	q, w int64
+}
+
+// policyField is a cached RateLimit-Policy field, with what the policy's
+// RateLimit field needs.
+type policyField struct {
+	field string // the serialized RateLimit-Policy field
+	name  string // sfSafe(policyKey.name)
+	// items recycles the *sfItem of the RateLimit field: its Item, name
+	// and parameter order are the same on every request, only r and t
+	// change, so building one per request (a map, a slice, the List) would
+	// be waste. One exists per request rendering at once.
+	items sync.Pool
+}
+
+// current renders the policy's RateLimit field with r and t.
+func (p *policyField) current(r, t int64) string {
+	it, _ := p.items.Get().(*sfItem)
+	if it == nil {
+		it = newSFItem(p.name, "r", "t")
+	}
+	field := it.marshal("r", r, "t", t)
+	p.items.Put(it)
+	return field
+}
+
+// maxPolicies bounds the cache of RateLimit-Policy fields. A configuration
+// has a few limits and names; reloads can add more over a process's life,
+// so a full cache starts over rather than grow, and the pairs still in use
+// come back on their next request.
+const maxPolicies = 256
+
+// policies is the cache of RateLimit-Policy fields: a map replaced whole on
+// each insertion, behind an atomic pointer, since every request reads it
+// and it changes only when a limit or name is first seen. Reads thus take
+// no lock; writers take mu.
+var policies struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[policyKey]*policyField]
+}
+
+// policyFor returns the RateLimit-Policy field of policy name with quota q
+// in a window of w seconds, from the cache or rendered and cached.
+func policyFor(name string, q, w int64) *policyField {
+	key := policyKey{name, q, w}
+	if m := policies.m.Load(); m != nil {
+		if p, ok := (*m)[key]; ok {
+			return p
+		}
+	}
+	safe := sfSafe(name)
+	p := &policyField{field: newSFItem(safe, "q", "w").marshal("q", q, "w", w), name: safe}
+	policies.mu.Lock()
+	defer policies.mu.Unlock()
+	var next map[policyKey]*policyField
+	if cur := policies.m.Load(); cur != nil && len(*cur) < maxPolicies {
+		next = make(map[policyKey]*policyField, len(*cur)+1)
+		maps.Copy(next, *cur)
+	} else {
+		next = make(map[policyKey]*policyField, 1)
+	}
+	// Cloned so that the cache does not pin a larger buffer name was
+	// sliced from.
+	key.name = strings.Clone(name)
+	if safe == name {
+		p.name = key.name
+	}
+	next[key] = p
+	policies.m.Store(&next)
+	return p
 }
 
 // IsZero reports whether no header was rendered.

@@ -1,11 +1,15 @@
 package ratelimit
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/dunglas/httpsfv"
 )
 
 func TestSetHeaders(t *testing.T) {
@@ -112,6 +116,9 @@ func TestWithPolicyAgreesWithXRateLimit(t *testing.T) {
 			if got := h.Values("RateLimit"); len(got) != 1 || got[0] != c.current {
 				t.Errorf("RateLimit = %q, want %q", got, c.current)
 			}
+			// Valid Structured Fields, by a parser.
+			sfPolicy(t, h.Values("RateLimit-Policy"), "live", "q", "w")
+			sfPolicy(t, h.Values("RateLimit"), "live", "r", "t")
 			// The same numbers as the X-RateLimit-* headers.
 			q, r, tt := ietfParams(t, h)
 			if strconv.Itoa(q) != h.Get("X-RateLimit-Limit") || strconv.Itoa(r) != h.Get("X-RateLimit-Remaining") {
@@ -189,4 +196,129 @@ func TestWithPolicyEdges(t *testing.T) {
 	if got := h.Values("RateLimit"); len(got) != 1 || got[0] != `"live";r=3;t=0` {
 		t.Fatalf("after Reapply: %q", got)
 	}
+}
+
+// sfPolicy parses field as a Structured Fields List (RFC 9651) and checks
+// that it is one Item, the String name, with Integer parameters keys in that
+// order, whose values it returns.
+func sfPolicy(t *testing.T, field []string, name string, keys ...string) []int64 {
+	t.Helper()
+	list, err := httpsfv.UnmarshalList(field)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%q is not a Structured Fields List of one member: %v", field, err)
+	}
+	item, ok := list[0].(httpsfv.Item)
+	if !ok || item.Value != name {
+		t.Fatalf("%q: member %#v, want the String %q", field, list[0], name)
+	}
+	if got := item.Params.Names(); strings.Join(got, ",") != strings.Join(keys, ",") {
+		t.Fatalf("%q: parameters %v, want %v", field, got, keys)
+	}
+	vals := make([]int64, len(keys))
+	for i, k := range keys {
+		v, _ := item.Params.Get(k)
+		if vals[i], ok = v.(int64); !ok {
+			t.Fatalf("%q: %s=%#v is not an Integer", field, k, v)
+		}
+	}
+	return vals
+}
+
+// TestWithPolicyStructuredFields checks, with a parser, that every name and
+// number gives valid fields: names a String cannot hold, and numbers an
+// Integer cannot.
+func TestWithPolicyStructuredFields(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, c := range []struct{ name, sent string }{
+		{"live", "live"},
+		{"", ""},
+		{`a"b\c`, `a"b\c`},             // escaped, not replaced
+		{"caf\u00e9", "caf??"},         // one '?' per byte of UTF-8
+		{"tab\there\x7f", "tab?here?"}, // control characters and DEL
+		{"\xff", "?"},                  // not UTF-8 at all
+	} {
+		h := http.Header{}
+		Result{Limit: PerMinute(10), Allowed: true, Remaining: 9}.Headers(now).WithPolicy(c.name).Apply(h)
+		if got := sfPolicy(t, h.Values("RateLimit-Policy"), c.sent, "q", "w"); got[0] != 10 || got[1] != 60 {
+			t.Errorf("name %q: RateLimit-Policy %q", c.name, h.Get("RateLimit-Policy"))
+		}
+		if got := sfPolicy(t, h.Values("RateLimit"), c.sent, "r", "t"); got[0] != 9 {
+			t.Errorf("name %q: RateLimit %q", c.name, h.Get("RateLimit"))
+		}
+	}
+	// Beyond 15 digits an Integer is invalid: the largest one is sent, and
+	// the X-RateLimit-* headers keep the exact numbers.
+	const huge = 2_000_000_000_000_000
+	h := http.Header{}
+	Result{Limit: Limit{Rate: huge, Period: 100 * 24 * time.Hour}, Allowed: true, Remaining: huge - 1}.Headers(now).WithPolicy("big").Apply(h)
+	if got := sfPolicy(t, h.Values("RateLimit-Policy"), "big", "q", "w"); got[0] != 999_999_999_999_999 || got[1] != 8_640_000 {
+		t.Errorf("RateLimit-Policy %q, want q clamped to 15 digits", h.Get("RateLimit-Policy"))
+	}
+	if got := sfPolicy(t, h.Values("RateLimit"), "big", "r", "t"); got[0] != 999_999_999_999_999 {
+		t.Errorf("RateLimit %q, want r clamped to 15 digits", h.Get("RateLimit"))
+	}
+	if h.Get("X-RateLimit-Limit") != strconv.Itoa(huge) {
+		t.Errorf("X-RateLimit-Limit %q, want the exact rate", h.Get("X-RateLimit-Limit"))
+	}
+}
+
+// TestWithPolicyCache checks the cache of RateLimit-Policy fields: one entry
+// per limit and name, none confused with another, and bounded.
+func TestWithPolicyCache(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	policy := func(lim Limit, name string) string {
+		h := http.Header{}
+		Result{Limit: lim, Allowed: true, Remaining: 1}.Headers(now).WithPolicy(name).Apply(h)
+		return h.Get("RateLimit-Policy")
+	}
+	// A reload changes the limit under one name, or the name of a limit.
+	for i := range 2 {
+		for _, c := range []struct {
+			lim        Limit
+			name, want string
+		}{
+			{PerMinute(5), "a", `"a";q=5;w=60`},
+			{PerMinute(6), "a", `"a";q=6;w=60`},
+			{Limit{Rate: 5, Period: time.Hour}, "a", `"a";q=5;w=3600`},
+			{PerMinute(5), "b", `"b";q=5;w=60`},
+			{PerMinute(5), "b\n", `"b?";q=5;w=60`},
+		} {
+			if got := policy(c.lim, c.name); got != c.want {
+				t.Errorf("pass %d: %v named %q: %s, want %s", i, c.lim, c.name, got, c.want)
+			}
+		}
+	}
+	// More pairs than the bound: still right, and the cache stays bounded.
+	for i := range MaxPolicies + 10 {
+		name := "p" + strconv.Itoa(i)
+		if got, want := policy(PerMinute(i+1), name), fmt.Sprintf("%q;q=%d;w=60", name, i+1); got != want {
+			t.Fatalf("pair %d: %s, want %s", i, got, want)
+		}
+		if n := PolicyCacheLen(); n > MaxPolicies {
+			t.Fatalf("%d cached fields, want at most %d", n, MaxPolicies)
+		}
+	}
+}
+
+// TestWithPolicyConcurrent renders one policy's RateLimit field from many
+// goroutines at once, with different numbers: each must get its own, as
+// the field's httpsfv List is recycled between requests.
+func TestWithPolicyConcurrent(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				r := g*1000 + i
+				hv := Result{Limit: PerMinute(10_000), Allowed: true, Remaining: r}.Headers(now).WithPolicy("live")
+				h := http.Header{}
+				hv.Apply(h)
+				if got, want := h.Get("RateLimit"), `"live";r=`+strconv.Itoa(r)+";t=0"; got != want {
+					t.Errorf("RateLimit %s, want %s", got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
