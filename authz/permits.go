@@ -1,7 +1,7 @@
 package authz
 
 import (
-	"strings"
+	"fmt"
 	"time"
 
 	"github.com/flagbridge/flagbridge/apierror"
@@ -28,10 +28,14 @@ type Need struct {
 	// Grant, if set, is a credential the request hands out; it must not
 	// exceed the principal (see [Grant]).
 	Grant *Grant
-	// Action names what is refused in messages, as a verb phrase whose
-	// object the message supplies ("evaluate flags of" project "p"); the
-	// default is "access".
+	// Action names what is refused in messages about the scope, as a verb
+	// phrase whose object the message supplies ("evaluate flags of"
+	// project "p"); the default is "access".
 	Action string
+	// TypeDenial and RoleDenial, if set, are the messages of a refusal for
+	// the principal's key type ("Live keys cannot use testing sessions")
+	// or role ("Only owners remove owners"), instead of the generic ones.
+	TypeDenial, RoleDenial string
 }
 
 // Grant is a credential a request hands out: a new key, or a key's new
@@ -42,18 +46,23 @@ type Grant struct {
 	Permissions apikey.Permissions
 	ExpiresAt   *time.Time
 	Scope       Scope
-	// Action names the grant in messages ("create a key", "rotate a key").
-	Action string
+	// Action names the grant in messages ("create a key", "rotate a key"),
+	// and Hint, if set, what the caller can do about a refusal of its
+	// expiry ("set expires_in accordingly").
+	Action, Hint string
 }
 
 // Permits decides whether p may do what n needs. It returns nil, or the
 // *apierror.Error to answer with: 401 without a principal, 403 otherwise.
 func Permits(p *Principal, n Need) error {
-	if p == nil {
+	if p == nil || p.Revoked {
 		return apierror.InvalidKey
 	}
 	if !p.Type.Includes(n.Type) {
-		return wrongType(p, n)
+		if n.TypeDenial != "" {
+			return apierror.Forbidden("%s", n.TypeDenial)
+		}
+		return apierror.WrongKeyType
 	}
 	if !p.Permissions.Has(n.Permission) {
 		return lacks(p, n.Permission)
@@ -65,7 +74,10 @@ func Permits(p *Principal, n Need) error {
 		}
 	}
 	if n.Role != "" && !p.Role.AtLeast(n.Role) {
-		return apierror.Forbidden("Only %s %s", roleHolders(n.Role), action(n.Action, "do this"))
+		if n.RoleDenial != "" {
+			return apierror.Forbidden("%s", n.RoleDenial)
+		}
+		return apierror.Forbidden("Only %s may do this", roleHolders(n.Role))
 	}
 	if g := n.Grant; g != nil {
 		return grants(p, g)
@@ -81,14 +93,6 @@ func action(a, def string) string {
 		return def
 	}
 	return a
-}
-
-func wrongType(p *Principal, n Need) error {
-	if n.Action == "" {
-		return apierror.WrongKeyType
-	}
-	t := p.Type.String()
-	return apierror.Forbidden("%s%s keys cannot %s", strings.ToUpper(t[:1]), t[1:], n.Action)
 }
 
 func lacks(p *Principal, perm apikey.Permission) error {
@@ -135,8 +139,12 @@ func grants(p *Principal, g *Grant) error {
 		return apierror.Forbidden("%s cannot grant permissions it does not have (it has %v)", p.subject(), p.Permissions.List())
 	}
 	if p.ExpiresAt != nil && (g.ExpiresAt == nil || g.ExpiresAt.After(*p.ExpiresAt)) {
-		return apierror.Forbidden("%s expires at %s and cannot %s that outlives it; set expires_in accordingly",
+		msg := fmt.Sprintf("%s expires at %s and cannot %s that outlives it",
 			p.subject(), p.ExpiresAt.UTC().Format(time.RFC3339), what)
+		if g.Hint != "" {
+			msg += "; " + g.Hint
+		}
+		return apierror.Forbidden("%s", msg)
 	}
 	if !p.Scope.Covers(g.Scope) {
 		if g.Scope.OrgWide() && len(g.Scope.Resources) == 0 && len(p.Scope.Resources) > 0 {

@@ -37,6 +37,9 @@ type Principal struct {
 	// Role is the member's role. It is known for a logged-in member; for a
 	// key, the service that needs it reads the owner and uses [WithRole].
 	Role Role
+	// Revoked marks a key revoked: Permits refuses it whatever it asks.
+	// The edge never admits one; this keeps a stale record from acting.
+	Revoked bool
 	// Key is the key's record, for a key.
 	Key *apikey.Record
 }
@@ -54,6 +57,7 @@ func ForKey(rec *apikey.Record) *Principal {
 		},
 		ExpiresAt: rec.ExpiresAt,
 		Member:    rec.OwnerID,
+		Revoked:   rec.RevokedAt != nil,
 		Key:       rec,
 	}
 }
@@ -78,8 +82,31 @@ func ForMember(org, member string, role Role) *Principal {
 	}
 }
 
-// Org is the principal's organization.
-func (p *Principal) Org() string { return p.Scope.Org }
+// Org is the principal's organization; "" for none, so that a service may
+// build its Need before Permits refuses a missing principal.
+func (p *Principal) Org() string {
+	if p == nil {
+		return ""
+	}
+	return p.Scope.Org
+}
+
+// Place is where a request that may name a project and an environment
+// acts: those it names, or else the principal's own. What it returns still
+// needs Permits; either part may be empty when neither names it.
+func (p *Principal) Place(project, env string) Scope {
+	s := Scope{Org: p.Org(), Project: project, Environment: env}
+	if p == nil {
+		return s
+	}
+	if s.Project == "" {
+		s.Project = p.Scope.Project
+	}
+	if s.Environment == "" {
+		s.Environment = p.Scope.Environment
+	}
+	return s
+}
 
 // WithRole returns a copy of p acting with role, for a key whose owner's
 // role a service has just read.
