@@ -8,14 +8,10 @@ import (
 	"github.com/flagbridge/flagbridge/authz"
 )
 
-// maxParams is the most path parameters a route has.
-const maxParams = 4
-
-type param struct{ name, value string }
-
 // Match is what the table says of one request: its route (nil if none has
-// the path and method), the family the path belongs to, and the path
-// parameters. It is a value, so that looking up allocates nothing.
+// the path and method), the family the path belongs to, and its path, from
+// which the route's parameters are read when asked for. It is a small
+// value, so that looking up allocates nothing.
 type Match struct {
 	Route *Route
 	// Family is the path's family; for a route, the route's own.
@@ -24,8 +20,8 @@ type Match struct {
 	// dashboard's /dashboard/api/v1/...): its credential and style are the
 	// family's.
 	Mounted bool
-	params  [maxParams]param
-	n       int
+	// path is the path Route's pattern matched (without the mount).
+	path string
 }
 
 // Credential is what the request must present.
@@ -46,56 +42,73 @@ func (m *Match) Style() apierror.Style {
 
 // Need is what the request needs of a principal of org.
 func (m *Match) Need(org, method string) authz.Need {
-	if m.Route == nil {
+	switch {
+	case m.Route == nil:
 		return unknownNeed(method)
+	case !m.Route.targeted():
+		// The hot path's routes (evaluation) name no part: what they need
+		// is the route's own, with nothing to read from the path.
+		return m.Route.need
 	}
 	return m.Route.Need(org, m.Param)
 }
 
 // Param returns the value of a path parameter, or "".
 func (m *Match) Param(name string) string {
-	for i := 0; i < m.n; i++ {
-		if m.params[i].name == name {
-			return m.params[i].value
-		}
+	if m.Route == nil {
+		return ""
 	}
-	return ""
+	value := ""
+	m.Route.pattern.params(m.path, func(n, v string) {
+		if n == name {
+			value = v
+		}
+	})
+	return value
 }
 
 // SetPathValues hands the path parameters to r, for r.PathValue.
 func (m *Match) SetPathValues(r *http.Request) {
-	for i := 0; i < m.n; i++ {
-		r.SetPathValue(m.params[i].name, m.params[i].value)
+	if m.Route != nil && m.Route.paramCount() > 0 {
+		m.Route.pattern.params(m.path, r.SetPathValue)
 	}
 }
 
-func (m *Match) set(name, value string) {
-	if m.n < maxParams {
-		m.params[m.n] = param{name, value}
-		m.n++
-	}
-}
-
-// Lookup finds the route of a request.
+// Lookup finds the route of a request: a route without parameters by its
+// exact path (one map lookup per method, so that the hot path's routes,
+// /v1/evaluate and its kin, cost no scan), the others by matching their
+// patterns in table order.
 func Lookup(method, path string) Match {
 	m := Match{Family: familyOf(path)}
 	rest := path
-	if mount := m.Family.Mount; mount != "" {
-		rest = strings.TrimPrefix(path, mount)
+	mounted := m.Family.Mount != ""
+	if mounted {
+		rest = strings.TrimPrefix(path, m.Family.Mount)
 	}
-	for i := range table {
-		r := &table[i]
-		if r.Method != method || m.Family.Mount != "" && !r.mountable() {
+	if r, ok := exact[methodPath{method, rest}]; ok && (!mounted || r.mountable()) {
+		m.Route, m.Mounted, m.path = r, mounted, rest
+		return m
+	}
+	for _, r := range withParams[method] {
+		if mounted && !r.mountable() {
 			continue
 		}
-		if r.pattern.params(rest, m.set) {
-			m.Route, m.Mounted = r, m.Family.Mount != ""
+		if r.pattern.match(rest) {
+			m.Route, m.Mounted, m.path = r, mounted, rest
 			return m
 		}
-		m.n = 0
 	}
 	return m
 }
+
+// exact indexes the routes without parameters by method and path, and
+// withParams lists the others by method, in table order.
+var (
+	exact      = map[methodPath]*Route{}
+	withParams = map[string][]*Route{}
+)
+
+type methodPath struct{ method, path string }
 
 // Allowed returns the methods routes have for path, for a 405's Allow
 // header; none if no route has the path.
@@ -160,13 +173,22 @@ func init() {
 		}
 		r.pattern = compile(r.Pattern)
 		r.index = i
-		if n := r.paramCount(); n > maxParams {
-			panic("routes: " + r.Pattern + " has more than maxParams parameters")
+		r.params = r.countParams()
+		if !r.targeted() {
+			r.need = r.Need("", nil)
 		}
+		if r.params > 0 {
+			withParams[r.Method] = append(withParams[r.Method], r)
+			continue
+		}
+		exact[methodPath{r.Method, r.Pattern}] = r
 	}
 }
 
-func (r *Route) paramCount() int {
+// paramCount is how many path parameters r has.
+func (r *Route) paramCount() int { return r.params }
+
+func (r *Route) countParams() int {
 	n := 0
 	for _, s := range r.pattern.segments {
 		if s.param != "" {

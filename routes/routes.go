@@ -71,6 +71,9 @@ type Capability struct {
 	// names (an environment key listing its project's keys); the service
 	// narrows the work to that part. See authz.Need.Partial.
 	Partial bool
+	// Action names the route's work in refusals ("create projects in");
+	// see authz.Need.Action.
+	Action string
 }
 
 // Route is one endpoint.
@@ -88,17 +91,21 @@ type Route struct {
 
 	pattern pattern
 	index   int
+	params  int
+	// need is Need for a route that names no part of the organization.
+	need authz.Need
 }
 
 // Index is the route's position in the table, for arrays indexed by route.
-func (r *Route) Index() int { return r.index
+func (r *Route) Index() int {
+	return r.index
 }
 
 // Need is what a request to r needs of a principal of org, with the path
 // parameters param returns.
 func (r *Route) Need(org string, param func(string) string) authz.Need {
 	c := &r.Needs
-	n := authz.Need{Type: c.Type, Permission: c.Permission, Partial: c.Partial}
+	n := authz.Need{Type: c.Type, Permission: c.Permission, Partial: c.Partial, Action: c.Action}
 	switch {
 	case c.Organization:
 		n.Target = authz.Organization(org)
@@ -108,6 +115,12 @@ func (r *Route) Need(org string, param func(string) string) authz.Need {
 		n.Target = authz.Project(org, param(c.Project))
 	}
 	return n
+}
+
+// targeted reports whether r's need names a part of the organization.
+func (r *Route) targeted() bool {
+	c := &r.Needs
+	return c.Organization || c.Project != "" || c.Environment != ""
 }
 
 // Path returns r's path with params filled in, in the order the pattern

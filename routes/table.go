@@ -57,6 +57,7 @@ var (
 	onProject     = func(c Capability) Capability { c.Project = "project"; return c }
 	onEnvironment = func(c Capability) Capability { c.Project, c.Environment = "project", "env"; return c }
 	partly        = func(c Capability) Capability { c.Partial = true; return c }
+	doing         = func(action string, c Capability) Capability { c.Action = action; return c }
 	wholeOrg      = func(c Capability) Capability { c.Organization = true; return c }
 	none          = Capability{}
 )
@@ -66,13 +67,13 @@ var (
 // authz about them.
 var table = []Route{
 	{Name: ListProjects, Method: "GET", Pattern: "/v1/projects", Needs: adminRead},
-	{Name: CreateProject, Method: "POST", Pattern: "/v1/projects", Needs: wholeOrg(adminWrite)},
+	{Name: CreateProject, Method: "POST", Pattern: "/v1/projects", Needs: doing("create projects in", wholeOrg(adminWrite))},
 	{Name: GetProject, Method: "GET", Pattern: "/v1/projects/{project}", Needs: partly(onProject(adminRead))},
-	{Name: DeleteProject, Method: "DELETE", Pattern: "/v1/projects/{project}", Needs: onProject(adminWrite)},
+	{Name: DeleteProject, Method: "DELETE", Pattern: "/v1/projects/{project}", Needs: doing("delete", onProject(adminWrite))},
 	{Name: ListEnvironments, Method: "GET", Pattern: "/v1/projects/{project}/environments", Needs: partly(onProject(adminRead))},
-	{Name: CreateEnvironment, Method: "POST", Pattern: "/v1/projects/{project}/environments", Needs: onProject(adminWrite)},
+	{Name: CreateEnvironment, Method: "POST", Pattern: "/v1/projects/{project}/environments", Needs: doing("add environments to", onProject(adminWrite))},
 	{Name: ListKeys, Method: "GET", Pattern: "/v1/projects/{project}/api-keys", Needs: partly(onProject(adminRead))},
-	{Name: CreateKey, Method: "POST", Pattern: "/v1/projects/{project}/api-keys", Needs: partly(onProject(adminWrite))},
+	{Name: CreateKey, Method: "POST", Pattern: "/v1/projects/{project}/api-keys", Needs: doing("create keys in", partly(onProject(adminWrite)))},
 	{Name: GetKey, Method: "GET", Pattern: "/v1/api-keys/{id}", Needs: adminRead},
 	{Name: RevokeKey, Method: "DELETE", Pattern: "/v1/api-keys/{id}", Needs: adminWrite},
 	{Name: RotateKey, Method: "POST", Pattern: "/v1/api-keys/{id}/rotate", Needs: adminWrite},
@@ -82,8 +83,8 @@ var table = []Route{
 	{Name: PutFlag, Method: "PUT", Pattern: "/v1/projects/{project}/environments/{env}/flags/{flag}", Needs: onEnvironment(adminWrite)},
 	{Name: DeleteFlag, Method: "DELETE", Pattern: "/v1/projects/{project}/environments/{env}/flags/{flag}", Needs: onEnvironment(adminWrite)},
 	{Name: ListMembers, Method: "GET", Pattern: "/v1/members", Needs: adminRead},
-	{Name: InviteMember, Method: "POST", Pattern: "/v1/members/invitations", Needs: wholeOrg(adminWrite)},
-	{Name: RemoveMember, Method: "DELETE", Pattern: "/v1/members/{id}", Needs: wholeOrg(adminWrite)},
+	{Name: InviteMember, Method: "POST", Pattern: "/v1/members/invitations", Needs: doing("manage the members of", wholeOrg(adminWrite))},
+	{Name: RemoveMember, Method: "DELETE", Pattern: "/v1/members/{id}", Needs: doing("manage the members of", wholeOrg(adminWrite))},
 	{Name: Evaluate, Method: "POST", Pattern: "/v1/evaluate", Needs: evaluation, Timeout: SelfBounded},
 	{Name: EvaluateBatch, Method: "POST", Pattern: "/v1/evaluate/batch", Needs: evaluation, Timeout: SelfBounded},
 	{Name: CreateSession, Method: "POST", Pattern: "/v1/testing/sessions", Needs: sessions},
