@@ -14,6 +14,7 @@ package feedcache
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,7 +220,9 @@ func (c *Cache[K, V]) Invalidate(tag string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen.Add(1)
-	for _, k := range c.byTag[tag] {
+	// unindex shortens c.byTag[tag] in place as it goes, so iterate over
+	// a copy: ranging over the shrinking slice itself skips entries.
+	for _, k := range slices.Clone(c.byTag[tag]) {
 		if e, ok := c.entries[k]; ok {
 			c.unindex(k, e)
 			delete(c.entries, k)
