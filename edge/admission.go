@@ -29,9 +29,10 @@ type Admission struct {
 	// ClientIP is the client's address, as the server established it.
 	ClientIP string
 
-	guard  *Guard
+	guard *Guard
+	// bucket is the caller's rate-limit bucket, whose limit follows from
+	// the principal's type; "" for a request that spent from none.
 	bucket string
-	limit  ratelimit.Limit
 	rate   ratelimit.Headers
 	w      admittedWriter
 }
@@ -41,10 +42,11 @@ type Admission struct {
 // or nothing. A refusal is a 429 error; either way the response's
 // rate-limit headers follow.
 func (a *Admission) Charge(ctx context.Context, n int) error {
-	if n <= 0 || a.bucket == "" {
+	if n <= 0 || a.bucket == "" || a.Principal == nil {
 		return nil
 	}
-	rate, e := a.guard.spend(ctx, a.guard.cfg.Load(), a.bucket, a.limit, n, false)
+	cfg := a.guard.cfg.Load()
+	rate, e := a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
 	if !rate.IsZero() {
 		a.guard.finishRate(&rate, a.Principal)
 		a.rate = rate

@@ -171,6 +171,10 @@ type Guard struct {
 	log     *zap.Logger
 	now     func() time.Time
 
+	// inProcess is set when the shared limiter is the in-process one,
+	// which does no I/O and cannot block: its checks need no timer.
+	inProcess bool
+
 	lastStorageLog atomic.Int64
 	// metrics, if set, are what the guard records into; see SetMetrics.
 	metrics atomic.Pointer[Metrics]
@@ -195,6 +199,7 @@ func NewGuard(cfg Config, keys *KeyCache, sessions SessionSource, limiter rateli
 	}
 	// Every check of the shared limiter is timed once metrics are set.
 	g.limiter = meteredLimiter{next: limiter, metrics: &g.metrics}
+	_, g.inProcess = limiter.(*ratelimit.MemoryLimiter)
 	g.SetConfig(cfg)
 	return g
 }
@@ -324,21 +329,23 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 	p := entry.Principal
 	d := Decision{caller: callerOf(p)}
 	limit := cfg.Limits[p.Type]
-	rate, e := g.spend(r.Context(), cfg, entry.Bucket, limit, 1, false)
+	rate, e := g.spend(r.Context(), cfg, now, entry.Bucket, limit, 1, false)
 	d.Rate = rate
 	if e != nil {
 		d.Err = e
 		return d
 	}
-	need := authz.Need{Type: require, Permission: routes.MethodPermission(r.Method)}
-	if require == 0 {
+	var need authz.Need
+	if require != 0 {
+		need = authz.Need{Type: require, Permission: routes.MethodPermission(r.Method)}
+	} else {
 		need = m.Need(p.Org(), r.Method)
 	}
 	if err := authz.Permits(p, need); err != nil {
 		d.Err = asAPIError(err)
 		return d
 	}
-	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket, limit: limit}
+	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket}
 	return d
 }
 
@@ -366,6 +373,11 @@ func (g *Guard) bySession(r *http.Request, in Request, cfg *Config, m *routes.Ma
 		}
 		return g.refuse(r.Context(), cfg, in, g.now(), errLoggedOut)
 	}
+	// Sessions are not cached: as for a key the instance has not seen, an
+	// address that keeps presenting bad credentials gets no lookup.
+	if res, blocked := g.blocked.check(ClientKey(in.ClientIP), g.now()); blocked {
+		return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(g.now())}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
 	p, csrf, err := g.sessions.SessionPrincipal(ctx, token)
 	cancel()
@@ -381,9 +393,11 @@ func (g *Guard) bySession(r *http.Request, in Request, cfg *Config, m *routes.Ma
 		return g.refuse(r.Context(), cfg, in, g.now(), ae)
 	}
 	d := Decision{caller: CallerMember}
-	bucket, limit := "member:"+p.ID, cfg.Limits[apikey.Admin]
+	var bucket string
+	limit := cfg.Limits[apikey.Admin]
 	if m.Route == nil || !m.Route.Unmetered {
-		rate, e := g.spend(r.Context(), cfg, bucket, limit, 1, false)
+		bucket = "member:" + p.ID
+		rate, e := g.spend(r.Context(), cfg, g.now(), bucket, limit, 1, false)
 		d.Rate = rate
 		if e != nil {
 			d.Err = e
@@ -398,7 +412,7 @@ func (g *Guard) bySession(r *http.Request, in Request, cfg *Config, m *routes.Ma
 		d.Err = asAPIError(err)
 		return d
 	}
-	d.admission = &Admission{Principal: p, Match: *m, guard: g, bucket: bucket, limit: limit}
+	d.admission = &Admission{Principal: p, Match: *m, guard: g, bucket: bucket}
 	return d
 }
 

@@ -2,19 +2,26 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
+	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/routes"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -29,28 +36,68 @@ func (c *countingSource) LookupKey(ctx context.Context, d apikey.Digest) (*apike
 	return c.KeySource.LookupKey(ctx, d)
 }
 
-// countingLimiter counts the checks that reach the real limiter.
+// countingLimiter counts the checks that reach the real limiter, and
+// remembers the buckets they spent from.
 type countingLimiter struct {
 	ratelimit.Limiter
-	n atomic.Int64
+	n       atomic.Int64
+	mu      sync.Mutex
+	buckets []string
 }
 
 func (c *countingLimiter) Allow(ctx context.Context, key string, l ratelimit.Limit) (ratelimit.Result, error) {
-	c.n.Add(1)
+	c.note(key)
 	return c.Limiter.Allow(ctx, key, l)
 }
 
+func (c *countingLimiter) AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Result, error) {
+	c.note(key)
+	return c.Limiter.AllowN(ctx, key, l, n)
+}
+
+func (c *countingLimiter) note(key string) {
+	c.n.Add(1)
+	c.mu.Lock()
+	c.buckets = append(c.buckets, key)
+	c.mu.Unlock()
+}
+
+// lastBucket is the bucket of the latest check.
+func (c *countingLimiter) lastBucket() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.buckets) == 0 {
+		return ""
+	}
+	return c.buckets[len(c.buckets)-1]
+}
+
+// countingSessions counts the session lookups that reach the identity
+// service.
+type countingSessions struct {
+	SessionSource
+	n atomic.Int64
+}
+
+func (c *countingSessions) SessionPrincipal(ctx context.Context, token string) (*authz.Principal, string, error) {
+	c.n.Add(1)
+	return c.SessionSource.SessionPrincipal(ctx, token)
+}
+
 // fixture is a guard over a real admin service on the embedded store, with
-// one organization, projects "app" and "other", and keys of every kind.
+// one organization, projects "app" and "other", and keys of every kind;
+// dashboard sessions come from the same service's identity.
 type fixture struct {
-	t       *testing.T
-	svc     *admin.Service
-	guard   *Guard
-	source  *countingSource
-	limiter *countingLimiter
-	keys    map[string]string // name -> secret
-	records map[string]*apikey.Record
-	org     *apikey.Record
+	t        *testing.T
+	svc      *admin.Service
+	guard    *Guard
+	source   *countingSource
+	sessions *countingSessions
+	limiter  *countingLimiter
+	keys     map[string]string // name -> secret
+	records  map[string]*apikey.Record
+	// org is the bootstrap key's principal: organization-wide admin.
+	org *authz.Principal
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
@@ -68,32 +115,37 @@ func newFixtureOn(t *testing.T, st store.Store, lim ratelimit.Limiter, cfg Confi
 	ctx := context.Background()
 	svc := admin.New(st)
 	f := &fixture{t: t, svc: svc, keys: map[string]string{}, records: map[string]*apikey.Record{}}
-	f.source = &countingSource{KeySource: svc}
+	f.source = &countingSource{KeySource: svc.Keys}
+	f.sessions = &countingSessions{SessionSource: svc.Identity}
 	f.limiter = &countingLimiter{Limiter: lim}
-	f.guard = NewGuard(cfg, NewKeyCache(f.source, KeyCacheOptions{}), f.limiter, nil)
+	f.guard = NewGuard(cfg, NewKeyCache(f.source, KeyCacheOptions{}), f.sessions, f.limiter, nil)
 
-	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
+	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: ownerEmail, OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.org = boot.Record
+	f.org = boot.Principal
 	f.keys["org"], f.records["org"] = boot.Key, boot.Record
 	for _, p := range []string{"app", "other"} {
-		if _, err := svc.CreateProject(ctx, boot.Record, admin.CreateProjectInput{Slug: p}); err != nil {
+		if _, _, err := svc.Tenancy.CreateProject(ctx, boot.Principal, tenancy.CreateProjectInput{Slug: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.mint("live", admin.CreateKeyInput{Name: "live", Type: "live", Environment: "production"})
-	f.mint("test", admin.CreateKeyInput{Name: "test", Type: "test", Environment: "staging"})
-	f.mint("admin", admin.CreateKeyInput{Name: "admin", Type: "admin"})
-	f.mint("admin-ro", admin.CreateKeyInput{Name: "admin ro", Type: "admin", Permissions: []string{"READ"}})
-	f.mint("test-ro", admin.CreateKeyInput{Name: "test ro", Type: "test", Environment: "staging", Permissions: []string{"READ"}})
+	f.mint("live", keys.CreateInput{Name: "live", Type: "live", Environment: "production"})
+	f.mint("test", keys.CreateInput{Name: "test", Type: "test", Environment: "staging"})
+	f.mint("admin", keys.CreateInput{Name: "admin", Type: "admin"})
+	f.mint("admin-ro", keys.CreateInput{Name: "admin ro", Type: "admin", Permissions: []string{"READ"}})
+	f.mint("test-ro", keys.CreateInput{Name: "test ro", Type: "test", Environment: "staging", Permissions: []string{"READ"}})
 	return f
 }
 
-func (f *fixture) mint(name string, in admin.CreateKeyInput) string {
+// ownerEmail is the organization's first owner, who can log in to the
+// dashboard once given a password (see fixture.login).
+const ownerEmail = "owner@example.com"
+
+func (f *fixture) mint(name string, in keys.CreateInput) string {
 	f.t.Helper()
-	k, err := f.svc.CreateKey(context.Background(), f.org, "app", in)
+	k, err := f.svc.Keys.CreateKey(context.Background(), f.org, "app", in)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -109,6 +161,7 @@ type response struct {
 	reached bool           // the next handler ran
 	authz   string         // the Authorization header the next handler saw
 	key     *apikey.Record // the key handed to the next handler
+	adm     *Admission     // the admission handed to the next handler
 }
 
 // do sends a request through the guard to a next handler that answers 200.
@@ -125,13 +178,27 @@ func (f *fixture) do(method, path, auth string, in Request, p Policy) response {
 }
 
 func (f *fixture) serve(r *http.Request, in Request, p Policy, next http.HandlerFunc) response {
+	f.t.Helper()
 	w := httptest.NewRecorder()
 	var out response
 	d := f.guard.Check(r, in, p)
-	if nw, ok := d.Apply(w, r, p); ok {
-		out.reached, out.key = true, d.Key
+	if adm, ok := d.Apply(w, r, p); ok {
+		if d.Admission() != adm {
+			f.t.Fatal("Apply admitted another admission than the decision's")
+		}
+		out.reached, out.adm = true, adm
+		if adm.Principal != nil {
+			out.key = adm.Principal.Key
+			if adm.Entry != nil && adm.Entry.Key != out.key {
+				f.t.Fatalf("admission's entry holds key %+v, its principal %+v", adm.Entry.Key, out.key)
+			}
+		}
 		out.authz = r.Header.Get("Authorization")
-		next(nw, r)
+		if next != nil {
+			next(adm.Writer(), r)
+		}
+	} else if d.Admission() != nil {
+		f.t.Fatal("a refused decision has an admission")
 	}
 	res := w.Result()
 	body, _ := io.ReadAll(res.Body)
@@ -300,7 +367,11 @@ func TestUnknownKeyIsLookedUpOnceThenCachedNegative(t *testing.T) {
 	}
 }
 
-// TestScopeMatrix checks every key type against every kind of endpoint.
+// TestScopeMatrix checks every key type against every kind of endpoint of
+// the route table: evaluation (live and up), testing sessions (test and
+// up), the admin API on the key's own project, on another project and on
+// the whole organization, and paths no route has (admin only). Every route
+// that takes an API key is in the matrix.
 func TestScopeMatrix(t *testing.T) {
 	f := newFixture(t, DefaultConfig())
 	type ep struct{ method, path string }
@@ -309,36 +380,98 @@ func TestScopeMatrix(t *testing.T) {
 		{"GET", "/ofrep/v1/configuration"}}
 	testing_ := []ep{{"POST", "/v1/testing/sessions"}, {"POST", "/v1/testing/sessions/ts_1/overrides"}, {"DELETE", "/v1/testing/sessions/ts_1"}}
 	adminOnly := []ep{
-		{"GET", "/v1/projects"}, {"POST", "/v1/projects"}, {"GET", "/v1/projects/app"},
-		{"DELETE", "/v1/projects/app"}, {"GET", "/v1/projects/app/api-keys"},
-		{"POST", "/v1/projects/app/api-keys"}, {"POST", "/v1/api-keys/key_x/rotate"},
-		{"DELETE", "/v1/api-keys/key_x"}, {"GET", "/v1/anything/else"},
+		{"GET", "/v1/projects"}, {"GET", "/v1/projects/app"},
+		{"DELETE", "/v1/projects/app"}, {"GET", "/v1/projects/app/environments"},
+		{"POST", "/v1/projects/app/environments"}, {"GET", "/v1/projects/app/api-keys"},
+		{"POST", "/v1/projects/app/api-keys"}, {"GET", "/v1/api-keys/key_x"}, {"POST", "/v1/api-keys/key_x/rotate"},
+		{"DELETE", "/v1/api-keys/key_x"}, {"GET", "/v1/projects/app/environments/production/flags"},
+		{"PUT", "/v1/projects/app/environments/production/flags"},
+		{"GET", "/v1/projects/app/environments/production/flags/new-checkout"},
+		{"PUT", "/v1/projects/app/environments/production/flags/new-checkout"},
+		{"DELETE", "/v1/projects/app/environments/production/flags/new-checkout"},
+		{"GET", "/v1/members"}, {"POST", "/graphql"}, {"GET", "/graphql"},
+		{"GET", "/v1/anything/else"},
 		// Near misses of the evaluate routes are admin-only, not evaluate.
 		{"GET", "/v1/evaluate"}, {"POST", "/v1/evaluate/"}, {"POST", "/v1//evaluate"},
 		{"POST", "/v1/evaluate/../projects"}, {"PUT", "/v1/testing/sessions"},
 	}
-	want := map[string]map[string]bool{ // key -> endpoint group -> allowed
-		"live":  {"evaluate": true, "testing": false, "admin": false},
-		"test":  {"evaluate": true, "testing": true, "admin": false},
-		"admin": {"evaluate": true, "testing": true, "admin": true},
+	// The admin API on another project than the project key's own, and on
+	// the whole organization. The project key's refusals name its project
+	// and, where the route table names it, the route's work.
+	otherProject := []ep{
+		{"GET", "/v1/projects/other"}, {"DELETE", "/v1/projects/other"},
+		{"GET", "/v1/projects/other/environments"}, {"POST", "/v1/projects/other/environments"},
+		{"GET", "/v1/projects/other/api-keys"}, {"POST", "/v1/projects/other/api-keys"},
+		{"GET", "/v1/projects/other/environments/production/flags"},
+		{"PUT", "/v1/projects/other/environments/production/flags"},
+		{"GET", "/v1/projects/other/environments/production/flags/f"},
+		{"PUT", "/v1/projects/other/environments/production/flags/f"},
+		{"DELETE", "/v1/projects/other/environments/production/flags/f"},
 	}
-	groups := map[string][]ep{"evaluate": evaluate, "testing": testing_, "admin": adminOnly}
+	wholeOrg := []ep{{"POST", "/v1/projects"}, {"POST", "/v1/members/invitations"}, {"DELETE", "/v1/members/m_1"}}
+	const projectKey = `{"error":"FORBIDDEN","message":"This key belongs to project \"app\" and cannot `
+	refusals := map[ep]string{ // the project admin key's answers
+		{"DELETE", "/v1/projects/other"}:            projectKey + `delete project \"other\""}`,
+		{"POST", "/v1/projects/other/environments"}: projectKey + `add environments to project \"other\""}`,
+		{"POST", "/v1/projects/other/api-keys"}:     projectKey + `create keys in project \"other\""}`,
+		{"POST", "/v1/projects"}:                    projectKey + `create projects in the whole organization; use an organization-wide admin key"}`,
+		{"POST", "/v1/members/invitations"}:         projectKey + `manage the members of the whole organization; use an organization-wide admin key"}`,
+		{"DELETE", "/v1/members/m_1"}:               projectKey + `manage the members of the whole organization; use an organization-wide admin key"}`,
+	}
+	for _, e := range otherProject {
+		if refusals[e] == "" {
+			refusals[e] = projectKey + `access project \"other\""}`
+		}
+	}
+
+	const (
+		admitted     = "admitted"
+		refused      = "refused by scope"
+		gqlForbidden = `{"errors":[{"message":"You do not have permission to perform this action","extensions":{"code":"FORBIDDEN"}}]}`
+	)
+	want := map[string]map[string]string{ // key -> endpoint group -> answer
+		"live":  {"evaluate": admitted, "testing": bodyWrongKey, "admin": bodyWrongKey, "other": bodyWrongKey, "org": bodyWrongKey},
+		"test":  {"evaluate": admitted, "testing": admitted, "admin": bodyWrongKey, "other": bodyWrongKey, "org": bodyWrongKey},
+		"admin": {"evaluate": admitted, "testing": admitted, "admin": admitted, "other": refused, "org": refused},
+		"org":   {"evaluate": admitted, "testing": admitted, "admin": admitted, "other": admitted, "org": admitted},
+	}
+	groups := map[string][]ep{"evaluate": evaluate, "testing": testing_, "admin": adminOnly, "other": otherProject, "org": wholeOrg}
+	covered := map[routes.Name]bool{}
 	for key, byGroup := range want {
-		for group, allowed := range byGroup {
+		for group, answer := range byGroup {
 			for _, e := range groups[group] {
+				m := routes.Lookup(e.method, e.path)
+				if m.Route != nil {
+					covered[m.Route.Name] = true
+				}
 				res := f.do(e.method, e.path, bearer(f.keys[key]), tlsReq, Policy{})
-				if allowed {
+				body := answer
+				switch {
+				case answer == refused:
+					body = refusals[e]
+				case answer == bodyWrongKey && m.Style() == apierror.GraphQL:
+					body = gqlForbidden
+				}
+				switch {
+				case answer == admitted:
 					if res.status != 200 || !res.reached {
 						t.Errorf("%s key %s %s: %d %s, want admitted", key, e.method, e.path, res.status, res.body)
+					} else if res.adm.Match.Route != m.Route || res.adm.Principal.ID != f.records[key].ID {
+						t.Errorf("%s key %s %s: admitted as %+v on %v", key, e.method, e.path, res.adm.Principal, res.adm.Match.Route)
 					}
-				} else if res.status != 403 || res.body != bodyWrongKey || res.reached {
-					t.Errorf("%s key %s %s: %d %s, want 403", key, e.method, e.path, res.status, res.body)
+				case res.status != 403 || res.body != body || res.reached:
+					t.Errorf("%s key %s %s: %d %s, want 403 %s", key, e.method, e.path, res.status, res.body, body)
 				}
 				// Authenticated: the key's bucket is reported either way.
-				if res.header.Get("X-RateLimit-Limit") == "" {
-					t.Errorf("%s key %s %s: no rate-limit headers", key, e.method, e.path)
+				if res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultConfig().Limits[f.records[key].Type].Rate) {
+					t.Errorf("%s key %s %s: rate-limit headers %v", key, e.method, e.path, res.header)
 				}
 			}
+		}
+	}
+	for _, r := range routes.All() {
+		if r.Credential == routes.APIKey && !covered[r.Name] {
+			t.Errorf("route %s (%s %s) takes an API key but is not in the matrix", r.Name, r.Method, r.Pattern)
 		}
 	}
 }
@@ -383,7 +516,7 @@ func TestRequirePolicyForOtherServices(t *testing.T) {
 	}
 	for _, c := range cases {
 		for key, ok := range c.allowed {
-			// Any path: the route's requirement replaces the scope table.
+			// Any path: the route's requirement replaces the route table.
 			res := f.do("GET", "/orders/42", bearer(f.keys[key]), tlsReq, Policy{Require: c.require})
 			if ok != (res.status == 200) {
 				t.Errorf("require %s, %s key: %d %s", c.require, key, res.status, res.body)
@@ -406,6 +539,17 @@ func TestCredentialsRemovedUnlessKept(t *testing.T) {
 	if res.authz != auth {
 		t.Fatalf("keep_credentials: upstream saw %q", res.authz)
 	}
+	// X-API-Key likewise, in the header it came in.
+	for _, keep := range []bool{false, true} {
+		r := httptest.NewRequest("GET", "/orders", nil)
+		r.Header.Set(HeaderAPIKey, f.keys["live"])
+		var saw string
+		p := Policy{Require: apikey.Live, KeepCredentials: keep}
+		res := f.serve(r, tlsReq, p, func(w http.ResponseWriter, r *http.Request) { saw = r.Header.Get(HeaderAPIKey) })
+		if !res.reached || (saw != "") != keep || keep && saw != f.keys["live"] {
+			t.Fatalf("keep_credentials %v: upstream saw X-API-Key %q", keep, saw)
+		}
+	}
 }
 
 func TestRevokedExpiredAndRotatedKeys(t *testing.T) {
@@ -415,7 +559,7 @@ func TestRevokedExpiredAndRotatedKeys(t *testing.T) {
 	if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 {
 		t.Fatalf("before revocation: %d", res.status)
 	}
-	if _, err := f.svc.RevokeKey(ctx, f.org, f.records["live"].ID); err != nil {
+	if _, err := f.svc.Keys.RevokeKey(ctx, f.org, f.records["live"].ID); err != nil {
 		t.Fatal(err)
 	}
 	// The cache still holds the key; the change event evicts it. Here the
@@ -426,7 +570,7 @@ func TestRevokedExpiredAndRotatedKeys(t *testing.T) {
 	}
 
 	// Expiry needs no event: the cached record knows when it ends.
-	short := f.mint("short", admin.CreateKeyInput{Name: "short", Type: "live", Environment: "production", ExpiresIn: "1m"})
+	short := f.mint("short", keys.CreateInput{Name: "short", Type: "live", Environment: "production", ExpiresIn: "1m"})
 	if res := f.do("POST", "/v1/evaluate", bearer(short), tlsReq, Policy{}); res.status != 200 {
 		t.Fatalf("fresh short-lived key: %d", res.status)
 	}
@@ -438,7 +582,7 @@ func TestRevokedExpiredAndRotatedKeys(t *testing.T) {
 
 	// Rotation with a grace period: both secrets work until it ends.
 	old := f.keys["test"]
-	rot, err := f.svc.RotateKey(ctx, f.org, f.records["test"].ID, admin.RotateKeyInput{GracePeriod: "1h"})
+	rot, err := f.svc.Keys.RotateKey(ctx, f.org, f.records["test"].ID, keys.RotateInput{GracePeriod: "1h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +637,7 @@ func TestRateLimitHeadersAnd429(t *testing.T) {
 	if retry < 1199 || retry > 1201 {
 		t.Fatalf("Retry-After %d, want about 1200", retry)
 	}
-	// A 403 from the scope table reports (and spends from) the bucket too.
+	// A 403 from the route table reports (and spends from) the bucket too.
 	g := bearer(f.keys["test"])
 	res = f.do("GET", "/v1/projects", g, tlsReq, Policy{})
 	if res.status != 403 || res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultTestLimit) {
@@ -507,7 +651,7 @@ func TestRotatedKeyKeepsItsBucket(t *testing.T) {
 	f := newFixture(t, cfg)
 	f.do("POST", "/v1/evaluate", bearer(f.keys["test"]), tlsReq, Policy{})
 	f.do("POST", "/v1/evaluate", bearer(f.keys["test"]), tlsReq, Policy{})
-	rot, err := f.svc.RotateKey(context.Background(), f.org, f.records["test"].ID, admin.RotateKeyInput{})
+	rot, err := f.svc.Keys.RotateKey(context.Background(), f.org, f.records["test"].ID, keys.RotateInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,17 +972,27 @@ func BenchmarkGuardHotPathRedis(b *testing.B) {
 }
 
 // benchmarkGuard measures the authenticated hot path: one cached live key
-// under a limit it never reaches. setup, if not nil, changes the guard
-// before the measurement (metrics, options).
+// under a limit it never reaches, from the bearer token's parsing through
+// its checksum, digest, cache lookup, limiter, route lookup and Permits to
+// the headers and the Admission the next handler writes through. setup, if
+// not nil, changes the guard before the measurement (metrics, options).
 func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter, setup func(*Guard, Config)) {
 	svc := admin.New(st)
 	ctx := context.Background()
-	boot, _ := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: "owner@example.com", OwnerName: "Owner"})
-	svc.CreateProject(ctx, boot.Record, admin.CreateProjectInput{Slug: "app"})
-	k, _ := svc.CreateKey(ctx, boot.Record, "app", admin.CreateKeyInput{Name: "b", Type: "live", Environment: "production"})
+	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: ownerEmail, OwnerName: "Owner"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := svc.Tenancy.CreateProject(ctx, boot.Principal, tenancy.CreateProjectInput{Slug: "app"}); err != nil {
+		b.Fatal(err)
+	}
+	k, err := svc.Keys.CreateKey(ctx, boot.Principal, "app", keys.CreateInput{Name: "b", Type: "live", Environment: "production"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg := DefaultConfig()
 	cfg.Limits[apikey.Live] = ratelimit.PerMinute(1 << 30)
-	g := NewGuard(cfg, NewKeyCache(svc, KeyCacheOptions{}), lim, nil)
+	g := NewGuard(cfg, NewKeyCache(svc.Keys, KeyCacheOptions{}), svc.Identity, lim, nil)
 	if setup != nil {
 		setup(g, cfg)
 	}
@@ -851,11 +1005,11 @@ func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter, setup f
 		for pb.Next() {
 			r.Header["Authorization"] = []string{auth}
 			d := g.Check(r, tlsReq, Policy{})
-			nw, ok := d.Apply(w, r, Policy{})
-			if !ok {
+			adm, ok := d.Apply(w, r, Policy{})
+			if !ok || adm.Principal == nil {
 				b.Fatal("refused")
 			}
-			nw.WriteHeader(200)
+			adm.Writer().WriteHeader(200)
 		}
 	})
 }
@@ -912,5 +1066,71 @@ func TestGraphQLRouteErrorShape(t *testing.T) {
 	// Other routes keep the REST shape.
 	if res := f.do("GET", "/v1/projects", "", tlsReq, Policy{}); res.body != bodyMissing {
 		t.Errorf("REST route: %s", res.body)
+	}
+}
+
+// Admission.Charge spends more from the caller's bucket for work a request
+// does many times over (GraphQL's mutations), all or nothing, and the
+// response reports the bucket after the charge, whatever the handler
+// writes; a charge the bucket cannot pay is a 429 and spends nothing.
+func TestAdmissionCharge(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Admin] = ratelimit.Limit{Rate: 5, Period: time.Hour, Burst: 5}
+	cfg.IETFHeaders = true
+	f := newFixture(t, cfg)
+	ctx := context.Background()
+	// serve sends one admin-key request whose handler charges n more.
+	serve := func(n int) (*httptest.ResponseRecorder, error) {
+		t.Helper()
+		r := httptest.NewRequest("POST", "/graphql", nil)
+		r.Header.Set("Authorization", bearer(f.keys["admin"]))
+		w := httptest.NewRecorder()
+		adm, ok := f.guard.Check(r, tlsReq, Policy{}).Apply(w, r, Policy{})
+		if !ok {
+			t.Fatalf("refused: %d %s", w.Code, w.Body)
+		}
+		err := adm.Charge(ctx, n)
+		nw := adm.Writer()
+		nw.Header().Set("X-RateLimit-Remaining", "999") // an upstream's own
+		nw.WriteHeader(http.StatusOK)
+		return w, err
+	}
+	want := func(what string, w *httptest.ResponseRecorder, remaining string) {
+		t.Helper()
+		h := w.Result().Header
+		if got := h.Values("X-RateLimit-Remaining"); len(got) != 1 || got[0] != remaining || h.Get("X-RateLimit-Limit") != "5" {
+			t.Fatalf("%s: X-RateLimit-Remaining %v, limit %q; want %s of 5", what, got, h.Get("X-RateLimit-Limit"), remaining)
+		}
+		if rl := h.Get("RateLimit"); !strings.HasPrefix(rl, `"admin";r=`+remaining+";t=") {
+			t.Fatalf("%s: RateLimit %q, want remaining %s", what, rl, remaining)
+		}
+	}
+	w, err := serve(0) // nothing to charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("no charge", w, "4")
+	w, err = serve(2) // 4 left: the request itself, then two more
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("charged 2", w, "1")
+	// The request itself spends the last one; one more cannot be paid.
+	w, err = serve(1)
+	var ae *apierror.Error
+	if !errors.As(err, &ae) || ae.Status != 429 || ae.Code != apierror.CodeRateLimited {
+		t.Fatalf("charge over the limit: %v", err)
+	}
+	want("refused charge", w, "0")
+	if w.Result().Header.Get("Retry-After") == "" {
+		t.Fatal("a refused charge without Retry-After")
+	}
+	// A request without a bucket (a route that takes no credential) has
+	// nothing to charge.
+	r := httptest.NewRequest("GET", "/dashboard/", nil)
+	adm, ok := f.guard.Check(r, tlsReq, Policy{}).Apply(httptest.NewRecorder(), r, Policy{})
+	checks := f.limiter.n.Load()
+	if !ok || adm.Charge(ctx, 3) != nil || f.limiter.n.Load() != checks {
+		t.Fatal("charging a request without a bucket")
 	}
 }

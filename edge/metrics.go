@@ -34,7 +34,7 @@ const (
 	// OutcomeUnauthorized: refused with 401 (no key, or one that is
 	// malformed, unknown, expired or revoked).
 	OutcomeUnauthorized
-	// OutcomeForbidden: refused with 403 by the scope table or the key's
+	// OutcomeForbidden: refused with 403 by what the route needs or the key's
 	// permissions.
 	OutcomeForbidden
 	// OutcomeHTTPSRequired: refused with 403 for not using HTTPS.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,13 +37,13 @@ func (o *testObserver) Observe(v float64) {
 // testMetrics holds plain counters behind the guard's and the cache's
 // instruments.
 type testMetrics struct {
-	requests                          [apikey.Admin + 1][NumOutcomes]testCounter
+	requests                          [NumCallers][NumOutcomes]testCounter
 	limiterSeconds                    testObserver
 	limiterErrors, lookupErrors       testCounter
 	hits, misses                      testCounter
 	guardMetrics                      *Metrics
 	cacheMetrics                      *KeyCacheMetrics
-	lastRequests                      [apikey.Admin + 1][NumOutcomes]int64
+	lastRequests                      [NumCallers][NumOutcomes]int64
 	lastHits, lastMisses, lastLimiter int64
 }
 
@@ -59,21 +60,21 @@ func newTestMetrics() *testMetrics {
 	return m
 }
 
-// counted fails unless exactly the request counter (t, o) moved, by one,
+// counted fails unless exactly the request counter (c, o) moved, by one,
 // since the last call.
-func (m *testMetrics) counted(tb testing.TB, what string, t apikey.Type, o Outcome) {
+func (m *testMetrics) counted(tb testing.TB, what string, c Caller, o Outcome) {
 	tb.Helper()
-	for kt := range m.requests {
-		for oc := range m.requests[kt] {
-			n := m.requests[kt][oc].n.Load()
-			want := m.lastRequests[kt][oc]
-			if apikey.Type(kt) == t && Outcome(oc) == o {
+	for kc := range m.requests {
+		for oc := range m.requests[kc] {
+			n := m.requests[kc][oc].n.Load()
+			want := m.lastRequests[kc][oc]
+			if Caller(kc) == c && Outcome(oc) == o {
 				want++
 			}
 			if n != want {
-				tb.Errorf("%s: requests{key_type=%s,outcome=%s} = %d, want %d", what, PolicyName(apikey.Type(kt)), Outcome(oc), n, want)
+				tb.Errorf("%s: requests{key_type=%s,outcome=%s} = %d, want %d", what, Caller(kc), Outcome(oc), n, want)
 			}
-			m.lastRequests[kt][oc] = n
+			m.lastRequests[kc][oc] = n
 		}
 	}
 }
@@ -117,24 +118,24 @@ func TestGuardMetrics(t *testing.T) {
 	cfg.Unauthenticated = ratelimit.PerMinute(2)
 	f := newFixtureOn(t, st, ratelimit.NewMemory(), cfg)
 	// The same keys, behind a guard whose storage the test can fail.
-	src := &switchSource{KeySource: f.svc}
+	src := &switchSource{KeySource: f.svc.Keys}
 	lim := &switchLimiter{Limiter: ratelimit.NewMemory()}
-	f.guard = NewGuard(cfg, NewKeyCache(src, KeyCacheOptions{}), lim, nil)
+	f.guard = NewGuard(cfg, NewKeyCache(src, KeyCacheOptions{}), f.svc.Identity, lim, nil)
 	m := newTestMetrics()
 	f.guard.SetMetrics(m.guardMetrics)
 	f.guard.Keys().SetMetrics(m.cacheMetrics)
 	live := bearer(f.keys["live"])
 
 	f.do("GET", "/v1/projects", live, Request{ClientIP: "192.0.2.1"}, Policy{})
-	m.counted(t, "plain HTTP", NoKey, OutcomeHTTPSRequired)
+	m.counted(t, "plain HTTP", CallerNone, OutcomeHTTPSRequired)
 
 	f.do("GET", "/v1/projects", "", tlsReq, Policy{})
-	m.counted(t, "no key", NoKey, OutcomeUnauthorized)
+	m.counted(t, "no key", CallerNone, OutcomeUnauthorized)
 
 	if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 {
 		t.Fatalf("live key: %d %s", res.status, res.body)
 	}
-	m.counted(t, "live key", apikey.Live, OutcomeAllowed)
+	m.counted(t, "live key", CallerLive, OutcomeAllowed)
 	if m.misses.n.Load() != 1 || m.hits.n.Load() != 0 {
 		t.Fatalf("first use of a key: %d hits, %d misses", m.hits.n.Load(), m.misses.n.Load())
 	}
@@ -142,7 +143,7 @@ func TestGuardMetrics(t *testing.T) {
 	if res := f.do("GET", "/v1/projects", live, tlsReq, Policy{}); res.status != 403 {
 		t.Fatalf("live key on an admin endpoint: %d", res.status)
 	}
-	m.counted(t, "live key, wrong scope", apikey.Live, OutcomeForbidden)
+	m.counted(t, "live key, wrong scope", CallerLive, OutcomeForbidden)
 	if m.misses.n.Load() != 1 || m.hits.n.Load() != 1 {
 		t.Fatalf("second use of a key: %d hits, %d misses", m.hits.n.Load(), m.misses.n.Load())
 	}
@@ -150,30 +151,50 @@ func TestGuardMetrics(t *testing.T) {
 	if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 429 {
 		t.Fatalf("third request of a 2/min key: %d", res.status)
 	}
-	m.counted(t, "live key over its limit", apikey.Live, OutcomeLimited)
+	m.counted(t, "live key over its limit", CallerLive, OutcomeLimited)
 
 	if res := f.do("POST", "/v1/evaluate", bearer(f.keys["test-ro"]), tlsReq, Policy{}); res.status != 200 {
 		t.Fatalf("test key: %d", res.status)
 	}
-	m.counted(t, "test key", apikey.Test, OutcomeAllowed)
+	m.counted(t, "test key", CallerTest, OutcomeAllowed)
 	if res := f.do("POST", "/v1/testing/sessions", bearer(f.keys["test-ro"]), tlsReq, Policy{}); res.status != 403 {
 		t.Fatalf("read-only test key writing: %d", res.status)
 	}
-	m.counted(t, "read-only test key writing", apikey.Test, OutcomeForbidden)
+	m.counted(t, "read-only test key writing", CallerTest, OutcomeForbidden)
 
 	f.do("GET", "/dashboard/", "", tlsReq, Policy{})
-	m.counted(t, "dashboard", NoKey, OutcomeAllowed)
+	m.counted(t, "dashboard", CallerNone, OutcomeAllowed)
+
+	// A logged-in member is a caller of its own; without a session the
+	// dashboard's API is unauthorized for no caller.
+	s := f.login(t)
+	if res := f.dash("GET", "/dashboard/api/v1/projects", &s, nil, tlsReq); res.status != 200 {
+		t.Fatalf("session: %d %s", res.status, res.body)
+	}
+	m.counted(t, "session", CallerMember, OutcomeAllowed)
+	if res := f.dash("POST", "/dashboard/api/v1/projects", &s, pageOrigin(), tlsReq); res.status != 403 {
+		t.Fatalf("session change without its token: %d %s", res.status, res.body)
+	}
+	m.counted(t, "session change without its token", CallerMember, OutcomeForbidden)
+	if res := f.dash("GET", "/dashboard/api/session", nil, nil, tlsReq); res.status != 200 {
+		t.Fatalf("optional session: %d", res.status)
+	}
+	m.counted(t, "optional session, none", CallerNone, OutcomeAllowed)
+	if res := f.dash("POST", "/dashboard/api/v1/projects", &s, http.Header{"Sec-Fetch-Site": {"cross-site"}}, tlsReq); res.status != 403 {
+		t.Fatalf("cross-site: %d", res.status)
+	}
+	m.counted(t, "cross-site", CallerNone, OutcomeForbidden)
 
 	// The limiter's storage fails: the admin key (cached by now) is refused
 	// with 503 under the deny policy, and the failure is counted.
 	admin := bearer(f.keys["admin"])
 	f.do("GET", "/v1/projects", admin, tlsReq, Policy{})
-	m.counted(t, "admin key", apikey.Admin, OutcomeAllowed)
+	m.counted(t, "admin key", CallerAdmin, OutcomeAllowed)
 	lim.fail.Store(true)
 	if res := f.do("GET", "/v1/projects", admin, tlsReq, Policy{}); res.status != 503 {
 		t.Fatalf("limiter down: %d", res.status)
 	}
-	m.counted(t, "limiter down", apikey.Admin, OutcomeStorageUnavailable)
+	m.counted(t, "limiter down", CallerAdmin, OutcomeStorageUnavailable)
 	if n := m.limiterErrors.n.Load(); n != 1 {
 		t.Fatalf("limiter errors: %d", n)
 	}
@@ -183,7 +204,7 @@ func TestGuardMetrics(t *testing.T) {
 	r := httptest.NewRequestWithContext(ctx, "GET", "/v1/projects", nil)
 	r.Header.Set("Authorization", admin)
 	f.guard.Check(r, tlsReq, Policy{})
-	m.counted(t, "client gone", NoKey, NumOutcomes)
+	m.counted(t, "client gone", CallerNone, NumOutcomes)
 	if n := m.limiterErrors.n.Load(); n != 1 {
 		t.Fatalf("limiter errors after a client went away: %d", n)
 	}
@@ -194,7 +215,7 @@ func TestGuardMetrics(t *testing.T) {
 	if res := f.do("GET", "/v1/projects", bearer(f.keys["org"]), tlsReq, Policy{}); res.status != 503 {
 		t.Fatalf("key storage down: %d", res.status)
 	}
-	m.counted(t, "key storage down", NoKey, OutcomeStorageUnavailable)
+	m.counted(t, "key storage down", CallerNone, OutcomeStorageUnavailable)
 	if n := m.lookupErrors.n.Load(); n != 1 {
 		t.Fatalf("lookup errors: %d", n)
 	}
@@ -203,11 +224,11 @@ func TestGuardMetrics(t *testing.T) {
 	// Failed authentication spends the address's bucket (2/min; one spent
 	// by the request without a key above).
 	f.do("GET", "/v1/projects", "Bearer nope", tlsReq, Policy{})
-	m.counted(t, "malformed key", NoKey, OutcomeUnauthorized)
+	m.counted(t, "malformed key", CallerNone, OutcomeUnauthorized)
 	if res := f.do("GET", "/v1/projects", "Bearer nope", tlsReq, Policy{}); res.status != 429 {
 		t.Fatalf("address over its limit: %d", res.status)
 	}
-	m.counted(t, "address over its limit", NoKey, OutcomeLimited)
+	m.counted(t, "address over its limit", CallerNone, OutcomeLimited)
 
 	// Every check of the shared limiter was timed; none took negative time.
 	if n, calls := m.limiterSeconds.n.Load(), lim.calls.Load(); n != calls || calls == 0 || m.limiterSeconds.neg.Load() != 0 {
@@ -219,7 +240,7 @@ func TestGuardMetrics(t *testing.T) {
 	f.guard.Keys().SetMetrics(nil)
 	hits := m.hits.n.Load()
 	f.do("GET", "/v1/projects", admin, tlsReq, Policy{})
-	m.counted(t, "metrics off", NoKey, NumOutcomes)
+	m.counted(t, "metrics off", CallerNone, NumOutcomes)
 	if m.hits.n.Load() != hits {
 		t.Fatal("the cache counted with its metrics off")
 	}
@@ -239,10 +260,30 @@ func TestOutcomeOf(t *testing.T) {
 		{apierror.Forbidden("x"), OutcomeForbidden},
 		{apierror.RateLimited(3), OutcomeLimited},
 		{apierror.StorageDown, OutcomeStorageUnavailable},
+		{errLoggedOut, OutcomeUnauthorized},
+		{errCSRF, OutcomeForbidden},
+		{errCrossSite, OutcomeForbidden},
+		{apierror.Internal, OutcomeStorageUnavailable},
 	} {
 		if got := OutcomeOf(c.err); got != c.want {
 			t.Errorf("OutcomeOf(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+	// The callers are the closed set of the key_type label, and each names
+	// its IETF policy.
+	var names, policies []string
+	for c := range NumCallers {
+		names = append(names, c.String())
+		policies = append(policies, PolicyName(c))
+	}
+	if want := []string{"none", "live", "test", "admin", "member"}; !slices.Equal(names, want) {
+		t.Errorf("callers %v, want %v", names, want)
+	}
+	if want := []string{"unauthenticated", "live", "test", "admin", "member"}; !slices.Equal(policies, want) {
+		t.Errorf("policies %v, want %v", policies, want)
+	}
+	if NumCallers.String() != "unknown" || NumOutcomes.String() != "unknown" {
+		t.Errorf("out of range: %q, %q", NumCallers, NumOutcomes)
 	}
 	seen := map[string]bool{}
 	for o := range NumOutcomes {
@@ -311,6 +352,15 @@ func TestIETFHeaders(t *testing.T) {
 	check("admin", f.do("GET", "/v1/projects", bearer(f.keys["admin"]), tlsReq, Policy{}), 200, "admin", DefaultAdminLimit, 60)
 	check("bad key", f.do("GET", "/v1/projects", "Bearer nope", tlsReq, Policy{}), 401, "unauthenticated", 1, 60)
 	check("address limited", f.do("GET", "/v1/projects", "Bearer nope", tlsReq, Policy{}), 429, "unauthenticated", 1, 60)
+	// A member's session is the member policy, at the admin limit (from
+	// another address: tlsReq's is blocked by now, and a blocked address
+	// gets no session lookup); an expired one the address's, whose bucket
+	// is spent by now.
+	s := f.login(t)
+	check("member", f.dash("GET", "/dashboard/api/v1/projects", &s, nil, Request{HTTPS: true, ClientIP: "192.0.2.88"}),
+		200, "member", DefaultAdminLimit, 60)
+	check("logged out", f.dash("GET", "/dashboard/api/v1/projects", nil, nil, Request{HTTPS: true, ClientIP: "192.0.2.77"}),
+		401, "unauthenticated", 1, 60)
 
 	// They survive the next handler, like the X-RateLimit-* headers.
 	r := httptest.NewRequest("POST", "/v1/evaluate", nil)

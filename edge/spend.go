@@ -20,10 +20,9 @@ var errClientGone = errors.New("the client went away")
 // timeout, with the storage-failure policy applied when the limiter cannot
 // answer. strict makes the allow policy act as local (for logins, which
 // attackers probe: they never go unlimited). It returns the headers to
-// send, and the refusal if any.
-func (g *Guard) spend(ctx context.Context, cfg *Config, bucket string, limit ratelimit.Limit, n int, strict bool) (ratelimit.Headers, *apierror.Error) {
+// send, rendered as of now, and the refusal if any.
+func (g *Guard) spend(ctx context.Context, cfg *Config, now time.Time, bucket string, limit ratelimit.Limit, n int, strict bool) (ratelimit.Headers, *apierror.Error) {
 	res, err := g.allow(ctx, cfg, bucket, limit, n)
-	now := g.now()
 	switch {
 	case err == errClientGone:
 		// Nobody reads the answer; and a storage failure it is not.
@@ -57,7 +56,7 @@ func (g *Guard) spend(ctx context.Context, cfg *Config, bucket string, limit rat
 // policy counts as local for them. It returns the headers to send with a
 // refusal.
 func (g *Guard) Spend(ctx context.Context, bucket string, limit ratelimit.Limit) (ratelimit.Headers, error) {
-	h, e := g.spend(ctx, g.cfg.Load(), bucket, limit, 1, true)
+	h, e := g.spend(ctx, g.cfg.Load(), g.now(), bucket, limit, 1, true)
 	if e != nil {
 		return h, e
 	}
@@ -66,9 +65,14 @@ func (g *Guard) Spend(ctx context.Context, bucket string, limit ratelimit.Limit)
 
 // allow checks bucket against the shared limiter, bounded by the storage
 // timeout (the shared limiter's own round trips are bounded by the same
-// storage_timeout), and notes whether storage answered.
+// storage_timeout), and notes whether storage answered. The in-process
+// limiter does no I/O, so its checks run without a timer, which would cost
+// more than the check.
 func (g *Guard) allow(parent context.Context, cfg *Config, bucket string, limit ratelimit.Limit, n int) (ratelimit.Result, error) {
-	ctx, cancel := context.WithTimeout(parent, cfg.Timeout)
+	ctx, cancel := parent, context.CancelFunc(nil)
+	if !g.inProcess {
+		ctx, cancel = context.WithTimeout(parent, cfg.Timeout)
+	}
 	var res ratelimit.Result
 	var err error
 	if n == 1 {
@@ -76,7 +80,9 @@ func (g *Guard) allow(parent context.Context, cfg *Config, bucket string, limit 
 	} else {
 		res, err = g.limiter.AllowN(ctx, bucket, limit, n)
 	}
-	cancel()
+	if cancel != nil {
+		cancel()
+	}
 	switch {
 	case err == nil:
 		if g.storageDown.Load() && g.storageDown.CompareAndSwap(true, false) {
