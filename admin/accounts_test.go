@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
@@ -16,8 +17,12 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -39,7 +44,7 @@ const (
 type pwOrg struct {
 	*org
 	name     string
-	owner    admin.Member
+	owner    identity.Member
 	email    string
 	password string
 }
@@ -55,9 +60,9 @@ func (e *env) orgWithPassword(t *testing.T, name, email, password string, projec
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &org{id: res.Organization.ID, root: res.Record, rootKey: res.Key}
+	o := &org{id: res.Organization.ID, root: res.Principal, rootKey: res.Key}
 	for _, p := range projects {
-		if _, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: p}); err != nil {
+		if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,14 +71,14 @@ func (e *env) orgWithPassword(t *testing.T, name, email, password string, projec
 
 // join invites email into caller's organization and accepts the
 // invitation with password.
-func (e *env) join(t *testing.T, caller *apikey.Record, email string, role admin.Role, password string) *admin.Member {
+func (e *env) join(t *testing.T, caller *authz.Principal, email string, role authz.Role, password string) *identity.Member {
 	t.Helper()
 	ctx := context.Background()
-	token, _, err := e.svc.InviteMember(ctx, caller, admin.InviteInput{Email: email, Name: "Name of " + email, Role: string(role)})
+	token, _, err := e.svc.Identity.InviteMember(ctx, caller, identity.InviteInput{Email: email, Name: "Name of " + email, Role: string(role)})
 	if err != nil {
 		t.Fatalf("InviteMember(%s): %v", email, err)
 	}
-	m, err := e.svc.AcceptInvite(ctx, token, password)
+	m, err := e.svc.Identity.AcceptInvite(ctx, token, password)
 	if err != nil {
 		t.Fatalf("AcceptInvite(%s): %v", email, err)
 	}
@@ -86,13 +91,13 @@ func (e *env) join(t *testing.T, caller *apikey.Record, email string, role admin
 // login logs in, failing the test on error.
 type loginResult struct {
 	token  string
-	sess   *admin.LoginSession
-	member *admin.Member
+	sess   *identity.LoginSession
+	member *identity.Member
 }
 
 func (e *env) login(t *testing.T, email, password, preferOrg string) loginResult {
 	t.Helper()
-	token, sess, m, err := e.svc.Login(context.Background(), email, password, preferOrg)
+	token, sess, m, err := e.svc.Identity.Login(context.Background(), email, password, preferOrg)
 	if err != nil {
 		t.Fatalf("Login(%s): %v", email, err)
 	}
@@ -100,9 +105,9 @@ func (e *env) login(t *testing.T, email, password, preferOrg string) loginResult
 }
 
 // sessionOK checks that a token names a live session of member m.
-func sessionOK(t *testing.T, svc *admin.Service, token string, m *admin.Member) *admin.LoginSession {
+func sessionOK(t *testing.T, svc *admin.Service, token string, m *identity.Member) *identity.LoginSession {
 	t.Helper()
-	sess, got, err := svc.Session(context.Background(), token)
+	sess, got, err := svc.Identity.Session(context.Background(), token)
 	if err != nil {
 		t.Fatalf("Session: %v", err)
 	}
@@ -115,7 +120,7 @@ func sessionOK(t *testing.T, svc *admin.Service, token string, m *admin.Member) 
 // sessionGone checks that a token names no (more) session.
 func sessionGone(t *testing.T, svc *admin.Service, token string) {
 	t.Helper()
-	sess, m, err := svc.Session(context.Background(), token)
+	sess, m, err := svc.Identity.Session(context.Background(), token)
 	wantExact(t, err, errNoSession)
 	if sess != nil || m != nil {
 		t.Fatalf("refused Session returned %+v / %+v", sess, m)
@@ -128,13 +133,13 @@ func digestOf(token string) string {
 }
 
 // account reads the stored account of an address.
-func (e *env) account(t *testing.T, email string) (admin.Account, []byte) {
+func (e *env) account(t *testing.T, email string) (identity.Account, []byte) {
 	t.Helper()
 	b, ok := e.doc(t, "accounts", strings.ToLower(email))
 	if !ok {
 		t.Fatalf("no account for %s", email)
 	}
-	var a admin.Account
+	var a identity.Account
 	if err := json.Unmarshal(b, &a); err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +147,13 @@ func (e *env) account(t *testing.T, email string) (admin.Account, []byte) {
 }
 
 // storedLogin reads a stored login session by its token.
-func (e *env) storedLogin(t *testing.T, token string) admin.LoginSession {
+func (e *env) storedLogin(t *testing.T, token string) identity.LoginSession {
 	t.Helper()
 	b, ok := e.doc(t, "login-sessions", digestOf(token))
 	if !ok {
 		t.Fatal("login session not stored under the token's digest")
 	}
-	var s admin.LoginSession
+	var s identity.LoginSession
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +235,7 @@ func TestPasswordHashing(t *testing.T) {
 			{"alice@example.com", acct.PasswordHash},       // the hash is not the password
 			{"alice@example.com.evil.test", ownerPassword}, // another address
 		} {
-			token, sess, m, err := e.svc.Login(ctx, c.email, c.password, "")
+			token, sess, m, err := e.svc.Identity.Login(ctx, c.email, c.password, "")
 			wantExact(t, err, errBadLogin)
 			if token != "" || sess != nil || m != nil {
 				t.Fatalf("failed Login(%q, %q) returned %q %+v %+v", c.email, c.password, token, sess, m)
@@ -260,7 +265,7 @@ func TestPasswordPolicy(t *testing.T) {
 			{strings.Repeat("a", 10) + "\xc3", "valid UTF-8"},
 		} {
 			_, before := e.account(t, o.email)
-			err := e.svc.SetPassword(ctx, o.email, c.password)
+			err := e.svc.Identity.SetPassword(ctx, o.email, c.password)
 			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, "password", c.why)
 			if _, after := e.account(t, o.email); !bytes.Equal(before, after) {
 				t.Fatalf("a refused SetPassword(%q) changed the account", c.password)
@@ -278,8 +283,8 @@ func TestPasswordPolicy(t *testing.T) {
 			_, err = e.svc.Bootstrap(ctx, admin.BootstrapInput{NewKey: true, OrgID: o.id, OwnerPassword: c.password})
 			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, "password", c.why)
 		}
-		wantErr(t, e.svc.SetPassword(ctx, "nobody@example.com", ownerPassword), http.StatusNotFound, apierror.CodeNotFound, "nobody@example.com")
-		wantErr(t, e.svc.SetPassword(ctx, " ", ownerPassword), http.StatusNotFound, apierror.CodeNotFound)
+		wantErr(t, e.svc.Identity.SetPassword(ctx, "nobody@example.com", ownerPassword), http.StatusNotFound, apierror.CodeNotFound, "nobody@example.com")
+		wantErr(t, e.svc.Identity.SetPassword(ctx, " ", ownerPassword), http.StatusNotFound, apierror.CodeNotFound)
 
 		// The boundaries are accepted, and work.
 		for _, pw := range []string{
@@ -287,7 +292,7 @@ func TestPasswordPolicy(t *testing.T) {
 			strings.Repeat("é", 256),  // 256 characters, 512 bytes
 			"  spaces  inside  and  ", // spaces count, and are kept
 		} {
-			if err := e.svc.SetPassword(ctx, " OWNER@example.com ", pw); err != nil {
+			if err := e.svc.Identity.SetPassword(ctx, " OWNER@example.com ", pw); err != nil {
 				t.Fatalf("SetPassword(%d characters): %v", len([]rune(pw)), err)
 			}
 			acct, _ := e.account(t, o.email)
@@ -296,10 +301,10 @@ func TestPasswordPolicy(t *testing.T) {
 				t.Fatalf("logged in as %+v", l.member)
 			}
 		}
-		_, _, _, err := e.svc.Login(ctx, o.email, "spaces  inside  and", "")
+		_, _, _, err := e.svc.Identity.Login(ctx, o.email, "spaces  inside  and", "")
 		wantExact(t, err, errBadLogin)
 		// The former password no longer works.
-		_, _, _, err = e.svc.Login(ctx, o.email, ownerPassword, "")
+		_, _, _, err = e.svc.Identity.Login(ctx, o.email, ownerPassword, "")
 		wantExact(t, err, errBadLogin)
 	})
 }
@@ -321,13 +326,13 @@ func TestLoginCostsTheSameForUnknownAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Warm up: the first unknown address hashes the dummy password once.
-	_, _, _, _ = e.svc.Login(ctx, "warm-up@example.com", "whatever", "")
+	_, _, _, _ = e.svc.Identity.Login(ctx, "warm-up@example.com", "whatever", "")
 
 	const argonBytes = 19 * 1024 * 1024
 	allocated := func(email, password string) uint64 {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, _, _, _ = e.svc.Login(ctx, email, password, "")
+		_, _, _, _ = e.svc.Identity.Login(ctx, email, password, "")
 		runtime.ReadMemStats(&after)
 		return after.TotalAlloc - before.TotalAlloc
 	}
@@ -351,10 +356,10 @@ func TestBootstrapOwnerPassword(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.orgWithPassword(t, "Acme", "owner@example.com", ownerPassword)
-		if l := e.login(t, "owner@example.com", ownerPassword, ""); l.member.ID != o.owner.ID || l.member.Role != admin.RoleOwner || l.sess.OrgID != o.id {
+		if l := e.login(t, "owner@example.com", ownerPassword, ""); l.member.ID != o.owner.ID || l.member.Role != authz.RoleOwner || l.sess.OrgID != o.id {
 			t.Fatalf("owner login = %+v / %+v", l.sess, l.member)
 		}
-		ada := e.join(t, o.root, "Ada@Example.com", admin.RoleAdmin, adaPassword)
+		ada := e.join(t, o.root, "Ada@Example.com", authz.RoleAdmin, adaPassword)
 
 		// NewKey with an owner's address and a password sets that member's
 		// password (and the key is theirs); nobody else's changes.
@@ -367,7 +372,7 @@ func TestBootstrapOwnerPassword(t *testing.T) {
 		if res.Owner.ID != ada.ID || res.Record.OwnerID != ada.ID || res.Created {
 			t.Fatalf("NewKey for Ada = %+v, key owner %s", res.Owner, res.Record.OwnerID)
 		}
-		_, _, _, err = e.svc.Login(ctx, "ada@example.com", adaPassword, "")
+		_, _, _, err = e.svc.Identity.Login(ctx, "ada@example.com", adaPassword, "")
 		wantExact(t, err, errBadLogin)
 		if l := e.login(t, "ada@example.com", newAda, ""); l.member.ID != ada.ID {
 			t.Fatalf("Ada logged in as %+v", l.member)
@@ -457,7 +462,7 @@ func TestLoginSessionTokens(t *testing.T) {
 		}
 
 		sess := sessionOK(t, e.svc, l1.token, &o.owner)
-		if sess.CSRF != l1.sess.CSRF || !sess.CheckCSRF(l1.sess.CSRF) || sess.CheckCSRF(l2.sess.CSRF) {
+		if sess.CSRF != l1.sess.CSRF || !identity.CheckCSRF(l1.sess.CSRF, sess.CSRF) || identity.CheckCSRF(l2.sess.CSRF, sess.CSRF) {
 			t.Fatalf("session's CSRF token %q, login's %q", sess.CSRF, l1.sess.CSRF)
 		}
 		sessionOK(t, e.svc, l2.token, &o.owner)
@@ -471,7 +476,7 @@ func TestLoginSessionTokens(t *testing.T) {
 			" " + l1.token, digestOf(l1.token), l1.sess.CSRF} {
 			sessionGone(t, e.svc, bad)
 		}
-		if _, _, err := e.svc.Session(ctx, l1.token); err != nil {
+		if _, _, err := e.svc.Identity.Session(ctx, l1.token); err != nil {
 			t.Fatalf("the session stopped working after refused attempts: %v", err)
 		}
 	})
@@ -479,7 +484,7 @@ func TestLoginSessionTokens(t *testing.T) {
 
 func TestCheckCSRF(t *testing.T) {
 	t.Parallel()
-	s := &admin.LoginSession{CSRF: "csrf-token-123"}
+	s := &identity.LoginSession{CSRF: "csrf-token-123"}
 	for tok, want := range map[string]bool{
 		"csrf-token-123":  true,
 		"csrf-token-124":  false,
@@ -489,13 +494,13 @@ func TestCheckCSRF(t *testing.T) {
 		" csrf-token-123": false,
 		"":                false,
 	} {
-		if got := s.CheckCSRF(tok); got != want {
+		if got := identity.CheckCSRF(tok, s.CSRF); got != want {
 			t.Errorf("CheckCSRF(%q) = %v, want %v", tok, got, want)
 		}
 	}
 	// A session without a token (never made by Login) matches nothing,
 	// not even an empty header.
-	if (&admin.LoginSession{}).CheckCSRF("") {
+	if identity.CheckCSRF("", (&identity.LoginSession{}).CSRF) {
 		t.Error("an empty CSRF token matched an empty session token")
 	}
 }
@@ -509,28 +514,28 @@ func TestSessionIdleAndMaxAge(t *testing.T) {
 		// Idle: each use restarts the idle timeout, which ends it at
 		// exactly SessionIdleTimeout.
 		idle := e.login(t, o.email, ownerPassword, "")
-		e.clock.Advance(admin.SessionIdleTimeout - time.Second)
+		e.clock.Advance(identity.SessionIdleTimeout - time.Second)
 		sessionOK(t, e.svc, idle.token, &o.owner)
-		e.clock.Advance(admin.SessionIdleTimeout - time.Second) // alive only thanks to the use
+		e.clock.Advance(identity.SessionIdleTimeout - time.Second) // alive only thanks to the use
 		sessionOK(t, e.svc, idle.token, &o.owner)
-		e.clock.Advance(admin.SessionIdleTimeout)
+		e.clock.Advance(identity.SessionIdleTimeout)
 		sessionGone(t, e.svc, idle.token)
 
 		// Absolute: used every 20 minutes, a session lives exactly
 		// SessionMaxAge.
 		busy := e.login(t, o.email, ownerPassword, "")
 		born := e.clock.Now()
-		for e.clock.Now().Add(20 * time.Minute).Before(born.Add(admin.SessionMaxAge)) {
+		for e.clock.Now().Add(20 * time.Minute).Before(born.Add(identity.SessionMaxAge)) {
 			e.clock.Advance(20 * time.Minute)
 			sessionOK(t, e.svc, busy.token, &o.owner)
 		}
-		e.clock.Set(born.Add(admin.SessionMaxAge - time.Second))
+		e.clock.Set(born.Add(identity.SessionMaxAge - time.Second))
 		sessionOK(t, e.svc, busy.token, &o.owner)
 		e.clock.Advance(time.Second)
 		sessionGone(t, e.svc, busy.token)
 
 		// A member who is gone has no session, even one not yet swept.
-		mem := e.join(t, o.root, "max@example.com", admin.RoleMember, maxPassword)
+		mem := e.join(t, o.root, "max@example.com", authz.RoleMember, maxPassword)
 		ml := e.login(t, "max@example.com", maxPassword, "")
 		sessionOK(t, e.svc, ml.token, mem)
 		if err := e.st.Update(ctx, func(w store.Writer) error { return w.Delete("members/"+o.id, mem.ID) }); err != nil {
@@ -598,7 +603,7 @@ func TestLogout(t *testing.T) {
 		other.SetClock(e.clock.Now)
 		sessionOK(t, other, a.token, &o.owner)
 
-		if err := other.Logout(ctx, a.token); err != nil {
+		if err := other.Identity.Logout(ctx, a.token); err != nil {
 			t.Fatal(err)
 		}
 		sessionGone(t, e.svc, a.token)
@@ -606,10 +611,13 @@ func TestLogout(t *testing.T) {
 		if _, ok := e.doc(t, "login-sessions", digestOf(a.token)); ok {
 			t.Fatal("Logout left the session document")
 		}
+		if got := e.ids(t, "login-sessions-of/"+o.id+"/"+o.owner.ID); !slices.Equal(got, []string{digestOf(b.token)}) {
+			t.Fatalf("the member's session index after Logout = %q, want only the other session", got)
+		}
 		// The member's other session is another login: it goes on.
 		sessionOK(t, e.svc, b.token, &o.owner)
 		for _, tok := range []string{"", "garbage", a.token, digestOf(b.token)} {
-			if err := e.svc.Logout(ctx, tok); err != nil {
+			if err := e.svc.Identity.Logout(ctx, tok); err != nil {
 				t.Fatalf("Logout(%q) = %v", tok, err)
 			}
 		}
@@ -638,11 +646,11 @@ func TestLogoutOnEveryInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, _, _, err := one.Login(ctx, "owner@example.com", ownerPassword, "")
+	token, _, _, err := one.Identity.Login(ctx, "owner@example.com", ownerPassword, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, _, err := two.Login(ctx, "owner@example.com", ownerPassword, "")
+	other, _, _, err := two.Identity.Login(ctx, "owner@example.com", ownerPassword, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -650,7 +658,7 @@ func TestLogoutOnEveryInstance(t *testing.T) {
 		sessionOK(t, svc, token, &res.Owner)
 		sessionOK(t, svc, other, &res.Owner)
 	}
-	if err := two.Logout(ctx, token); err != nil {
+	if err := two.Identity.Logout(ctx, token); err != nil {
 		t.Fatal(err)
 	}
 	for _, svc := range svcs {
@@ -668,13 +676,13 @@ func TestSweepLoginSessions(t *testing.T) {
 		invites := func() []string { return e.ids(t, "invites") }
 		sweep := func() {
 			t.Helper()
-			if err := e.svc.SweepLoginSessions(ctx); err != nil {
+			if err := e.svc.Identity.SweepLoginSessions(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
 		invite := func(email string) string {
 			t.Helper()
-			tok, _, err := e.svc.InviteMember(ctx, o.root, admin.InviteInput{Email: email, Name: email})
+			tok, _, err := e.svc.Identity.InviteMember(ctx, o.root, identity.InviteInput{Email: email, Name: email})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -709,11 +717,11 @@ func TestSweepLoginSessions(t *testing.T) {
 		// The live session, used every 20 minutes, is swept at its
 		// absolute expiry.
 		born := live.sess.CreatedAt
-		for e.clock.Now().Add(20 * time.Minute).Before(born.Add(admin.SessionMaxAge)) {
+		for e.clock.Now().Add(20 * time.Minute).Before(born.Add(identity.SessionMaxAge)) {
 			e.clock.Advance(20 * time.Minute)
 			sessionOK(t, e.svc, live.token, live.member)
 		}
-		e.clock.Set(born.Add(admin.SessionMaxAge - time.Second))
+		e.clock.Set(born.Add(identity.SessionMaxAge - time.Second))
 		sessionOK(t, e.svc, live.token, live.member)
 		fresh := e.login(t, o.email, ownerPassword, "")
 		sweep()
@@ -727,7 +735,7 @@ func TestSweepLoginSessions(t *testing.T) {
 		}
 
 		// Invitations are swept when they expire.
-		e.clock.Set(t0.Add(admin.InviteTTL - time.Second))
+		e.clock.Set(t0.Add(identity.InviteTTL - time.Second))
 		inviteY := invite("y@example.com")
 		sweep()
 		if got := invites(); !slices.Equal(got, sorted(inviteX, inviteY)) {
@@ -743,6 +751,13 @@ func TestSweepLoginSessions(t *testing.T) {
 			t.Fatalf("sessions = %q, want only the one just opened", got)
 		}
 		sessionOK(t, e.svc, keep.token, &o.owner)
+		// The per-member and per-organization indexes went with them.
+		if got := e.ids(t, "login-sessions-of/"+o.id+"/"+o.owner.ID); !slices.Equal(got, []string{digestOf(keep.token)}) {
+			t.Fatalf("the member's session index = %q, want only the one just opened", got)
+		}
+		if got := e.ids(t, "invites-of/"+o.id); !slices.Equal(got, []string{inviteY}) {
+			t.Fatalf("the organization's invitation index = %q, want %q", got, inviteY)
+		}
 	})
 }
 
@@ -751,41 +766,49 @@ func TestPrincipal(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.orgWithPassword(t, "Acme", "owner@example.com", ownerPassword, "alpha")
-		e.join(t, o.root, "ada@example.com", admin.RoleAdmin, adaPassword)
-		e.join(t, o.root, "max@example.com", admin.RoleMember, maxPassword)
+		e.join(t, o.root, "ada@example.com", authz.RoleAdmin, adaPassword)
+		e.join(t, o.root, "max@example.com", authz.RoleMember, maxPassword)
 
-		principal := func(email, password string) (*apikey.Record, loginResult) {
+		principal := func(email, password string) (*authz.Principal, loginResult) {
 			t.Helper()
 			e.clock.Advance(time.Second)
 			l := e.login(t, email, password, "")
-			p := admin.Principal(l.sess, l.member)
-			if p.Type != apikey.Admin || p.OrgID != o.id || !p.OrgWide() || p.Project != "" || p.Environment != "" ||
-				len(p.Resources) != 0 || p.OwnerID != l.member.ID || !p.CreatedAt.Equal(l.sess.CreatedAt) ||
-				p.ExpiresAt != nil || p.RevokedAt != nil || p.Digest != "" || !strings.HasPrefix(p.ID, "session_") {
-				t.Fatalf("Principal(%s) = %+v", email, p)
+			// The principal the edge builds from the session cookie.
+			p, csrf, err := e.svc.Identity.SessionPrincipal(ctx, l.token)
+			if err != nil {
+				t.Fatalf("SessionPrincipal(%s): %v", email, err)
+			}
+			if p.Kind != authz.MemberPrincipal || p.Type != apikey.Admin || p.Org() != o.id || !p.Scope.OrgWide() ||
+				!reflect.DeepEqual(p.Scope, authz.Organization(o.id)) ||
+				p.ID != l.member.ID || p.Member != l.member.ID || p.Role != l.member.Role ||
+				p.ExpiresAt != nil || p.Key != nil || csrf != l.sess.CSRF {
+				t.Fatalf("SessionPrincipal(%s) = %+v, CSRF %q", email, p, csrf)
+			}
+			if want := authz.ForMember(o.id, l.member.ID, l.member.Role); !reflect.DeepEqual(p, want) {
+				t.Fatalf("SessionPrincipal(%s) = %+v, want ForMember's %+v", email, p, want)
 			}
 			return p, l
 		}
 		for _, c := range []struct {
 			email, password string
-			role            admin.Role
-		}{{o.email, ownerPassword, admin.RoleOwner}, {"ada@example.com", adaPassword, admin.RoleAdmin}} {
+			role            authz.Role
+		}{{o.email, ownerPassword, authz.RoleOwner}, {"ada@example.com", adaPassword, authz.RoleAdmin}} {
 			p, l := principal(c.email, c.password)
 			if l.member.Role != c.role || p.Permissions != apikey.AllPermissions {
 				t.Fatalf("%s principal: role %s, permissions %v", c.role, l.member.Role, p.Permissions.List())
 			}
 			slug := strings.ToLower(string(c.role))
-			if _, err := e.svc.CreateProject(ctx, p, admin.CreateProjectInput{Slug: slug}); err != nil {
+			if _, _, err := e.svc.Tenancy.CreateProject(ctx, p, tenancy.CreateProjectInput{Slug: slug}); err != nil {
 				t.Fatalf("%s: CreateProject: %v", c.role, err)
 			}
-			k, err := e.svc.CreateKey(ctx, p, slug, admin.CreateKeyInput{Name: "ci", Type: "live", Environment: "production"})
+			k, err := e.svc.Keys.CreateKey(ctx, p, slug, keys.CreateInput{Name: "ci", Type: "live", Environment: "production"})
 			if err != nil {
 				t.Fatalf("%s: CreateKey: %v", c.role, err)
 			}
 			if k.OwnerID != l.member.ID {
 				t.Fatalf("a key made by %s's session is owned by %q", c.email, k.OwnerID)
 			}
-			v, err := e.svc.Viewer(ctx, p)
+			v, err := e.svc.Identity.Viewer(ctx, p)
 			if err != nil || v.Member.ID != l.member.ID || v.Organization.ID != o.id {
 				t.Fatalf("Viewer = %+v, %v", v, err)
 			}
@@ -793,36 +816,36 @@ func TestPrincipal(t *testing.T) {
 
 		// A MEMBER reads, and nothing more.
 		p, l := principal("max@example.com", maxPassword)
-		if l.member.Role != admin.RoleMember || !p.Permissions.Has(apikey.Read) || p.Permissions.Has(apikey.Write) {
+		if l.member.Role != authz.RoleMember || !p.Permissions.Has(apikey.Read) || p.Permissions.Has(apikey.Write) {
 			t.Fatalf("member principal: role %s, permissions %v", l.member.Role, p.Permissions.List())
 		}
 		// A person is told about their role, not about a key they do not hold.
 		memberReadOnly := apierror.Forbidden("Your role (Member) is read-only; ask an owner or admin of your organization")
 		cols := []string{"projects/" + o.id, "keys/" + o.id, "key-digests", "invites", "members/" + o.id}
 		before := e.snap(t, cols...)
-		_, err := e.svc.CreateProject(ctx, p, admin.CreateProjectInput{Slug: "beta"})
+		_, _, err := e.svc.Tenancy.CreateProject(ctx, p, tenancy.CreateProjectInput{Slug: "beta"})
 		wantExact(t, err, memberReadOnly)
-		_, err = e.svc.CreateKey(ctx, p, "alpha", admin.CreateKeyInput{Name: "ci", Type: "live", Environment: "production", Permissions: []string{"READ"}})
+		_, err = e.svc.Keys.CreateKey(ctx, p, "alpha", keys.CreateInput{Name: "ci", Type: "live", Environment: "production", Permissions: []string{"READ"}})
 		wantExact(t, err, memberReadOnly)
-		_, err = e.svc.RevokeKey(ctx, p, o.root.ID)
+		_, err = e.svc.Keys.RevokeKey(ctx, p, o.root.ID)
 		wantExact(t, err, memberReadOnly)
 		wantExact(t, e.svc.DeleteProject(ctx, p, "alpha"), memberReadOnly)
-		_, _, err = e.svc.InviteMember(ctx, p, admin.InviteInput{Email: "x@example.com", Name: "X"})
+		_, _, err = e.svc.Identity.InviteMember(ctx, p, identity.InviteInput{Email: "x@example.com", Name: "X"})
 		wantExact(t, err, memberReadOnly)
 		if !before.equal(e.snap(t, cols...)) {
 			t.Fatal("a MEMBER's refused writes changed the store")
 		}
-		ps, err := e.svc.ListProjects(ctx, p)
+		ps, err := e.svc.Tenancy.ListProjects(ctx, p)
 		if err != nil || len(ps) != 3 {
 			t.Fatalf("member ListProjects = %+v, %v", ps, err)
 		}
-		if _, err := e.svc.GetKey(ctx, p, o.root.ID); err != nil {
+		if _, err := e.svc.Keys.GetKey(ctx, p, o.root.ID); err != nil {
 			t.Fatalf("member GetKey: %v", err)
 		}
-		if ms, err := e.svc.ListMembers(ctx, p); err != nil || len(ms) != 3 {
+		if ms, err := e.svc.Identity.ListMembers(ctx, p); err != nil || len(ms) != 3 {
 			t.Fatalf("member ListMembers = %+v, %v", ms, err)
 		}
-		if v, err := e.svc.Viewer(ctx, p); err != nil || v.Member.ID != l.member.ID {
+		if v, err := e.svc.Identity.Viewer(ctx, p); err != nil || v.Member.ID != l.member.ID {
 			t.Fatalf("member Viewer = %+v, %v", v, err)
 		}
 	})
@@ -839,7 +862,7 @@ func TestSessionsEndWithPasswordChangeExpiryAndRemoval(t *testing.T) {
 		first := e.login(t, o.email, ownerPassword, "")
 		second := e.login(t, o.email, ownerPassword, "")
 		sessionOK(t, e.svc, first.token, first.member)
-		if err := e.svc.SetPassword(ctx, o.email, "a brand new password"); err != nil {
+		if err := e.svc.Identity.SetPassword(ctx, o.email, "a brand new password"); err != nil {
 			t.Fatal(err)
 		}
 		sessionGone(t, e.svc, first.token)
@@ -850,28 +873,88 @@ func TestSessionsEndWithPasswordChangeExpiryAndRemoval(t *testing.T) {
 		base := time.Now()
 		e.svc.SetClock(func() time.Time { return base })
 		third := e.login(t, o.email, "a brand new password", "")
-		e.svc.SetClock(func() time.Time { return base.Add(admin.SessionIdleTimeout) })
+		e.svc.SetClock(func() time.Time { return base.Add(identity.SessionIdleTimeout) })
 		sessionGone(t, e.svc, third.token)
 		e.svc.SetClock(func() time.Time { return base })
 		sessionGone(t, e.svc, third.token)
 		e.svc.SetClock(time.Now)
 
 		// Invitations leave with the member who sent them.
-		adminM := e.join(t, o.root, "ada@acme.example", admin.RoleAdmin, adaPassword)
+		adminM := e.join(t, o.root, "ada@acme.example", authz.RoleAdmin, adaPassword)
 		sess := e.login(t, "ada@acme.example", adaPassword, "")
-		token, _, err := e.svc.InviteMember(ctx, admin.Principal(sess.sess, sess.member),
-			admin.InviteInput{Email: "max@acme.example", Name: "Max"})
+		adaP, _, err := e.svc.Identity.SessionPrincipal(ctx, sess.token)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.RemoveMember(ctx, o.root, adminM.ID); err != nil {
+		token, _, err := e.svc.Identity.InviteMember(ctx, adaP,
+			identity.InviteInput{Email: "max@acme.example", Name: "Max"})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := e.svc.InviteInfo(ctx, token); err == nil {
+		if err := e.svc.Identity.RemoveMember(ctx, o.root, adminM.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.svc.Identity.InviteInfo(ctx, token); err == nil {
 			t.Fatal("an invitation of a removed member still works")
 		}
-		if _, err := e.svc.AcceptInvite(ctx, token, maxPassword); err == nil {
+		if _, err := e.svc.Identity.AcceptInvite(ctx, token, maxPassword); err == nil {
 			t.Fatal("an invitation of a removed member was accepted")
 		}
+	})
+}
+
+// Login sessions and invitations stored before they were indexed per member
+// and per organization are indexed by the sweep (so that the bounds and the
+// removal of a member see them), and the testing sessions of the single
+// collection they were kept in before are deleted.
+func TestSweepsIndexWhatWasStoredBefore(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.orgWithPassword(t, "Acme", "owner@example.com", ownerPassword)
+		l := e.login(t, o.email, ownerPassword, "")
+		token, inv, err := e.svc.Identity.InviteMember(ctx, o.root, identity.InviteInput{Email: "x@example.com", Name: "X"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessIndex, invIndex := "login-sessions-of/"+o.id+"/"+o.owner.ID, "invites-of/"+o.id
+		// As an older version stored them: no index entries, and a testing
+		// session in the shared collection.
+		if err := e.st.Update(ctx, func(w store.Writer) error {
+			if err := w.Delete(sessIndex, digestOf(l.token)); err != nil {
+				return err
+			}
+			if err := w.Delete(invIndex, digestOf(token)); err != nil {
+				return err
+			}
+			return w.Put("testing-sessions", "ts_legacy", []byte(`{"id":"ts_legacy"}`))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ids(t, sessIndex); len(got) != 0 {
+			t.Fatalf("test setup: index %q", got)
+		}
+
+		if err := e.svc.Identity.SweepLoginSessions(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ids(t, sessIndex); !slices.Equal(got, []string{digestOf(l.token)}) {
+			t.Fatalf("session index after the sweep = %q", got)
+		}
+		if b, ok := e.doc(t, invIndex, digestOf(token)); !ok || string(b) != inv.ExpiresAt.Format(time.RFC3339) {
+			t.Fatalf("invitation index after the sweep = %q, %v; want its expiry", b, ok)
+		}
+		sessionOK(t, e.svc, l.token, &o.owner)
+		if _, err := e.svc.Flags.SweepSessions(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.ids(t, "testing-sessions"); len(got) != 0 {
+			t.Fatalf("legacy testing sessions after the sweep = %q", got)
+		}
+		// Indexed, the old session is ended with the member's others.
+		if err := e.svc.Identity.SetPassword(ctx, o.email, "a brand new password"); err != nil {
+			t.Fatal(err)
+		}
+		sessionGone(t, e.svc, l.token)
 	})
 }

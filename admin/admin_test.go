@@ -14,8 +14,11 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -151,7 +154,7 @@ func TestSecretsStoredOnlyAsDigests(t *testing.T) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
 		secrets := []string{o.rootKey}
-		for _, in := range []admin.CreateKeyInput{
+		for _, in := range []keys.CreateInput{
 			{Type: "live", Environment: "production"},
 			{Type: "test", Environment: "staging", Permissions: []string{"READ"}},
 			{Type: "admin", ExpiresIn: "30d"},
@@ -163,7 +166,7 @@ func TestSecretsStoredOnlyAsDigests(t *testing.T) {
 			secrets = append(secrets, k.Secret)
 			// Rotate with a grace period: the old and the new secret are both
 			// live, and neither may be stored.
-			r, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: "1h"})
+			r, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: "1h"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,13 +190,13 @@ func TestSecretsStoredOnlyAsDigests(t *testing.T) {
 		}
 
 		// Lists and reads never carry a secret either.
-		keys, err := e.svc.ListKeys(ctx, o.root, "alpha")
+		keys, err := e.svc.Keys.ListKeys(ctx, o.root, "alpha")
 		if err != nil {
 			t.Fatal(err)
 		}
 		out, _ := json.Marshal(keys)
 		for _, k := range keys {
-			got, err := e.svc.GetKey(ctx, o.root, k.ID)
+			got, err := e.svc.Keys.GetKey(ctx, o.root, k.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +217,7 @@ func TestProjectsAndEnvironments(t *testing.T) {
 		ctx := context.Background()
 		o := e.newOrg(t)
 
-		p, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "web-app", Name: "  Web app "})
+		p, created, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "web-app", Name: "  Web app "})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,12 +225,12 @@ func TestProjectsAndEnvironments(t *testing.T) {
 			t.Fatalf("project = %+v", p)
 		}
 		// The name defaults to the slug.
-		p2, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "api2"})
+		p2, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "api2"})
 		if err != nil || p2.Name != "api2" {
 			t.Fatalf("project = %+v, %v", p2, err)
 		}
 
-		got, envs, err := e.svc.GetProject(ctx, o.root, "web-app")
+		got, envs, err := e.svc.Tenancy.GetProject(ctx, o.root, "web-app")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,42 +248,52 @@ func TestProjectsAndEnvironments(t *testing.T) {
 		if want := []string{"development", "production", "staging"}; !slices.Equal(slugs, want) {
 			t.Fatalf("environments = %q, want %q", slugs, want)
 		}
+		// CreateProject answers with the environments it made, as GetProject
+		// lists them.
+		if len(created) != len(envs) {
+			t.Fatalf("CreateProject returned environments %+v, GetProject lists %+v", created, envs)
+		}
+		for i := range envs {
+			if created[i].Slug != envs[i].Slug || created[i].Name != envs[i].Name || !created[i].CreatedAt.Equal(envs[i].CreatedAt) {
+				t.Fatalf("CreateProject returned environments %+v, GetProject lists %+v", created, envs)
+			}
+		}
 
 		// Duplicates conflict and change nothing.
 		before := e.snap(t, "projects/"+o.id, "environments/"+o.id+"/web-app")
-		_, err = e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "web-app", Name: "Other"})
+		_, _, err = e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "web-app", Name: "Other"})
 		wantErr(t, err, http.StatusConflict, apierror.CodeConflict, `"web-app"`)
 		if !before.equal(e.snap(t, "projects/"+o.id, "environments/"+o.id+"/web-app")) {
 			t.Fatal("a conflicting CreateProject changed the store")
 		}
 
 		for _, tc := range []struct {
-			in   admin.CreateProjectInput
+			in   tenancy.CreateProjectInput
 			want string
 		}{
-			{admin.CreateProjectInput{}, "slug is required"},
-			{admin.CreateProjectInput{Slug: "Web"}, `slug "Web"`},
-			{admin.CreateProjectInput{Slug: "-web"}, `slug "-web"`},
-			{admin.CreateProjectInput{Slug: "web-"}, `slug "web-"`},
-			{admin.CreateProjectInput{Slug: "we b"}, `slug "we b"`},
-			{admin.CreateProjectInput{Slug: "web_app"}, `slug "web_app"`},
-			{admin.CreateProjectInput{Slug: "café"}, "slug"},
-			{admin.CreateProjectInput{Slug: strings.Repeat("a", 64)}, "slug must be at most 63 characters"},
-			{admin.CreateProjectInput{Slug: "ok", Name: strings.Repeat("n", 101)}, "name must be at most 100 characters"},
-			{admin.CreateProjectInput{Slug: "ok", Name: "a\nb"}, "name must not contain control characters"},
+			{tenancy.CreateProjectInput{}, "slug is required"},
+			{tenancy.CreateProjectInput{Slug: "Web"}, `slug "Web"`},
+			{tenancy.CreateProjectInput{Slug: "-web"}, `slug "-web"`},
+			{tenancy.CreateProjectInput{Slug: "web-"}, `slug "web-"`},
+			{tenancy.CreateProjectInput{Slug: "we b"}, `slug "we b"`},
+			{tenancy.CreateProjectInput{Slug: "web_app"}, `slug "web_app"`},
+			{tenancy.CreateProjectInput{Slug: "café"}, "slug"},
+			{tenancy.CreateProjectInput{Slug: strings.Repeat("a", 64)}, "slug must be at most 63 characters"},
+			{tenancy.CreateProjectInput{Slug: "ok", Name: strings.Repeat("n", 101)}, "name must be at most 100 characters"},
+			{tenancy.CreateProjectInput{Slug: "ok", Name: "a\nb"}, "name must not contain control characters"},
 		} {
 			before := e.snap(t, "projects/"+o.id)
-			_, err := e.svc.CreateProject(ctx, o.root, tc.in)
+			_, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tc.in)
 			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, tc.want)
 			if !before.equal(e.snap(t, "projects/"+o.id)) {
 				t.Fatalf("CreateProject(%+v) failed but wrote", tc.in)
 			}
 		}
-		if _, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: strings.Repeat("a", 63)}); err != nil {
+		if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: strings.Repeat("a", 63)}); err != nil {
 			t.Fatalf("63-character slug: %v", err)
 		}
 
-		list, err := e.svc.ListProjects(ctx, o.root)
+		list, err := e.svc.Tenancy.ListProjects(ctx, o.root)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,35 +305,35 @@ func TestProjectsAndEnvironments(t *testing.T) {
 			t.Fatalf("ListProjects = %q, want %q", names, want)
 		}
 
-		_, _, err = e.svc.GetProject(ctx, o.root, "nope")
+		_, _, err = e.svc.Tenancy.GetProject(ctx, o.root, "nope")
 		wantExact(t, err, apierror.NotFound(`project "nope" not found`))
-		_, err = e.svc.ListEnvironments(ctx, o.root, "nope")
+		_, err = e.svc.Tenancy.ListEnvironments(ctx, o.root, "nope")
 		wantExact(t, err, apierror.NotFound(`project "nope" not found`))
 
 		// Environments.
 		e.clock.Advance(time.Hour)
-		env, err := e.svc.CreateEnvironment(ctx, o.root, "web-app", admin.CreateEnvironmentInput{Slug: "qa", Name: "QA"})
+		env, err := e.svc.Tenancy.CreateEnvironment(ctx, o.root, "web-app", tenancy.CreateEnvironmentInput{Slug: "qa", Name: "QA"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if env.Slug != "qa" || env.Name != "QA" || !env.CreatedAt.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("environment = %+v", env)
 		}
-		envs, err = e.svc.ListEnvironments(ctx, o.root, "web-app")
-		if err != nil || len(envs) != 4 || !slices.ContainsFunc(envs, func(x admin.Environment) bool {
+		envs, err = e.svc.Tenancy.ListEnvironments(ctx, o.root, "web-app")
+		if err != nil || len(envs) != 4 || !slices.ContainsFunc(envs, func(x tenancy.Environment) bool {
 			return x.Slug == "qa" && x.Name == "QA" && x.CreatedAt.Equal(env.CreatedAt)
 		}) {
 			t.Fatalf("ListEnvironments = %+v, %v", envs, err)
 		}
 		// Another project's environments are untouched.
-		if envs, _ := e.svc.ListEnvironments(ctx, o.root, "api2"); len(envs) != 3 {
+		if envs, _ := e.svc.Tenancy.ListEnvironments(ctx, o.root, "api2"); len(envs) != 3 {
 			t.Fatalf("api2 has %d environments, want 3", len(envs))
 		}
-		_, err = e.svc.CreateEnvironment(ctx, o.root, "web-app", admin.CreateEnvironmentInput{Slug: "production"})
+		_, err = e.svc.Tenancy.CreateEnvironment(ctx, o.root, "web-app", tenancy.CreateEnvironmentInput{Slug: "production"})
 		wantErr(t, err, http.StatusConflict, apierror.CodeConflict, `"production"`, `"web-app"`)
-		_, err = e.svc.CreateEnvironment(ctx, o.root, "web-app", admin.CreateEnvironmentInput{Slug: "Prod"})
+		_, err = e.svc.Tenancy.CreateEnvironment(ctx, o.root, "web-app", tenancy.CreateEnvironmentInput{Slug: "Prod"})
 		wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, "slug")
-		_, err = e.svc.CreateEnvironment(ctx, o.root, "nope", admin.CreateEnvironmentInput{Slug: "qa"})
+		_, err = e.svc.Tenancy.CreateEnvironment(ctx, o.root, "nope", tenancy.CreateEnvironmentInput{Slug: "qa"})
 		wantExact(t, err, apierror.NotFound(`project "nope" not found`))
 		if _, ok := e.doc(t, "environments/"+o.id+"/nope", "qa"); ok {
 			t.Fatal("CreateEnvironment on a missing project wrote the environment")
@@ -334,7 +347,7 @@ func TestCreateKey(t *testing.T) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha", "beta")
 
-		k, err := e.svc.CreateKey(ctx, o.root, "alpha", admin.CreateKeyInput{
+		k, err := e.svc.Keys.CreateKey(ctx, o.root, "alpha", keys.CreateInput{
 			Name: "Production server", Type: "live", Environment: "production",
 		})
 		if err != nil {
@@ -365,21 +378,25 @@ func TestCreateKey(t *testing.T) {
 
 		// Types, permissions and lifetimes.
 		for _, tc := range []struct {
-			in        admin.CreateKeyInput
+			in        keys.CreateInput
 			typ       apikey.Type
 			perms     apikey.Permissions
 			expiresAt *time.Time
 		}{
-			{admin.CreateKeyInput{Type: "test", Environment: "staging"}, apikey.Test, apikey.AllPermissions, nil},
-			{admin.CreateKeyInput{Type: "ADMIN"}, apikey.Admin, apikey.AllPermissions, nil},
-			{admin.CreateKeyInput{Type: "live", Environment: "development", Permissions: []string{"READ"}}, apikey.Live, perms(t, "READ"), nil},
-			{admin.CreateKeyInput{Type: "admin", Permissions: []string{"write"}}, apikey.Admin, perms(t, "WRITE"), nil},
-			{admin.CreateKeyInput{Type: "admin", Permissions: []string{"WRITE", "READ"}}, apikey.Admin, apikey.AllPermissions, nil},
-			{admin.CreateKeyInput{Type: "live", Environment: "production", ExpiresIn: "30d"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(30 * 24 * time.Hour))},
-			{admin.CreateKeyInput{Type: "live", Environment: "production", ExpiresIn: "2w"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(14 * 24 * time.Hour))},
-			{admin.CreateKeyInput{Type: "live", Environment: "production", ExpiresIn: "1m"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(time.Minute))},
-			{admin.CreateKeyInput{Type: "live", Environment: "production", ExpiresIn: "365d"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(365 * 24 * time.Hour))},
-			{admin.CreateKeyInput{Type: "live", Environment: "production", ExpiresIn: "1h30m"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(90 * time.Minute))},
+			{keys.CreateInput{Type: "test", Environment: "staging"}, apikey.Test, apikey.AllPermissions, nil},
+			{keys.CreateInput{Type: "ADMIN"}, apikey.Admin, apikey.AllPermissions, nil},
+			// Admin keys of one environment used to be refused; they are
+			// accepted now.
+			{keys.CreateInput{Type: "admin", Environment: "production"}, apikey.Admin, apikey.AllPermissions, nil},
+			{keys.CreateInput{Type: "admin", Environment: "staging", Permissions: []string{"READ"}}, apikey.Admin, perms(t, "READ"), nil},
+			{keys.CreateInput{Type: "live", Environment: "development", Permissions: []string{"READ"}}, apikey.Live, perms(t, "READ"), nil},
+			{keys.CreateInput{Type: "admin", Permissions: []string{"write"}}, apikey.Admin, perms(t, "WRITE"), nil},
+			{keys.CreateInput{Type: "admin", Permissions: []string{"WRITE", "READ"}}, apikey.Admin, apikey.AllPermissions, nil},
+			{keys.CreateInput{Type: "live", Environment: "production", ExpiresIn: "30d"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(30 * 24 * time.Hour))},
+			{keys.CreateInput{Type: "live", Environment: "production", ExpiresIn: "2w"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(14 * 24 * time.Hour))},
+			{keys.CreateInput{Type: "live", Environment: "production", ExpiresIn: "1m"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(time.Minute))},
+			{keys.CreateInput{Type: "live", Environment: "production", ExpiresIn: "365d"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(365 * 24 * time.Hour))},
+			{keys.CreateInput{Type: "live", Environment: "production", ExpiresIn: "1h30m"}, apikey.Live, apikey.AllPermissions, tp(t0.Add(90 * time.Minute))},
 		} {
 			k := e.mint(t, o.root, "beta", tc.in)
 			if k.Type != tc.typ || k.Permissions != tc.perms || !sameTime(k.ExpiresAt, tc.expiresAt) || k.Project != "beta" ||
@@ -394,36 +411,42 @@ func TestCreateKey(t *testing.T) {
 		// Every refusal names the problem and writes nothing.
 		for _, tc := range []struct {
 			project string
-			in      admin.CreateKeyInput
+			in      keys.CreateInput
 			status  int
 			want    string
 		}{
-			{"alpha", admin.CreateKeyInput{Type: "live", Environment: "production"}, 400, "name is required"},
-			{"alpha", admin.CreateKeyInput{Name: "   ", Type: "live", Environment: "production"}, 400, "name is required"},
-			{"alpha", admin.CreateKeyInput{Name: strings.Repeat("x", 101), Type: "live", Environment: "production"}, 400, "name must be at most 100"},
-			{"alpha", admin.CreateKeyInput{Name: "a\tb", Type: "live", Environment: "production"}, 400, "name must not contain control"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Environment: "production"}, 400, "type is required"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "root", Environment: "production"}, 400, `type: unknown key type "root"`},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "live"}, 400, "environment is required for live keys"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "test"}, 400, "environment is required for test keys"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", Environment: "production"}, 400, "environment: admin keys cover every environment"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "live", Environment: "qa"}, 400, `environment: project "alpha" has no environment "qa"`},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", Permissions: []string{}}, 400, "permissions: at least one permission"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", Permissions: []string{"ADMIN"}}, 400, `permissions: unknown permission "ADMIN"`},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", Permissions: []string{"READ", "read"}}, 400, "permissions: permission"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "59s"}, 400, "expires_in must be between 1m and 365d"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "366d"}, 400, "expires_in must be between 1m and 365d"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "8761h"}, 400, "expires_in must be between 1m and 365d"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "53w"}, 400, "expires_in must be between 1m and 365d"},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "0d"}, 400, "expires_in: "},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "-1h"}, 400, "expires_in: "},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "soon"}, 400, "expires_in: "},
-			{"alpha", admin.CreateKeyInput{Name: "n", Type: "admin", ExpiresIn: "99999999999d"}, 400, "expires_in: "},
-			{"nope", admin.CreateKeyInput{Name: "n", Type: "live", Environment: "production"}, 404, `project "nope" not found`},
-			{"nope", admin.CreateKeyInput{Name: "n", Type: "admin"}, 404, `project "nope" not found`},
+			{"alpha", keys.CreateInput{Type: "live", Environment: "production"}, 400, "name is required"},
+			{"alpha", keys.CreateInput{Name: "   ", Type: "live", Environment: "production"}, 400, "name is required"},
+			{"alpha", keys.CreateInput{Name: strings.Repeat("x", 101), Type: "live", Environment: "production"}, 400, "name must be at most 100"},
+			{"alpha", keys.CreateInput{Name: "a\tb", Type: "live", Environment: "production"}, 400, "name must not contain control"},
+			{"alpha", keys.CreateInput{Name: "n", Environment: "production"}, 400, "type is required"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "root", Environment: "production"}, 400, `type: unknown key type "root"`},
+			{"alpha", keys.CreateInput{Name: "n", Type: "live"}, 400, "environment is required for live keys"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "test"}, 400, "environment is required for test keys"},
+			// An admin key may name an environment (of its project only).
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", Environment: "qa"}, 400, `environment: project "alpha" has no environment "qa"`},
+			{"", keys.CreateInput{Name: "n", Type: "admin", Environment: "production"}, 400,
+				"environment: an organization-wide key covers every project; name the project of an environment key"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", Environment: "Prod"}, 400, `environment "Prod"`},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", Resources: []string{"beta"}}, 400,
+				`resources: a key of project "alpha" is already limited to it; resources narrow organization-wide keys`},
+			{"alpha", keys.CreateInput{Name: "n", Type: "live", Environment: "qa"}, 400, `environment: project "alpha" has no environment "qa"`},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", Permissions: []string{}}, 400, "permissions: at least one permission"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", Permissions: []string{"ADMIN"}}, 400, `permissions: unknown permission "ADMIN"`},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", Permissions: []string{"READ", "read"}}, 400, "permissions: permission"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "59s"}, 400, "expires_in must be between 1m and 365d"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "366d"}, 400, "expires_in must be between 1m and 365d"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "8761h"}, 400, "expires_in must be between 1m and 365d"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "53w"}, 400, "expires_in must be between 1m and 365d"},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "0d"}, 400, "expires_in: "},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "-1h"}, 400, "expires_in: "},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "soon"}, 400, "expires_in: "},
+			{"alpha", keys.CreateInput{Name: "n", Type: "admin", ExpiresIn: "99999999999d"}, 400, "expires_in: "},
+			{"nope", keys.CreateInput{Name: "n", Type: "live", Environment: "production"}, 404, `project "nope" not found`},
+			{"nope", keys.CreateInput{Name: "n", Type: "admin"}, 404, `project "nope" not found`},
 		} {
 			before := e.snap(t, keyCols(o.id)...)
-			_, err := e.svc.CreateKey(ctx, o.root, tc.project, tc.in)
+			_, err := e.svc.Keys.CreateKey(ctx, o.root, tc.project, tc.in)
 			code := apierror.CodeInvalidRequest
 			if tc.status == 404 {
 				code = apierror.CodeNotFound
@@ -442,7 +465,7 @@ func TestKeyExpiry(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
-		k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production", ExpiresIn: "30d"})
+		k := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "live", Environment: "production", ExpiresIn: "30d"})
 		end := t0.Add(30 * 24 * time.Hour)
 		if !sameTime(k.ExpiresAt, &end) {
 			t.Fatalf("expires_at = %s, want %s", fmtTime(k.ExpiresAt), end)
@@ -460,12 +483,12 @@ func TestKeyExpiry(t *testing.T) {
 
 		// An expired key cannot be rotated, but can be read and revoked.
 		e.clock.Set(end)
-		_, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{})
+		_, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{})
 		wantErr(t, err, http.StatusConflict, apierror.CodeConflict, "expired")
-		if got, err := e.svc.GetKey(ctx, o.root, k.ID); err != nil || got.Status(e.clock.Now()) != "expired" {
+		if got, err := e.svc.Keys.GetKey(ctx, o.root, k.ID); err != nil || got.Status(e.clock.Now()) != "expired" {
 			t.Fatalf("GetKey of an expired key: %+v, %v", got, err)
 		}
-		if _, err := e.svc.RevokeKey(ctx, o.root, k.ID); err != nil {
+		if _, err := e.svc.Keys.RevokeKey(ctx, o.root, k.ID); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -477,7 +500,7 @@ func TestListAndGetKeys(t *testing.T) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha", "beta")
 		var want []string
-		for i, in := range []admin.CreateKeyInput{
+		for i, in := range []keys.CreateInput{
 			{Type: "admin"},
 			{Type: "live", Environment: "production"},
 			{Type: "test", Environment: "staging", Permissions: []string{"READ"}, ExpiresIn: "1h"},
@@ -485,9 +508,9 @@ func TestListAndGetKeys(t *testing.T) {
 			e.clock.Set(t0.Add(time.Duration(3-i) * time.Hour)) // created newest first
 			want = append([]string{e.mint(t, o.root, "alpha", in).ID}, want...)
 		}
-		e.mint(t, o.root, "beta", admin.CreateKeyInput{Type: "live", Environment: "production"})
+		e.mint(t, o.root, "beta", keys.CreateInput{Type: "live", Environment: "production"})
 
-		keys, err := e.svc.ListKeys(ctx, o.root, "alpha")
+		keys, err := e.svc.Keys.ListKeys(ctx, o.root, "alpha")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -505,20 +528,20 @@ func TestListAndGetKeys(t *testing.T) {
 		if slices.Contains(got, o.root.ID) {
 			t.Fatal("an org-wide key is listed under a project")
 		}
-		if keys, err := e.svc.ListKeys(ctx, o.root, "beta"); err != nil || len(keys) != 1 {
+		if keys, err := e.svc.Keys.ListKeys(ctx, o.root, "beta"); err != nil || len(keys) != 1 {
 			t.Fatalf("ListKeys(beta) = %d keys, %v", len(keys), err)
 		}
-		_, err = e.svc.ListKeys(ctx, o.root, "nope")
+		_, err = e.svc.Keys.ListKeys(ctx, o.root, "nope")
 		wantExact(t, err, apierror.NotFound(`project "nope" not found`))
 
-		k, err := e.svc.GetKey(ctx, o.root, want[0])
+		k, err := e.svc.Keys.GetKey(ctx, o.root, want[0])
 		if err != nil {
 			t.Fatal(err)
 		}
 		if k.ID != want[0] || k.Type != apikey.Test || k.Environment != "staging" || k.Permissions != perms(t, "READ") {
 			t.Fatalf("GetKey = %+v", k.Record)
 		}
-		_, err = e.svc.GetKey(ctx, o.root, "key_nope")
+		_, err = e.svc.Keys.GetKey(ctx, o.root, "key_nope")
 		wantExact(t, err, apierror.NotFound(`API key "key_nope" not found`))
 	})
 }
@@ -528,11 +551,11 @@ func TestRecordUsage(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
-		a := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production"})
-		b := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
+		a := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
+		b := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
 		lastUsed := func(id string) *time.Time {
 			t.Helper()
-			k, err := e.svc.GetKey(ctx, o.root, id)
+			k, err := e.svc.Keys.GetKey(ctx, o.root, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -541,7 +564,7 @@ func TestRecordUsage(t *testing.T) {
 		if lastUsed(a.ID) != nil {
 			t.Fatal("a new key has a last use")
 		}
-		if err := e.svc.RecordUsage(ctx, nil); err != nil {
+		if err := e.svc.Keys.RecordUsage(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
 
@@ -561,7 +584,7 @@ func TestRecordUsage(t *testing.T) {
 			{map[string]time.Time{b.ID: t3.In(time.FixedZone("Y", -7*3600))}, &t3, &t3},
 		}
 		for i, s := range steps {
-			if err := e.svc.RecordUsage(ctx, s.used); err != nil {
+			if err := e.svc.Keys.RecordUsage(ctx, s.used); err != nil {
 				t.Fatal(err)
 			}
 			if got := lastUsed(a.ID); !sameTime(got, s.wantA) {
@@ -571,7 +594,7 @@ func TestRecordUsage(t *testing.T) {
 				t.Fatalf("step %d: b last used %s, want %s", i, fmtTime(got), fmtTime(s.wantB))
 			}
 		}
-		keys, err := e.svc.ListKeys(ctx, o.root, "alpha")
+		keys, err := e.svc.Keys.ListKeys(ctx, o.root, "alpha")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -591,11 +614,11 @@ func TestRotateKey(t *testing.T) {
 		f := e.subscribe(t)
 
 		t.Run("immediate", func(t *testing.T) {
-			k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{
+			k := e.mint(t, o.root, "alpha", keys.CreateInput{
 				Name: "srv", Type: "live", Environment: "production", Permissions: []string{"READ"}, ExpiresIn: "30d",
 			})
 			e.clock.Advance(time.Hour)
-			r, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{})
+			r, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -603,7 +626,8 @@ func TestRotateKey(t *testing.T) {
 			if r.Secret == k.Secret || r.ID != k.ID || r.Name != "srv" || r.Type != apikey.Live || r.Project != "alpha" ||
 				r.Environment != "production" || r.Permissions != k.Permissions || !sameTime(r.ExpiresAt, k.ExpiresAt) ||
 				!r.CreatedAt.Equal(k.CreatedAt) || !sameTime(r.RotatedAt, tp(e.clock.Now())) || r.PreviousDigest != "" ||
-				r.Hint != apikey.Hint(r.Secret) || r.Digest != apikey.DigestOf(r.Secret).String() {
+				r.Hint != apikey.Hint(r.Secret) || r.Digest != apikey.DigestOf(r.Secret).String() ||
+				r.OwnerID != o.root.Member || r.PreviousOwnerID != "" {
 				t.Fatalf("rotated key = %+v", r.Record)
 			}
 			if typ, _ := apikey.Parse(r.Secret); typ != apikey.Live {
@@ -626,15 +650,15 @@ func TestRotateKey(t *testing.T) {
 
 		t.Run("grace period", func(t *testing.T) {
 			e.clock.Set(t0)
-			k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "admin"})
-			r, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: "1h"})
+			k := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "admin"})
+			r, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: "1h"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			f.expect(t, k.ID)
 			end := t0.Add(time.Hour)
-			if r.PreviousDigest != k.Digest || !sameTime(r.PreviousValidUntil, &end) {
-				t.Fatalf("previous digest %q until %s", r.PreviousDigest, fmtTime(r.PreviousValidUntil))
+			if r.PreviousDigest != k.Digest || !sameTime(r.PreviousValidUntil, &end) || r.PreviousOwnerID != o.root.Member || r.OwnerID != o.root.Member {
+				t.Fatalf("previous digest %q until %s, owned by %q (now %q)", r.PreviousDigest, fmtTime(r.PreviousValidUntil), r.PreviousOwnerID, r.OwnerID)
 			}
 			old := e.lookup(t, k.Secret)
 			if old == nil || old.ID != k.ID {
@@ -662,7 +686,7 @@ func TestRotateKey(t *testing.T) {
 
 			// A second rotation ends the first grace period at once, even
 			// with a grace period of its own.
-			r2, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: "2d"})
+			r2, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: "2d"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -681,7 +705,7 @@ func TestRotateKey(t *testing.T) {
 
 			// A rotation without grace during a grace period ends both old
 			// secrets.
-			r3, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{})
+			r3, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -694,10 +718,14 @@ func TestRotateKey(t *testing.T) {
 			if ids := e.ids(t, "key-digests"); slices.Contains(ids, r.Digest) || slices.Contains(ids, r2.Digest) || !slices.Contains(ids, r3.Digest) {
 				t.Fatalf("digest index after rotations = %q", ids)
 			}
+			// No old secret is left, so no previous owner either.
+			if r3.PreviousDigest != "" || r3.PreviousValidUntil != nil || r3.PreviousOwnerID != "" {
+				t.Fatalf("after an immediate rotation: previous %q until %s owned by %q", r3.PreviousDigest, fmtTime(r3.PreviousValidUntil), r3.PreviousOwnerID)
+			}
 		})
 
 		t.Run("refusals", func(t *testing.T) {
-			k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production"})
+			k := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
 			for _, tc := range []struct {
 				grace string
 				want  string
@@ -710,23 +738,23 @@ func TestRotateKey(t *testing.T) {
 				{"later", "grace_period: "},
 			} {
 				before := e.snap(t, keyCols(o.id)...)
-				_, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: tc.grace})
+				_, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: tc.grace})
 				wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, tc.want)
 				if !before.equal(e.snap(t, keyCols(o.id)...)) {
 					t.Fatalf("refused rotation (%s) changed the store", tc.grace)
 				}
 			}
-			if _, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: "7d"}); err != nil {
+			if _, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: "7d"}); err != nil {
 				t.Fatalf("grace period 7d: %v", err)
 			}
 			f.expect(t, k.ID)
-			_, err := e.svc.RotateKey(ctx, o.root, "key_nope", admin.RotateKeyInput{})
+			_, err := e.svc.Keys.RotateKey(ctx, o.root, "key_nope", keys.RotateInput{})
 			wantExact(t, err, apierror.NotFound(`API key "key_nope" not found`))
-			if _, err := e.svc.RevokeKey(ctx, o.root, k.ID); err != nil {
+			if _, err := e.svc.Keys.RevokeKey(ctx, o.root, k.ID); err != nil {
 				t.Fatal(err)
 			}
 			f.expect(t, k.ID)
-			_, err = e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{})
+			_, err = e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{})
 			wantErr(t, err, http.StatusConflict, apierror.CodeConflict, "revoked")
 			f.expectQuiet(t, e, o, "alpha")
 		})
@@ -739,19 +767,19 @@ func TestRevokeKey(t *testing.T) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
 		f := e.subscribe(t)
-		k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-		r, err := e.svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: "1h"})
+		k := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
+		r, err := e.svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: "1h"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.expect(t, k.ID)
-		if err := e.svc.RecordUsage(ctx, map[string]time.Time{k.ID: t0}); err != nil {
+		if err := e.svc.Keys.RecordUsage(ctx, map[string]time.Time{k.ID: t0}); err != nil {
 			t.Fatal(err)
 		}
 
 		e.clock.Advance(time.Minute)
 		revokedAt := e.clock.Now()
-		got, err := e.svc.RevokeKey(ctx, o.root, k.ID)
+		got, err := e.svc.Keys.RevokeKey(ctx, o.root, k.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -781,7 +809,7 @@ func TestRevokeKey(t *testing.T) {
 		// published.
 		e.clock.Advance(time.Hour)
 		before := e.snap(t, keyCols(o.id)...)
-		again, err := e.svc.RevokeKey(ctx, o.root, k.ID)
+		again, err := e.svc.Keys.RevokeKey(ctx, o.root, k.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -794,14 +822,14 @@ func TestRevokeKey(t *testing.T) {
 		f.expectQuiet(t, e, o, "alpha")
 
 		// The key stays listed, as revoked.
-		keys, err := e.svc.ListKeys(ctx, o.root, "alpha")
+		listed, err := e.svc.Keys.ListKeys(ctx, o.root, "alpha")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i := slices.IndexFunc(keys, func(x admin.Key) bool { return x.ID == k.ID }); i < 0 || !sameTime(keys[i].RevokedAt, &revokedAt) {
+		if i := slices.IndexFunc(listed, func(x keys.Key) bool { return x.ID == k.ID }); i < 0 || !sameTime(listed[i].RevokedAt, &revokedAt) {
 			t.Fatal("revoked key not listed with its revocation time")
 		}
-		_, err = e.svc.RevokeKey(ctx, o.root, "key_nope")
+		_, err = e.svc.Keys.RevokeKey(ctx, o.root, "key_nope")
 		wantExact(t, err, apierror.NotFound(`API key "key_nope" not found`))
 	})
 }
@@ -811,8 +839,8 @@ func TestDeleteProject(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha", "beta")
-		var doomed []*admin.CreatedKey
-		for _, in := range []admin.CreateKeyInput{
+		var doomed []*keys.Created
+		for _, in := range []keys.CreateInput{
 			{Type: "live", Environment: "production"},
 			{Type: "test", Environment: "staging"},
 			{Type: "admin"},
@@ -820,25 +848,25 @@ func TestDeleteProject(t *testing.T) {
 			doomed = append(doomed, e.mint(t, o.root, "alpha", in))
 		}
 		// One of them mid-rotation: both its secrets must go.
-		rot, err := e.svc.RotateKey(ctx, o.root, doomed[0].ID, admin.RotateKeyInput{GracePeriod: "1h"})
+		rot, err := e.svc.Keys.RotateKey(ctx, o.root, doomed[0].ID, keys.RotateInput{GracePeriod: "1h"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.CreateEnvironment(ctx, o.root, "alpha", admin.CreateEnvironmentInput{Slug: "qa"}); err != nil {
+		if _, err := e.svc.Tenancy.CreateEnvironment(ctx, o.root, "alpha", tenancy.CreateEnvironmentInput{Slug: "qa"}); err != nil {
 			t.Fatal(err)
 		}
-		kept := e.mint(t, o.root, "beta", admin.CreateKeyInput{Type: "live", Environment: "production"})
+		kept := e.mint(t, o.root, "beta", keys.CreateInput{Type: "live", Environment: "production"})
 		used := map[string]time.Time{kept.ID: t0, o.root.ID: t0}
 		for _, k := range doomed {
 			used[k.ID] = t0
 		}
-		if err := e.svc.RecordUsage(ctx, used); err != nil {
+		if err := e.svc.Keys.RecordUsage(ctx, used); err != nil {
 			t.Fatal(err)
 		}
 		f := e.subscribe(t)
 
 		// Refusals first: nothing happens.
-		_, err = e.svc.CreateKey(ctx, o.root, "alpha", admin.CreateKeyInput{Name: "x", Type: "live", Environment: "nope"})
+		_, err = e.svc.Keys.CreateKey(ctx, o.root, "alpha", keys.CreateInput{Name: "x", Type: "live", Environment: "nope"})
 		wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest)
 		err = e.svc.DeleteProject(ctx, o.root, "nope")
 		wantExact(t, err, apierror.NotFound(`project "nope" not found`))
@@ -852,7 +880,7 @@ func TestDeleteProject(t *testing.T) {
 		}
 		f.expect(t, ids...)
 
-		_, _, err = e.svc.GetProject(ctx, o.root, "alpha")
+		_, _, err = e.svc.Tenancy.GetProject(ctx, o.root, "alpha")
 		wantExact(t, err, apierror.NotFound(`project "alpha" not found`))
 		if got := e.ids(t, "projects/"+o.id); !slices.Equal(got, []string{"beta"}) {
 			t.Fatalf("projects after delete = %q", got)
@@ -872,7 +900,7 @@ func TestDeleteProject(t *testing.T) {
 			if e.lookup(t, k.Secret) != nil {
 				t.Errorf("the secret of deleted key %s still works", k.ID)
 			}
-			_, err := e.svc.GetKey(ctx, o.root, k.ID)
+			_, err := e.svc.Keys.GetKey(ctx, o.root, k.ID)
 			wantErr(t, err, http.StatusNotFound, apierror.CodeNotFound)
 		}
 		if e.lookup(t, rot.Secret) != nil {
@@ -896,13 +924,13 @@ func TestDeleteProject(t *testing.T) {
 		f.expectQuiet(t, e, o, "beta")
 
 		// The slug can be reused, starting afresh.
-		if _, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "alpha"}); err != nil {
+		if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "alpha"}); err != nil {
 			t.Fatal(err)
 		}
-		if keys, err := e.svc.ListKeys(ctx, o.root, "alpha"); err != nil || len(keys) != 0 {
+		if keys, err := e.svc.Keys.ListKeys(ctx, o.root, "alpha"); err != nil || len(keys) != 0 {
 			t.Fatalf("recreated project has keys %v, %v", keys, err)
 		}
-		if envs, _ := e.svc.ListEnvironments(ctx, o.root, "alpha"); len(envs) != 3 {
+		if envs, _ := e.svc.Tenancy.ListEnvironments(ctx, o.root, "alpha"); len(envs) != 3 {
 			t.Fatalf("recreated project has %d environments", len(envs))
 		}
 	})
@@ -915,8 +943,8 @@ func TestNothingHalfWritten(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
-		k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production"})
-		if err := e.svc.RecordUsage(ctx, map[string]time.Time{k.ID: t0}); err != nil {
+		k := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
+		if err := e.svc.Keys.RecordUsage(ctx, map[string]time.Time{k.ID: t0}); err != nil {
 			t.Fatal(err)
 		}
 		f := e.subscribe(t)
@@ -928,7 +956,7 @@ func TestNothingHalfWritten(t *testing.T) {
 			op   func(svc *admin.Service) error
 		}{
 			{"CreateKey fails indexing the digest", failOn("put", "key-digests"), func(svc *admin.Service) error {
-				_, err := svc.CreateKey(ctx, o.root, "alpha", admin.CreateKeyInput{Name: "n", Type: "admin"})
+				_, err := svc.Keys.CreateKey(ctx, o.root, "alpha", keys.CreateInput{Name: "n", Type: "admin"})
 				return err
 			}},
 			{"CreateProject fails on its last environment", func(op, c, id string) error {
@@ -937,19 +965,19 @@ func TestNothingHalfWritten(t *testing.T) {
 				}
 				return nil
 			}, func(svc *admin.Service) error {
-				_, err := svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "beta"})
+				_, _, err := svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "beta"})
 				return err
 			}},
 			{"RotateKey fails indexing the new digest", failOn("put", "key-digests"), func(svc *admin.Service) error {
-				_, err := svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{})
+				_, err := svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{})
 				return err
 			}},
 			{"RotateKey with grace fails storing the record", failOn("put", "keys/"), func(svc *admin.Service) error {
-				_, err := svc.RotateKey(ctx, o.root, k.ID, admin.RotateKeyInput{GracePeriod: "1h"})
+				_, err := svc.Keys.RotateKey(ctx, o.root, k.ID, keys.RotateInput{GracePeriod: "1h"})
 				return err
 			}},
 			{"RevokeKey fails storing the record", failOn("put", "keys/"), func(svc *admin.Service) error {
-				_, err := svc.RevokeKey(ctx, o.root, k.ID)
+				_, err := svc.Keys.RevokeKey(ctx, o.root, k.ID)
 				return err
 			}},
 			{"DeleteProject fails on the environments", failOn("delete-collection", "environments/"), func(svc *admin.Service) error {
@@ -972,7 +1000,7 @@ func TestNothingHalfWritten(t *testing.T) {
 				}
 				return nil
 			}, func(svc *admin.Service) error {
-				return svc.RecordUsage(ctx, map[string]time.Time{k.ID: t0.Add(time.Hour), o.root.ID: t0.Add(time.Hour)})
+				return svc.Keys.RecordUsage(ctx, map[string]time.Time{k.ID: t0.Add(time.Hour), o.root.ID: t0.Add(time.Hour)})
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -1000,7 +1028,7 @@ func TestNothingHalfWritten(t *testing.T) {
 // caller is a key calling the services, described by what the rules look at.
 type caller struct {
 	name     string
-	rec      *apikey.Record
+	rec      *authz.Principal
 	admin    bool
 	orgWide  bool
 	project  string
@@ -1014,22 +1042,22 @@ func (c caller) has(p string) bool { return slices.Contains(c.perms, p) }
 // alpha of o, at the current clock time.
 func (e *env) callers(t *testing.T, o *org) []caller {
 	t.Helper()
-	ro := *o.root
+	ro := *o.root.Key
 	ro.Permissions = perms(t, "READ")
 	mk := func(name, typ, environment string, ps []string, expires string, lifetime time.Duration) caller {
-		k := e.mint(t, o.root, "alpha", admin.CreateKeyInput{
+		k := e.mint(t, o.root, "alpha", keys.CreateInput{
 			Name: name, Type: typ, Environment: environment, Permissions: ps, ExpiresIn: expires,
 		})
 		if ps == nil {
 			ps = []string{"READ", "WRITE"}
 		}
-		return caller{name, k.Record, typ == "admin", false, "alpha", ps, lifetime}
+		return caller{name, as(k.Record), typ == "admin", false, "alpha", ps, lifetime}
 	}
 	return []caller{
 		{"org-admin-rw", o.root, true, true, "", []string{"READ", "WRITE"}, 0},
 		// Org-wide keys come only from Bootstrap, which makes them READ and
 		// WRITE; a READ-only one is a record the edge could hand over.
-		{"org-admin-ro", &ro, true, true, "", []string{"READ"}, 0},
+		{"org-admin-ro", as(&ro), true, true, "", []string{"READ"}, 0},
 		mk("proj-admin-rw", "admin", "", nil, "", 0),
 		mk("proj-admin-ro", "admin", "", []string{"READ"}, "", 0),
 		mk("proj-admin-rw-1h", "admin", "", nil, "1h", time.Hour),
@@ -1065,25 +1093,27 @@ func TestCreateKeyPrivilegeEscalation(t *testing.T) {
 							if where == "other" {
 								project = "beta"
 							}
-							// The rules, each giving the reason it refuses.
+							// The rules, each giving the exact answer it refuses
+							// with.
 							var reasons []string
 							if !c.admin {
 								reasons = append(reasons, apierror.WrongKeyType.Message)
 							}
 							if !c.has("WRITE") {
-								reasons = append(reasons, "read-only")
+								reasons = append(reasons, apierror.ReadOnlyKey.Message)
 							}
 							if !c.orgWide && project != c.project {
-								reasons = append(reasons, fmt.Sprintf("cannot access project %q", project))
+								reasons = append(reasons, fmt.Sprintf("This key belongs to project %q and cannot create keys in project %q", c.project, project))
 							}
 							for _, p := range ps {
 								if !c.has(p) {
-									reasons = append(reasons, "cannot grant permissions it does not have")
+									reasons = append(reasons, fmt.Sprintf("This key cannot grant permissions it does not have (it has %v)", c.perms))
 									break
 								}
 							}
 							if c.lifetime > 0 && (lt.d == 0 || lt.d > c.lifetime) {
-								reasons = append(reasons, "cannot create a key that outlives it")
+								reasons = append(reasons, fmt.Sprintf("This key expires at %s and cannot create a key that outlives it; set expires_in accordingly",
+									t0.Add(c.lifetime).Format(time.RFC3339)))
 							}
 
 							environment := "production"
@@ -1097,14 +1127,13 @@ func TestCreateKeyPrivilegeEscalation(t *testing.T) {
 							}
 							t.Run(name, func(t *testing.T) {
 								before := e.snap(t, keyCols(o.id)...)
-								k, err := e.svc.CreateKey(ctx, c.rec, project, admin.CreateKeyInput{
+								k, err := e.svc.Keys.CreateKey(ctx, c.rec, project, keys.CreateInput{
 									Name: name, Type: typ, Environment: environment, Permissions: ps, ExpiresIn: lt.in,
 								})
 								if len(reasons) > 0 {
 									wantErr(t, err, http.StatusForbidden, apierror.CodeForbidden)
-									msg := apiErr(t, err).Message
-									if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(msg, r) }) {
-										t.Fatalf("refused with %q, want a message giving one of %q", msg, reasons)
+									if msg := apiErr(t, err).Message; !slices.Contains(reasons, msg) {
+										t.Fatalf("refused with %q, want one of %q", msg, reasons)
 									}
 									if !before.equal(e.snap(t, keyCols(o.id)...)) {
 										t.Fatal("a refused key creation changed the store")
@@ -1152,13 +1181,13 @@ func TestCreateKeyLifetimeBoundary(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
-		c := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "admin", ExpiresIn: "1h"})
+		c := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "admin", ExpiresIn: "1h"})
 		e.clock.Advance(10 * time.Minute) // 50 minutes left
 		for _, tc := range []struct {
 			in string
 			ok bool
 		}{{"50m", true}, {"3000s", true}, {"3001s", false}, {"51m", false}, {"1h", false}} {
-			_, err := e.svc.CreateKey(ctx, c.Record, "alpha", admin.CreateKeyInput{Name: tc.in, Type: "live", Environment: "production", ExpiresIn: tc.in})
+			_, err := e.svc.Keys.CreateKey(ctx, as(c.Record), "alpha", keys.CreateInput{Name: tc.in, Type: "live", Environment: "production", ExpiresIn: tc.in})
 			if tc.ok && err != nil {
 				t.Errorf("expires_in %s: %v", tc.in, err)
 			}
@@ -1180,14 +1209,14 @@ func TestRotateKeyPrivilegeEscalation(t *testing.T) {
 		f := e.subscribe(t)
 		targets := []struct {
 			name     string
-			in       admin.CreateKeyInput
+			in       keys.CreateInput
 			perms    []string
 			lifetime time.Duration
 		}{
-			{"admin-rw", admin.CreateKeyInput{Type: "admin"}, []string{"READ", "WRITE"}, 0},
-			{"live-ro", admin.CreateKeyInput{Type: "live", Environment: "production", Permissions: []string{"READ"}}, []string{"READ"}, 0},
-			{"live-wo-30m", admin.CreateKeyInput{Type: "live", Environment: "production", Permissions: []string{"WRITE"}, ExpiresIn: "30m"}, []string{"WRITE"}, 30 * time.Minute},
-			{"test-rw-2h", admin.CreateKeyInput{Type: "test", Environment: "staging", ExpiresIn: "2h"}, []string{"READ", "WRITE"}, 2 * time.Hour},
+			{"admin-rw", keys.CreateInput{Type: "admin"}, []string{"READ", "WRITE"}, 0},
+			{"live-ro", keys.CreateInput{Type: "live", Environment: "production", Permissions: []string{"READ"}}, []string{"READ"}, 0},
+			{"live-wo-30m", keys.CreateInput{Type: "live", Environment: "production", Permissions: []string{"WRITE"}, ExpiresIn: "30m"}, []string{"WRITE"}, 30 * time.Minute},
+			{"test-rw-2h", keys.CreateInput{Type: "test", Environment: "staging", ExpiresIn: "2h"}, []string{"READ", "WRITE"}, 2 * time.Hour},
 		}
 		for _, c := range callers {
 			for _, tg := range targets {
@@ -1197,30 +1226,30 @@ func TestRotateKeyPrivilegeEscalation(t *testing.T) {
 						reasons = append(reasons, apierror.WrongKeyType.Message)
 					}
 					if !c.has("WRITE") {
-						reasons = append(reasons, "read-only")
+						reasons = append(reasons, apierror.ReadOnlyKey.Message)
 					}
 					if !c.orgWide && project != c.project {
-						reasons = append(reasons, fmt.Sprintf("cannot manage keys of project %q", project))
+						reasons = append(reasons, fmt.Sprintf("This key belongs to project %q and cannot manage keys of project %q", c.project, project))
 					}
 					for _, p := range tg.perms {
 						if !c.has(p) {
-							reasons = append(reasons, "cannot grant permissions it does not have")
+							reasons = append(reasons, fmt.Sprintf("This key cannot grant permissions it does not have (it has %v)", c.perms))
 							break
 						}
 					}
 					if c.lifetime > 0 && (tg.lifetime == 0 || tg.lifetime > c.lifetime) {
-						reasons = append(reasons, "outlives")
+						reasons = append(reasons, fmt.Sprintf("This key expires at %s and cannot rotate a key that outlives it",
+							t0.Add(c.lifetime).Format(time.RFC3339)))
 					}
 					t.Run(c.name+"/"+tg.name+"/"+project, func(t *testing.T) {
 						tin := tg.in
 						tin.Name = tg.name
 						k := e.mint(t, o.root, project, tin)
 						before := e.snap(t, keyCols(o.id)...)
-						r, err := e.svc.RotateKey(ctx, c.rec, k.ID, admin.RotateKeyInput{})
+						r, err := e.svc.Keys.RotateKey(ctx, c.rec, k.ID, keys.RotateInput{})
 						if len(reasons) > 0 {
 							wantErr(t, err, http.StatusForbidden, apierror.CodeForbidden)
-							msg := apiErr(t, err).Message
-							if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(msg, r) }) {
+							if msg := apiErr(t, err).Message; !slices.Contains(reasons, msg) {
 								t.Fatalf("refused with %q, want one of %q", msg, reasons)
 							}
 							if !before.equal(e.snap(t, keyCols(o.id)...)) || e.lookup(t, k.Secret) == nil {
@@ -1246,7 +1275,7 @@ func TestRotateKeyPrivilegeEscalation(t *testing.T) {
 			if !c.admin || !c.has("WRITE") || c.orgWide {
 				continue
 			}
-			if _, err := e.svc.RotateKey(ctx, c.rec, c.rec.ID, admin.RotateKeyInput{}); err != nil {
+			if _, err := e.svc.Keys.RotateKey(ctx, c.rec, c.rec.ID, keys.RotateInput{}); err != nil {
 				t.Errorf("%s rotating itself: %v", c.name, err)
 			}
 			f.expect(t, c.rec.ID)
@@ -1267,13 +1296,13 @@ func TestAuthorization(t *testing.T) {
 			t.Fatal(err)
 		}
 		freshKey := func(t *testing.T, project string) string {
-			return e.mint(t, o.root, project, admin.CreateKeyInput{Type: "live", Environment: "production"}).ID
+			return e.mint(t, o.root, project, keys.CreateInput{Type: "live", Environment: "production"}).ID
 		}
 		seq := 0
 		freshProject := func(t *testing.T) string {
 			seq++
 			slug := fmt.Sprintf("tmp%d", seq)
-			if _, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: slug}); err != nil {
+			if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: slug}); err != nil {
 				t.Fatal(err)
 			}
 			return slug
@@ -1289,20 +1318,20 @@ func TestAuthorization(t *testing.T) {
 			// rotates hands out a new secret for a READ+WRITE key that
 			// never expires
 			rotates bool
-			do      func(t *testing.T, c *apikey.Record, project string) error
+			do      func(t *testing.T, c *authz.Principal, project string) error
 		}
 		ops := []op{
-			{name: "ListProjects", do: func(t *testing.T, c *apikey.Record, _ string) error {
-				ps, err := e.svc.ListProjects(ctx, c)
+			{name: "ListProjects", do: func(t *testing.T, c *authz.Principal, _ string) error {
+				ps, err := e.svc.Tenancy.ListProjects(ctx, c)
 				if err == nil && c != nil {
 					var slugs []string
 					for _, p := range ps {
 						slugs = append(slugs, p.Slug)
 					}
 					want := []string{"alpha"}
-					if c.OrgWide() {
+					if c.Scope.OrgWide() {
 						want = nil
-						list, _ := e.svc.ListProjects(ctx, o.root)
+						list, _ := e.svc.Tenancy.ListProjects(ctx, o.root)
 						for _, p := range list {
 							want = append(want, p.Slug)
 						}
@@ -1313,86 +1342,86 @@ func TestAuthorization(t *testing.T) {
 				}
 				return err
 			}},
-			{name: "CreateProject", write: true, orgOnly: true, do: func(t *testing.T, c *apikey.Record, _ string) error {
+			{name: "CreateProject", write: true, orgOnly: true, do: func(t *testing.T, c *authz.Principal, _ string) error {
 				seq++
-				_, err := e.svc.CreateProject(ctx, c, admin.CreateProjectInput{Slug: fmt.Sprintf("new%d", seq)})
+				_, _, err := e.svc.Tenancy.CreateProject(ctx, c, tenancy.CreateProjectInput{Slug: fmt.Sprintf("new%d", seq)})
 				return err
 			}},
-			{name: "GetProject/own", project: "alpha", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, _, err := e.svc.GetProject(ctx, c, p)
+			{name: "GetProject/own", project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, _, err := e.svc.Tenancy.GetProject(ctx, c, p)
 				return err
 			}},
-			{name: "GetProject/other", project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, _, err := e.svc.GetProject(ctx, c, p)
+			{name: "GetProject/other", project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, _, err := e.svc.Tenancy.GetProject(ctx, c, p)
 				return err
 			}},
-			{name: "ListEnvironments/other", project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.ListEnvironments(ctx, c, p)
+			{name: "ListEnvironments/other", project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Tenancy.ListEnvironments(ctx, c, p)
 				return err
 			}},
-			{name: "CreateEnvironment/own", write: true, project: "alpha", do: func(t *testing.T, c *apikey.Record, p string) error {
+			{name: "CreateEnvironment/own", write: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
 				seq++
-				_, err := e.svc.CreateEnvironment(ctx, c, p, admin.CreateEnvironmentInput{Slug: fmt.Sprintf("env%d", seq)})
+				_, err := e.svc.Tenancy.CreateEnvironment(ctx, c, p, tenancy.CreateEnvironmentInput{Slug: fmt.Sprintf("env%d", seq)})
 				return err
 			}},
-			{name: "CreateEnvironment/other", write: true, project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
+			{name: "CreateEnvironment/other", write: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
 				seq++
-				_, err := e.svc.CreateEnvironment(ctx, c, p, admin.CreateEnvironmentInput{Slug: fmt.Sprintf("env%d", seq)})
+				_, err := e.svc.Tenancy.CreateEnvironment(ctx, c, p, tenancy.CreateEnvironmentInput{Slug: fmt.Sprintf("env%d", seq)})
 				return err
 			}},
-			{name: "DeleteProject/other", write: true, project: "*", do: func(t *testing.T, c *apikey.Record, p string) error {
+			{name: "DeleteProject/other", write: true, project: "*", do: func(t *testing.T, c *authz.Principal, p string) error {
 				return e.svc.DeleteProject(ctx, c, p)
 			}},
-			{name: "ListKeys/own", project: "alpha", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.ListKeys(ctx, c, p)
+			{name: "ListKeys/own", project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.ListKeys(ctx, c, p)
 				return err
 			}},
-			{name: "ListKeys/other", project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.ListKeys(ctx, c, p)
+			{name: "ListKeys/other", project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.ListKeys(ctx, c, p)
 				return err
 			}},
-			{name: "CreateKey/other", write: true, project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.CreateKey(ctx, c, p, admin.CreateKeyInput{Name: "n", Type: "live", Environment: "production", ExpiresIn: "10m"})
+			{name: "CreateKey/other", write: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.CreateKey(ctx, c, p, keys.CreateInput{Name: "n", Type: "live", Environment: "production", ExpiresIn: "10m"})
 				return err
 			}},
-			{name: "GetKey/own", keyOp: true, project: "alpha", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.GetKey(ctx, c, freshKey(t, p))
+			{name: "GetKey/own", keyOp: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.GetKey(ctx, c, freshKey(t, p))
 				return err
 			}},
-			{name: "GetKey/other", keyOp: true, project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.GetKey(ctx, c, freshKey(t, p))
+			{name: "GetKey/other", keyOp: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.GetKey(ctx, c, freshKey(t, p))
 				return err
 			}},
-			{name: "GetKey/org-wide", keyOp: true, orgKey: true, do: func(t *testing.T, c *apikey.Record, _ string) error {
-				_, err := e.svc.GetKey(ctx, c, orgKey.Record.ID)
+			{name: "GetKey/org-wide", keyOp: true, orgKey: true, do: func(t *testing.T, c *authz.Principal, _ string) error {
+				_, err := e.svc.Keys.GetKey(ctx, c, orgKey.Record.ID)
 				return err
 			}},
-			{name: "RotateKey/own", write: true, keyOp: true, rotates: true, project: "alpha", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.RotateKey(ctx, c, freshKey(t, p), admin.RotateKeyInput{})
+			{name: "RotateKey/own", write: true, keyOp: true, rotates: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.RotateKey(ctx, c, freshKey(t, p), keys.RotateInput{})
 				return err
 			}},
-			{name: "RotateKey/other", write: true, keyOp: true, rotates: true, project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.RotateKey(ctx, c, freshKey(t, p), admin.RotateKeyInput{})
+			{name: "RotateKey/other", write: true, keyOp: true, rotates: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.RotateKey(ctx, c, freshKey(t, p), keys.RotateInput{})
 				return err
 			}},
-			{name: "RotateKey/org-wide", write: true, keyOp: true, orgKey: true, rotates: true, do: func(t *testing.T, c *apikey.Record, _ string) error {
-				_, err := e.svc.RotateKey(ctx, c, orgKey.Record.ID, admin.RotateKeyInput{})
+			{name: "RotateKey/org-wide", write: true, keyOp: true, orgKey: true, rotates: true, do: func(t *testing.T, c *authz.Principal, _ string) error {
+				_, err := e.svc.Keys.RotateKey(ctx, c, orgKey.Record.ID, keys.RotateInput{})
 				return err
 			}},
-			{name: "RevokeKey/own", write: true, keyOp: true, project: "alpha", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.RevokeKey(ctx, c, freshKey(t, p))
+			{name: "RevokeKey/own", write: true, keyOp: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.RevokeKey(ctx, c, freshKey(t, p))
 				return err
 			}},
-			{name: "RevokeKey/other", write: true, keyOp: true, project: "beta", do: func(t *testing.T, c *apikey.Record, p string) error {
-				_, err := e.svc.RevokeKey(ctx, c, freshKey(t, p))
+			{name: "RevokeKey/other", write: true, keyOp: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.RevokeKey(ctx, c, freshKey(t, p))
 				return err
 			}},
-			{name: "RevokeKey/org-wide", write: true, keyOp: true, orgKey: true, do: func(t *testing.T, c *apikey.Record, _ string) error {
+			{name: "RevokeKey/org-wide", write: true, keyOp: true, orgKey: true, do: func(t *testing.T, c *authz.Principal, _ string) error {
 				k, err := e.svc.Bootstrap(ctx, admin.BootstrapInput{NewKey: true, OrgID: o.id})
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = e.svc.RevokeKey(ctx, c, k.Record.ID)
+				_, err = e.svc.Keys.RevokeKey(ctx, c, k.Record.ID)
 				return err
 			}},
 		}
@@ -1418,9 +1447,9 @@ func TestAuthorization(t *testing.T) {
 					case !op.write && !c.has("READ"):
 						wantErr(t, err, http.StatusForbidden, apierror.CodeForbidden, "READ")
 					case op.orgOnly && !c.orgWide:
-						wantErr(t, err, http.StatusForbidden, apierror.CodeForbidden, `"alpha"`, "cannot create projects")
+						wantExact(t, err, apierror.Forbidden(`This key belongs to project "alpha" and cannot create projects in the whole organization; use an organization-wide admin key`))
 					case op.orgKey && !c.orgWide:
-						wantErr(t, err, http.StatusForbidden, apierror.CodeForbidden, `"alpha"`, "cannot manage organization-wide keys")
+						wantExact(t, err, apierror.Forbidden(`This key belongs to project "alpha" and cannot manage keys of the whole organization; use an organization-wide admin key`))
 					case !c.orgWide && op.project != "" && project != c.project:
 						wantErr(t, err, http.StatusForbidden, apierror.CodeForbidden, `"alpha"`, fmt.Sprintf("%q", project))
 					case op.rotates && !c.has("READ"):
@@ -1449,8 +1478,8 @@ func TestOtherOrganization(t *testing.T) {
 		if a.id == b.id {
 			t.Fatal("NewOrg reused the organization")
 		}
-		bKey := e.mint(t, b.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production"})
-		aProj := e.mint(t, a.root, "alpha", admin.CreateKeyInput{Type: "admin"})
+		bKey := e.mint(t, b.root, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
+		aProj := e.mint(t, a.root, "alpha", keys.CreateInput{Type: "admin"})
 		f := e.subscribe(t)
 		// key-digests and key-use are shared by all organizations; B's part
 		// of them is checked through its keys' lookups below.
@@ -1463,11 +1492,11 @@ func TestOtherOrganization(t *testing.T) {
 			ae.Message = strings.ReplaceAll(ae.Message, id, "ID")
 			return ae
 		}
-		for _, c := range []*apikey.Record{a.root, aProj.Record} {
+		for _, c := range []*authz.Principal{a.root, as(aProj.Record)} {
 			for name, op := range map[string]func(id string) error{
-				"GetKey":    func(id string) error { _, err := e.svc.GetKey(ctx, c, id); return err },
-				"RotateKey": func(id string) error { _, err := e.svc.RotateKey(ctx, c, id, admin.RotateKeyInput{}); return err },
-				"RevokeKey": func(id string) error { _, err := e.svc.RevokeKey(ctx, c, id); return err },
+				"GetKey":    func(id string) error { _, err := e.svc.Keys.GetKey(ctx, c, id); return err },
+				"RotateKey": func(id string) error { _, err := e.svc.Keys.RotateKey(ctx, c, id, keys.RotateInput{}); return err },
+				"RevokeKey": func(id string) error { _, err := e.svc.Keys.RevokeKey(ctx, c, id); return err },
 			} {
 				for _, id := range []string{bKey.ID, b.root.ID} {
 					got := norm(op(id), id)
@@ -1479,15 +1508,15 @@ func TestOtherOrganization(t *testing.T) {
 			}
 		}
 		for name, op := range map[string]func(p string) error{
-			"GetProject":       func(p string) error { _, _, err := e.svc.GetProject(ctx, a.root, p); return err },
-			"ListEnvironments": func(p string) error { _, err := e.svc.ListEnvironments(ctx, a.root, p); return err },
+			"GetProject":       func(p string) error { _, _, err := e.svc.Tenancy.GetProject(ctx, a.root, p); return err },
+			"ListEnvironments": func(p string) error { _, err := e.svc.Tenancy.ListEnvironments(ctx, a.root, p); return err },
 			"CreateEnvironment": func(p string) error {
-				_, err := e.svc.CreateEnvironment(ctx, a.root, p, admin.CreateEnvironmentInput{Slug: "qa"})
+				_, err := e.svc.Tenancy.CreateEnvironment(ctx, a.root, p, tenancy.CreateEnvironmentInput{Slug: "qa"})
 				return err
 			},
-			"ListKeys": func(p string) error { _, err := e.svc.ListKeys(ctx, a.root, p); return err },
+			"ListKeys": func(p string) error { _, err := e.svc.Keys.ListKeys(ctx, a.root, p); return err },
 			"CreateKey": func(p string) error {
-				_, err := e.svc.CreateKey(ctx, a.root, p, admin.CreateKeyInput{Name: "n", Type: "admin"})
+				_, err := e.svc.Keys.CreateKey(ctx, a.root, p, keys.CreateInput{Name: "n", Type: "admin"})
 				return err
 			},
 			"DeleteProject": func(p string) error { return e.svc.DeleteProject(ctx, a.root, p) },
@@ -1498,7 +1527,7 @@ func TestOtherOrganization(t *testing.T) {
 			}
 		}
 		// Same slug, separate projects: A sees only its own keys.
-		keys, err := e.svc.ListKeys(ctx, a.root, "alpha")
+		keys, err := e.svc.Keys.ListKeys(ctx, a.root, "alpha")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1507,7 +1536,7 @@ func TestOtherOrganization(t *testing.T) {
 				t.Fatalf("org A lists key %+v", k.Record)
 			}
 		}
-		if ps, _ := e.svc.ListProjects(ctx, a.root); len(ps) != 1 || ps[0].Slug != "alpha" {
+		if ps, _ := e.svc.Tenancy.ListProjects(ctx, a.root); len(ps) != 1 || ps[0].Slug != "alpha" {
 			t.Fatalf("org A sees projects %+v", ps)
 		}
 		// Deleting A's alpha leaves B's alpha alone.
@@ -1523,7 +1552,7 @@ func TestOtherOrganization(t *testing.T) {
 				t.Fatalf("org B's key after org A's attempts: %+v", rec)
 			}
 		}
-		if _, _, err := e.svc.GetProject(ctx, b.root, "alpha"); err != nil {
+		if _, _, err := e.svc.Tenancy.GetProject(ctx, b.root, "alpha"); err != nil {
 			t.Fatal(err)
 		}
 		f.expectQuiet(t, e, b, "bonly")
@@ -1539,7 +1568,7 @@ func TestConcurrentKeyCreation(t *testing.T) {
 		o := e.newOrg(t, "alpha")
 		const workers, each = 4, 5
 		var mu sync.Mutex
-		var created []*admin.CreatedKey
+		var created []*keys.Created
 		var wg sync.WaitGroup
 		errs := make(chan error, workers*each)
 		for w := range workers {
@@ -1547,11 +1576,11 @@ func TestConcurrentKeyCreation(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := range each {
-					in := admin.CreateKeyInput{Name: fmt.Sprintf("w%d-%d", w, i), Type: "live", Environment: "production"}
-					var k *admin.CreatedKey
+					in := keys.CreateInput{Name: fmt.Sprintf("w%d-%d", w, i), Type: "live", Environment: "production"}
+					var k *keys.Created
 					var err error
 					for range 5 { // optimistic stores may give up under contention
-						if k, err = e.svc.CreateKey(ctx, o.root, "alpha", in); !errors.Is(err, store.ErrConflict) {
+						if k, err = e.svc.Keys.CreateKey(ctx, o.root, "alpha", in); !errors.Is(err, store.ErrConflict) {
 							break
 						}
 					}
@@ -1570,7 +1599,7 @@ func TestConcurrentKeyCreation(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		keys, err := e.svc.ListKeys(ctx, o.root, "alpha")
+		keys, err := e.svc.Keys.ListKeys(ctx, o.root, "alpha")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
-	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluator"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -64,11 +66,11 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-var noPre = admin.Precondition{}
+var noPre = flags.Precondition{}
 
-func ifMatch(v int64) admin.Precondition { return admin.Precondition{Version: v, Set: true} }
+func ifMatch(v int64) flags.Precondition { return flags.Precondition{Version: v, Set: true} }
 
-// flagFeed records what is published on admin.TopicFlags and, for each
+// flagFeed records what is published on flags.Topic and, for each
 // event, the version a read made on receiving it saw: an event published
 // before its commit would show the old version.
 type flagFeed struct {
@@ -85,12 +87,12 @@ func (e *env) flagFeed(t *testing.T) *flagFeed {
 	t.Helper()
 	f := &flagFeed{ch: make(chan flagEvent, 1024)}
 	unsub := e.st.Subscribe(func(ev store.Event) {
-		if ev.Topic != admin.TopicFlags {
+		if ev.Topic != flags.Topic {
 			return
 		}
 		fe := flagEvent{payload: string(ev.Payload)}
 		if p := strings.Split(fe.payload, "/"); len(p) == 3 {
-			fs, err := e.svc.ReadFlagSet(context.Background(), admin.FlagSetRef{OrgID: p[0], Project: p[1], Environment: p[2]})
+			fs, err := e.svc.Flags.ReadFlagSet(context.Background(), flags.Ref{OrgID: p[0], Project: p[1], Environment: p[2]})
 			if err != nil {
 				fe.err = err
 			} else {
@@ -117,7 +119,7 @@ func (f *flagFeed) next(t *testing.T) flagEvent {
 // expect checks that the next event names ref and follows the commit of
 // version: a read on receiving it sees that version (or a later one, when
 // the test wrote again meanwhile).
-func (f *flagFeed) expect(t *testing.T, ref admin.FlagSetRef, version int64) {
+func (f *flagFeed) expect(t *testing.T, ref flags.Ref, version int64) {
 	t.Helper()
 	ev := f.next(t)
 	if ev.payload != ref.String() {
@@ -134,32 +136,32 @@ func (f *flagFeed) expect(t *testing.T, ref admin.FlagSetRef, version int64) {
 func (f *flagFeed) expectQuiet(t *testing.T, e *env, o *org) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "zz-marker"})
+	_, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "zz-marker"})
 	var ae *apierror.Error
 	if err != nil && (!errors.As(err, &ae) || ae.Code != apierror.CodeConflict) {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.PutFlagSet(ctx, o.root, "zz-marker", "production", []byte(`{"flags":{}}`), noPre); err != nil {
+	if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "zz-marker", "production", []byte(`{"flags":{}}`), noPre); err != nil {
 		t.Fatal(err)
 	}
-	want := admin.FlagSetRef{OrgID: o.id, Project: "zz-marker", Environment: "production"}.String()
+	want := flags.Ref{OrgID: o.id, Project: "zz-marker", Environment: "production"}.String()
 	if ev := f.next(t); ev.payload != want {
 		t.Fatalf("published %q before the marker, want nothing", ev.payload)
 	}
 }
 
 // flagSet reads a set through the service, failing the test on error.
-func (e *env) flagSet(t *testing.T, o *org, project, env string) *admin.FlagSet {
+func (e *env) flagSet(t *testing.T, o *org, project, env string) *flags.FlagSet {
 	t.Helper()
-	fs, err := e.svc.GetFlagSet(context.Background(), o.root, project, env)
+	fs, err := e.svc.Flags.GetFlagSet(context.Background(), o.root, project, env)
 	if err != nil {
 		t.Fatalf("GetFlagSet(%s/%s): %v", project, env, err)
 	}
 	return fs
 }
 
-func (o *org) ref(project, env string) admin.FlagSetRef {
-	return admin.FlagSetRef{OrgID: o.id, Project: project, Environment: env}
+func (o *org) ref(project, env string) flags.Ref {
+	return flags.Ref{OrgID: o.id, Project: project, Environment: env}
 }
 
 func flagCol(o *org, project string) string { return "flag-sets/" + o.id + "/" + project }
@@ -179,17 +181,17 @@ func TestFlagSetReadAndRoundTrip(t *testing.T) {
 		if ids := e.ids(t, flagCol(o, "alpha")); len(ids) != 0 {
 			t.Fatalf("reading stored %q", ids)
 		}
-		_, err := e.svc.GetFlagSet(ctx, o.root, "nope", "staging")
+		_, err := e.svc.Flags.GetFlagSet(ctx, o.root, "nope", "staging")
 		wantExact(t, err, apierror.NotFound(`project "nope" not found`))
-		_, err = e.svc.GetFlagSet(ctx, o.root, "alpha", "qa")
+		_, err = e.svc.Flags.GetFlagSet(ctx, o.root, "alpha", "qa")
 		wantExact(t, err, apierror.NotFound(`project "alpha" has no environment "qa"`))
-		_, err = e.svc.ReadFlagSet(ctx, o.ref("alpha", "qa"))
+		_, err = e.svc.Flags.ReadFlagSet(ctx, o.ref("alpha", "qa"))
 		wantExact(t, err, apierror.NotFound(`project "alpha" has no environment "qa"`))
-		_, err = e.svc.ReadFlagSet(ctx, admin.FlagSetRef{OrgID: "org_nope", Project: "alpha", Environment: "staging"})
+		_, err = e.svc.Flags.ReadFlagSet(ctx, flags.Ref{OrgID: "org_nope", Project: "alpha", Environment: "staging"})
 		wantExact(t, err, apierror.NotFound(`project "alpha" not found`))
 
 		e.clock.Advance(time.Minute)
-		w, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre)
+		w, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +207,7 @@ func TestFlagSetReadAndRoundTrip(t *testing.T) {
 		if !sameJSON(t, got.Document, []byte(checkoutDoc)) {
 			t.Fatalf("stored document %s differs from the one written", got.Document)
 		}
-		if r, err := e.svc.ReadFlagSet(ctx, o.ref("alpha", "staging")); err != nil || r.Version != 1 || string(r.Document) != string(got.Document) {
+		if r, err := e.svc.Flags.ReadFlagSet(ctx, o.ref("alpha", "staging")); err != nil || r.Version != 1 || string(r.Document) != string(got.Document) {
 			t.Fatalf("ReadFlagSet = %+v, %v", r, err)
 		}
 		// Other environments and projects are untouched.
@@ -216,7 +218,7 @@ func TestFlagSetReadAndRoundTrip(t *testing.T) {
 		}
 
 		// Export round-trips: PUT of the GET output gives the same set.
-		again, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", got.Document, noPre)
+		again, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", got.Document, noPre)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +228,7 @@ func TestFlagSetReadAndRoundTrip(t *testing.T) {
 		feed.expect(t, o.ref("alpha", "staging"), 2)
 
 		// PUT replaces the whole set.
-		w, err = e.svc.PutFlagSet(ctx, o.root, "alpha", "staging",
+		w, err = e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging",
 			[]byte(`{"flags":{"solo":{"state":"DISABLED","variants":{"a":1},"defaultVariant":"a"}}}`), noPre)
 		if err != nil {
 			t.Fatal(err)
@@ -236,7 +238,7 @@ func TestFlagSetReadAndRoundTrip(t *testing.T) {
 		}
 		feed.expect(t, o.ref("alpha", "staging"), 3)
 		// An empty set is a write like any other.
-		if w, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(`{"flags":{}}`), noPre); err != nil || w.Version != 4 {
+		if w, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(`{"flags":{}}`), noPre); err != nil || w.Version != 4 {
 			t.Fatalf("empty put = %+v, %v", w, err)
 		}
 		feed.expect(t, o.ref("alpha", "staging"), 4)
@@ -254,7 +256,7 @@ func TestPutFlagSetInvalid(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
-		if _, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
 			t.Fatal(err)
 		}
 		feed := e.flagFeed(t)
@@ -289,14 +291,14 @@ func TestPutFlagSetInvalid(t *testing.T) {
 			{"unknown top-level field", `{"flags":{},"flagz":{}}`, []string{`unknown top-level field "flagz"`}},
 			{"empty", ``, []string{"invalid JSON"}},
 		} {
-			_, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(tc.doc), noPre)
+			_, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(tc.doc), noPre)
 			if err == nil {
 				t.Fatalf("%s: accepted %s", tc.name, tc.doc)
 			}
 			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, tc.parts...)
 			// The same document through a precondition that matches changes
 			// nothing either.
-			_, err = e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(tc.doc), ifMatch(prev.Version))
+			_, err = e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(tc.doc), ifMatch(prev.Version))
 			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, tc.parts...)
 		}
 		if !before.equal(e.snap(t, flagCol(o, "alpha"))) {
@@ -318,13 +320,13 @@ func TestPutAndDeleteFlag(t *testing.T) {
 		o := e.newOrg(t, "alpha")
 		feed := e.flagFeed(t)
 		ref := o.ref("alpha", "staging")
-		if _, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
 			t.Fatal(err)
 		}
 		feed.expect(t, ref, 1)
 
 		// Create: the new flag may use the set's evaluators.
-		fs, created, err := e.svc.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), noPre)
+		fs, created, err := e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), noPre)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,24 +342,24 @@ func TestPutAndDeleteFlag(t *testing.T) {
 			t.Fatalf("GetFlagSet after PutFlag = %d %s", got.Version, got.Document)
 		}
 
-		def, v, err := e.svc.GetFlag(ctx, o.root, "alpha", "staging", "banner")
+		def, v, err := e.svc.Flags.GetFlag(ctx, o.root, "alpha", "staging", "banner")
 		if err != nil || v != 2 || !sameJSON(t, def, []byte(bannerDef)) {
 			t.Fatalf("GetFlag = %s %d %v", def, v, err)
 		}
-		def, v, err = e.svc.GetFlag(ctx, o.root, "alpha", "staging", "new-checkout")
+		def, v, err = e.svc.Flags.GetFlag(ctx, o.root, "alpha", "staging", "new-checkout")
 		if err != nil || v != 2 || string(def) != `{"defaultVariant":"off","metadata":{"owner":"ana"},"state":"ENABLED","targeting":{"if":[{"$ref":"isPro"},"on",null]},"variants":{"off":false,"on":true}}` {
 			t.Fatalf("GetFlag(new-checkout) = %s %d %v", def, v, err)
 		}
 
 		// Replace.
 		e.clock.Advance(time.Hour)
-		fs, created, err = e.svc.PutFlag(ctx, o.root, "alpha", "staging", "banner",
+		fs, created, err = e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", "banner",
 			[]byte(`{"state":"DISABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}`), noPre)
 		if err != nil || created || fs.Version != 3 || !fs.UpdatedAt.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("PutFlag(existing) = created %v %+v %v", created, fs, err)
 		}
 		feed.expect(t, ref, 3)
-		def, _, _ = e.svc.GetFlag(ctx, o.root, "alpha", "staging", "banner")
+		def, _, _ = e.svc.Flags.GetFlag(ctx, o.root, "alpha", "staging", "banner")
 		if string(def) != `{"defaultVariant":"on","state":"DISABLED","variants":{"off":false,"on":true}}` {
 			t.Fatalf("replaced flag = %s", def)
 		}
@@ -379,24 +381,27 @@ func TestPutAndDeleteFlag(t *testing.T) {
 			{"empty", ``, []string{`flag "empty": the definition must be a JSON object`}},
 			{"", `{"state":"ENABLED","variants":{"on":true},"defaultVariant":"on"}`, []string{"flag key is empty"}},
 		} {
-			_, _, err := e.svc.PutFlag(ctx, o.root, "alpha", "staging", tc.key, []byte(tc.def), noPre)
+			_, _, err := e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", tc.key, []byte(tc.def), noPre)
 			wantErr(t, err, http.StatusBadRequest, apierror.CodeInvalidRequest, tc.parts...)
 		}
-		_, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "nope", noPre)
+		_, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "nope", noPre)
 		wantExact(t, err, apierror.New(404, apierror.CodeFlagNotFound, `flag "nope" not found in environment "staging"`))
-		_, _, err = e.svc.GetFlag(ctx, o.root, "alpha", "staging", "nope")
+		_, _, err = e.svc.Flags.GetFlag(ctx, o.root, "alpha", "staging", "nope")
 		wantExact(t, err, apierror.New(404, apierror.CodeFlagNotFound, `flag "nope" not found in environment "staging"`))
-		_, _, err = e.svc.GetFlag(ctx, o.root, "alpha", "production", "banner")
+		_, _, err = e.svc.Flags.GetFlag(ctx, o.root, "alpha", "production", "banner")
 		wantExact(t, err, apierror.New(404, apierror.CodeFlagNotFound, `flag "banner" not found in environment "production"`))
-		_, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "production", "banner", noPre)
+		_, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "production", "banner", noPre)
 		wantExact(t, err, apierror.New(404, apierror.CodeFlagNotFound, `flag "banner" not found in environment "production"`))
 		for _, op := range []func() error{
-			func() error { _, _, err := e.svc.GetFlag(ctx, o.root, "alpha", "qa", "banner"); return err },
+			func() error { _, _, err := e.svc.Flags.GetFlag(ctx, o.root, "alpha", "qa", "banner"); return err },
 			func() error {
-				_, _, err := e.svc.PutFlag(ctx, o.root, "alpha", "qa", "banner", []byte(bannerDef), noPre)
+				_, _, err := e.svc.Flags.PutFlag(ctx, o.root, "alpha", "qa", "banner", []byte(bannerDef), noPre)
 				return err
 			},
-			func() error { _, err := e.svc.DeleteFlag(ctx, o.root, "alpha", "qa", "banner", noPre); return err },
+			func() error {
+				_, err := e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "qa", "banner", noPre)
+				return err
+			},
 		} {
 			wantExact(t, op(), apierror.NotFound(`project "alpha" has no environment "qa"`))
 		}
@@ -406,7 +411,7 @@ func TestPutAndDeleteFlag(t *testing.T) {
 		feed.expectQuiet(t, e, o)
 
 		// Delete: the rest stays.
-		fs, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", noPre)
+		fs, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", noPre)
 		if err != nil || fs.Version != 4 {
 			t.Fatalf("DeleteFlag = %+v %v", fs, err)
 		}
@@ -418,12 +423,12 @@ func TestPutAndDeleteFlag(t *testing.T) {
 		if got := e.flagSet(t, o, "alpha", "staging"); string(got.Document) != want || got.Version != 4 {
 			t.Fatalf("after DeleteFlag: %d %s\nwant %s", got.Version, got.Document, want)
 		}
-		_, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", noPre)
+		_, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", noPre)
 		wantErr(t, err, 404, apierror.CodeFlagNotFound, `"theme"`)
 
 		// Deleting every flag leaves an empty set with its evaluators.
 		for _, k := range []string{"banner", "new-checkout"} {
-			if _, err := e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", k, noPre); err != nil {
+			if _, err := e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", k, noPre); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -435,7 +440,7 @@ func TestPutAndDeleteFlag(t *testing.T) {
 		}
 
 		// PutFlag into an environment never written creates its set.
-		fs, created, err = e.svc.PutFlag(ctx, o.root, "alpha", "development", "theme",
+		fs, created, err = e.svc.Flags.PutFlag(ctx, o.root, "alpha", "development", "theme",
 			[]byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), noPre)
 		if err != nil || !created || fs.Version != 1 || string(fs.Document) != `{"flags":{"theme":{"defaultVariant":"x","state":"ENABLED","variants":{"x":"x"}}}}` {
 			t.Fatalf("PutFlag in a new environment = %v %+v %v", created, fs, err)
@@ -443,7 +448,7 @@ func TestPutAndDeleteFlag(t *testing.T) {
 		feed.expect(t, o.ref("alpha", "development"), 1)
 		// A flag referencing an evaluator that only another environment has
 		// is refused.
-		_, _, err = e.svc.PutFlag(ctx, o.root, "alpha", "development", "banner", []byte(bannerDef), noPre)
+		_, _, err = e.svc.Flags.PutFlag(ctx, o.root, "alpha", "development", "banner", []byte(bannerDef), noPre)
 		wantErr(t, err, 400, apierror.CodeInvalidRequest, `flag "banner"`, `$ref "isPro" is not defined`)
 		feed.expectQuiet(t, e, o)
 	})
@@ -459,7 +464,7 @@ func TestFlagSetPreconditions(t *testing.T) {
 		feed := e.flagFeed(t)
 		ref := o.ref("alpha", "staging")
 		// If-Match 0 holds for a set never written.
-		if fs, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), ifMatch(0)); err != nil || fs.Version != 1 {
+		if fs, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), ifMatch(0)); err != nil || fs.Version != 1 {
 			t.Fatalf("PutFlagSet(If-Match 0) = %+v %v", fs, err)
 		}
 		feed.expect(t, ref, 1)
@@ -469,14 +474,14 @@ func TestFlagSetPreconditions(t *testing.T) {
 			return fmt.Sprintf("the flag set is at version 1, not %d; fetch it again and retry", want)
 		}
 		for _, v := range []int64{0, 2, 7} {
-			_, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(`{"flags":{}}`), ifMatch(v))
+			_, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(`{"flags":{}}`), ifMatch(v))
 			wantExact(t, err, apierror.New(412, apierror.CodePreconditionFailed, stale(v)))
-			_, _, err = e.svc.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), ifMatch(v))
+			_, _, err = e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), ifMatch(v))
 			wantExact(t, err, apierror.New(412, apierror.CodePreconditionFailed, stale(v)))
-			_, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", ifMatch(v))
+			_, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", ifMatch(v))
 			wantExact(t, err, apierror.New(412, apierror.CodePreconditionFailed, stale(v)))
 			// The precondition is checked before the flag's existence.
-			_, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "nope", ifMatch(v))
+			_, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "nope", ifMatch(v))
 			wantErr(t, err, 412, apierror.CodePreconditionFailed)
 		}
 		if !before.equal(e.snap(t, flagCol(o, "alpha"))) {
@@ -485,23 +490,23 @@ func TestFlagSetPreconditions(t *testing.T) {
 		feed.expectQuiet(t, e, o)
 
 		// Current preconditions succeed, each write adding exactly one.
-		fs, _, err := e.svc.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), ifMatch(1))
+		fs, _, err := e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), ifMatch(1))
 		if err != nil || fs.Version != 2 {
 			t.Fatalf("PutFlag(If-Match 1) = %+v %v", fs, err)
 		}
 		feed.expect(t, ref, 2)
-		if fs, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "banner", ifMatch(2)); err != nil || fs.Version != 3 {
+		if fs, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "banner", ifMatch(2)); err != nil || fs.Version != 3 {
 			t.Fatalf("DeleteFlag(If-Match 2) = %+v %v", fs, err)
 		}
 		feed.expect(t, ref, 3)
-		if fs, err = e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), ifMatch(3)); err != nil || fs.Version != 4 {
+		if fs, err = e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), ifMatch(3)); err != nil || fs.Version != 4 {
 			t.Fatalf("PutFlagSet(If-Match 3) = %+v %v", fs, err)
 		}
 		feed.expect(t, ref, 4)
-		_, err = e.svc.DeleteFlag(ctx, o.root, "alpha", "staging", "nope", ifMatch(4))
+		_, err = e.svc.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "nope", ifMatch(4))
 		wantErr(t, err, 404, apierror.CodeFlagNotFound)
 		// Versions are per environment.
-		if fs, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "production", []byte(checkoutDoc), ifMatch(0)); err != nil || fs.Version != 1 {
+		if fs, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(checkoutDoc), ifMatch(0)); err != nil || fs.Version != 1 {
 			t.Fatalf("PutFlagSet(production) = %+v %v", fs, err)
 		}
 		feed.expect(t, o.ref("alpha", "production"), 1)
@@ -516,7 +521,7 @@ func TestFlagSetPreconditions(t *testing.T) {
 				defer wg.Done()
 				var err error
 				for range 5 {
-					_, _, err = e.svc.PutFlag(ctx, o.root, "alpha", "staging", fmt.Sprintf("racer-%d", i),
+					_, _, err = e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", fmt.Sprintf("racer-%d", i),
 						[]byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), ifMatch(4))
 					if !errors.Is(err, store.ErrConflict) {
 						break
@@ -549,7 +554,7 @@ func TestFlagSetPreconditions(t *testing.T) {
 				for i := range each {
 					var err error
 					for range 5 {
-						_, _, err = e.svc.PutFlag(ctx, o.root, "alpha", "staging", fmt.Sprintf("w%d-%d", w, i),
+						_, _, err = e.svc.Flags.PutFlag(ctx, o.root, "alpha", "staging", fmt.Sprintf("w%d-%d", w, i),
 							[]byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), noPre)
 						if !errors.Is(err, store.ErrConflict) {
 							break
@@ -572,7 +577,7 @@ func TestFlagSetPreconditions(t *testing.T) {
 		}
 		for w := range workers {
 			for i := range each {
-				if _, _, err := e.svc.GetFlag(ctx, o.root, "alpha", "staging", fmt.Sprintf("w%d-%d", w, i)); err != nil {
+				if _, _, err := e.svc.Flags.GetFlag(ctx, o.root, "alpha", "staging", fmt.Sprintf("w%d-%d", w, i)); err != nil {
 					t.Fatalf("flag w%d-%d lost: %v", w, i, err)
 				}
 			}
@@ -588,15 +593,15 @@ func TestFlagSetAuthorization(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha", "beta")
-		if _, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
 			t.Fatal(err)
 		}
-		live := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "staging"})
-		test := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-		readOnly := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "admin", Permissions: []string{"READ"}})
-		writeOnly := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "admin", Permissions: []string{"WRITE"}})
-		betaAdmin := e.mint(t, o.root, "beta", admin.CreateKeyInput{Type: "admin"})
-		alphaAdmin := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "admin"})
+		live := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "live", Environment: "staging"})
+		test := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
+		readOnly := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "admin", Permissions: []string{"READ"}})
+		writeOnly := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "admin", Permissions: []string{"WRITE"}})
+		betaAdmin := e.mint(t, o.root, "beta", keys.CreateInput{Type: "admin"})
+		alphaAdmin := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "admin"})
 		other := e.newOrg(t)
 		otherAlpha := e.newOrg(t, "alpha")
 		feed := e.flagFeed(t)
@@ -604,24 +609,27 @@ func TestFlagSetAuthorization(t *testing.T) {
 		type op struct {
 			name  string
 			write bool
-			run   func(c *apikey.Record) error
+			run   func(c *authz.Principal) error
 		}
 		ops := []op{
-			{"GetFlagSet", false, func(c *apikey.Record) error { _, err := e.svc.GetFlagSet(ctx, c, "alpha", "staging"); return err }},
-			{"GetFlag", false, func(c *apikey.Record) error {
-				_, _, err := e.svc.GetFlag(ctx, c, "alpha", "staging", "theme")
+			{"GetFlagSet", false, func(c *authz.Principal) error {
+				_, err := e.svc.Flags.GetFlagSet(ctx, c, "alpha", "staging")
 				return err
 			}},
-			{"PutFlag", true, func(c *apikey.Record) error {
-				_, _, err := e.svc.PutFlag(ctx, c, "alpha", "staging", "banner", []byte(bannerDef), noPre)
+			{"GetFlag", false, func(c *authz.Principal) error {
+				_, _, err := e.svc.Flags.GetFlag(ctx, c, "alpha", "staging", "theme")
 				return err
 			}},
-			{"DeleteFlag", true, func(c *apikey.Record) error {
-				_, err := e.svc.DeleteFlag(ctx, c, "alpha", "staging", "theme", noPre)
+			{"PutFlag", true, func(c *authz.Principal) error {
+				_, _, err := e.svc.Flags.PutFlag(ctx, c, "alpha", "staging", "banner", []byte(bannerDef), noPre)
 				return err
 			}},
-			{"PutFlagSet", true, func(c *apikey.Record) error {
-				_, err := e.svc.PutFlagSet(ctx, c, "alpha", "staging", []byte(`{"flags":{}}`), noPre)
+			{"DeleteFlag", true, func(c *authz.Principal) error {
+				_, err := e.svc.Flags.DeleteFlag(ctx, c, "alpha", "staging", "theme", noPre)
+				return err
+			}},
+			{"PutFlagSet", true, func(c *authz.Principal) error {
+				_, err := e.svc.Flags.PutFlagSet(ctx, c, "alpha", "staging", []byte(`{"flags":{}}`), noPre)
 				return err
 			}},
 		}
@@ -631,15 +639,15 @@ func TestFlagSetAuthorization(t *testing.T) {
 		before := e.snap(t, flagCol(o, "alpha"))
 		for _, c := range []struct {
 			name        string
-			caller      *apikey.Record
+			caller      *authz.Principal
 			read, write *apierror.Error // nil: allowed (writes are not tried)
 		}{
 			{"no key", nil, apierror.InvalidKey, apierror.InvalidKey},
-			{"live", live.Record, apierror.WrongKeyType, apierror.WrongKeyType},
-			{"test", test.Record, apierror.WrongKeyType, apierror.WrongKeyType},
-			{"read-only admin", readOnly.Record, nil, apierror.ReadOnlyKey},
-			{"write-only admin", writeOnly.Record, lacksRead, nil},
-			{"other project's admin", betaAdmin.Record, otherProject, otherProject},
+			{"live", as(live.Record), apierror.WrongKeyType, apierror.WrongKeyType},
+			{"test", as(test.Record), apierror.WrongKeyType, apierror.WrongKeyType},
+			{"read-only admin", as(readOnly.Record), nil, apierror.ReadOnlyKey},
+			{"write-only admin", as(writeOnly.Record), lacksRead, nil},
+			{"other project's admin", as(betaAdmin.Record), otherProject, otherProject},
 			{"other organization", other.root, missing, missing},
 		} {
 			for _, op := range ops {
@@ -671,11 +679,11 @@ func TestFlagSetAuthorization(t *testing.T) {
 
 		// Another organization's own "alpha" is its own: empty, and writes
 		// there leave ours alone.
-		fs, err := e.svc.GetFlagSet(ctx, otherAlpha.root, "alpha", "staging")
+		fs, err := e.svc.Flags.GetFlagSet(ctx, otherAlpha.root, "alpha", "staging")
 		if err != nil || fs.Version != 0 || string(fs.Document) != `{"flags":{}}` {
 			t.Fatalf("other organization's alpha = %+v %v", fs, err)
 		}
-		if _, err := e.svc.PutFlagSet(ctx, otherAlpha.root, "alpha", "staging", []byte(`{"flags":{}}`), noPre); err != nil {
+		if _, err := e.svc.Flags.PutFlagSet(ctx, otherAlpha.root, "alpha", "staging", []byte(`{"flags":{}}`), noPre); err != nil {
 			t.Fatal(err)
 		}
 		if ev := feed.next(t); ev.payload != otherAlpha.ref("alpha", "staging").String() {
@@ -687,11 +695,11 @@ func TestFlagSetAuthorization(t *testing.T) {
 
 		// What the project's own admin keys may do.
 		for _, op := range ops {
-			if err := op.run(alphaAdmin.Record); err != nil {
+			if err := op.run(as(alphaAdmin.Record)); err != nil {
 				t.Errorf("project admin %s: %v", op.name, err)
 			}
 		}
-		if _, _, err := e.svc.PutFlag(ctx, writeOnly.Record, "alpha", "staging", "theme", []byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), noPre); err != nil {
+		if _, _, err := e.svc.Flags.PutFlag(ctx, as(writeOnly.Record), "alpha", "staging", "theme", []byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), noPre); err != nil {
 			t.Errorf("write-only admin PutFlag: %v", err)
 		}
 	})
@@ -703,7 +711,7 @@ func TestFlagWritesNothingHalfWritten(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha")
-		if _, err := e.svc.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
 			t.Fatal(err)
 		}
 		feed := e.flagFeed(t)
@@ -712,14 +720,17 @@ func TestFlagWritesNothingHalfWritten(t *testing.T) {
 		before := e.snap(t, cols...)
 		for name, op := range map[string]func() error{
 			"PutFlagSet": func() error {
-				_, err := bad.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(`{"flags":{}}`), noPre)
+				_, err := bad.Flags.PutFlagSet(ctx, o.root, "alpha", "staging", []byte(`{"flags":{}}`), noPre)
 				return err
 			},
 			"PutFlag": func() error {
-				_, _, err := bad.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), noPre)
+				_, _, err := bad.Flags.PutFlag(ctx, o.root, "alpha", "staging", "banner", []byte(bannerDef), noPre)
 				return err
 			},
-			"DeleteFlag": func() error { _, err := bad.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", noPre); return err },
+			"DeleteFlag": func() error {
+				_, err := bad.Flags.DeleteFlag(ctx, o.root, "alpha", "staging", "theme", noPre)
+				return err
+			},
 		} {
 			if err := op(); !errors.Is(err, errInjected) {
 				t.Fatalf("%s = %v, want the injected failure", name, err)
@@ -739,31 +750,31 @@ func TestDeleteProjectDropsFlagsAndSessions(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		o := e.newOrg(t, "alpha", "beta")
-		if _, err := e.svc.CreateEnvironment(ctx, o.root, "alpha", admin.CreateEnvironmentInput{Slug: "qa"}); err != nil {
+		if _, err := e.svc.Tenancy.CreateEnvironment(ctx, o.root, "alpha", tenancy.CreateEnvironmentInput{Slug: "qa"}); err != nil {
 			t.Fatal(err)
 		}
 		for _, pe := range [][2]string{{"alpha", "staging"}, {"alpha", "qa"}, {"beta", "staging"}} {
-			if _, err := e.svc.PutFlagSet(ctx, o.root, pe[0], pe[1], []byte(checkoutDoc), noPre); err != nil {
+			if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, pe[0], pe[1], []byte(checkoutDoc), noPre); err != nil {
 				t.Fatal(err)
 			}
 		}
-		alphaTest := e.mint(t, o.root, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-		betaTest := e.mint(t, o.root, "beta", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-		doomed, err := e.svc.CreateSession(ctx, alphaTest.Record, admin.CreateSessionInput{})
+		alphaTest := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
+		betaTest := e.mint(t, o.root, "beta", keys.CreateInput{Type: "test", Environment: "staging"})
+		doomed, err := e.svc.Flags.CreateSession(ctx, as(alphaTest.Record), flags.CreateSessionInput{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		kept, err := e.svc.CreateSession(ctx, betaTest.Record, admin.CreateSessionInput{})
+		kept, err := e.svc.Flags.CreateSession(ctx, as(betaTest.Record), flags.CreateSessionInput{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Another organization's project of the same slug keeps its set and
 		// sessions.
 		other := e.newOrg(t, "alpha")
-		if _, err := e.svc.PutFlagSet(ctx, other.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
+		if _, err := e.svc.Flags.PutFlagSet(ctx, other.root, "alpha", "staging", []byte(checkoutDoc), noPre); err != nil {
 			t.Fatal(err)
 		}
-		theirs, err := e.svc.CreateSession(ctx, other.root, admin.CreateSessionInput{Project: "alpha", Environment: "staging"})
+		theirs, err := e.svc.Flags.CreateSession(ctx, other.root, flags.CreateSessionInput{Project: "alpha", Environment: "staging"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -771,7 +782,7 @@ func TestDeleteProjectDropsFlagsAndSessions(t *testing.T) {
 
 		// A failure half-way deletes nothing and announces nothing.
 		bad := e.faulty(failOn("delete", "testing-sessions"))
-		cols := []string{flagCol(o, "alpha"), flagCol(o, "beta"), "testing-sessions", "projects/" + o.id}
+		cols := []string{flagCol(o, "alpha"), flagCol(o, "beta"), "testing-sessions/" + o.id, "testing-sessions/" + other.id, "projects/" + o.id}
 		before := e.snap(t, cols...)
 		if err := bad.DeleteProject(ctx, o.root, "alpha"); !errors.Is(err, errInjected) {
 			t.Fatalf("DeleteProject = %v, want the injected failure", err)
@@ -802,21 +813,24 @@ func TestDeleteProjectDropsFlagsAndSessions(t *testing.T) {
 		if ids := e.ids(t, flagCol(o, "alpha")); len(ids) != 0 {
 			t.Fatalf("flag sets survived their project: %q", ids)
 		}
-		if ids, want := e.ids(t, "testing-sessions"), slices.Sorted(slices.Values([]string{kept.ID, theirs.ID})); !slices.Equal(ids, want) {
-			t.Fatalf("sessions after DeleteProject = %q, want %q (not %s)", ids, want, doomed.ID)
+		if ids := e.ids(t, "testing-sessions/"+o.id); !slices.Equal(ids, []string{kept.ID}) {
+			t.Fatalf("sessions after DeleteProject = %q, want %q (not %s)", ids, kept.ID, doomed.ID)
 		}
-		if fs, err := e.svc.GetFlagSet(ctx, other.root, "alpha", "staging"); err != nil || fs.Version != 1 {
+		if ids := e.ids(t, "testing-sessions/"+other.id); !slices.Equal(ids, []string{theirs.ID}) {
+			t.Fatalf("the other organization's sessions after DeleteProject = %q, want %q", ids, theirs.ID)
+		}
+		if fs, err := e.svc.Flags.GetFlagSet(ctx, other.root, "alpha", "staging"); err != nil || fs.Version != 1 {
 			t.Fatalf("the other organization's alpha/staging = %+v, %v", fs, err)
 		}
 		if fs := e.flagSet(t, o, "beta", "staging"); fs.Version != 1 {
 			t.Fatalf("beta's set = %d", fs.Version)
 		}
-		if _, err := e.svc.UseSession(ctx, betaTest.Record, kept.ID, "beta", "staging"); err != nil {
+		if _, err := e.svc.Flags.UseSession(ctx, as(betaTest.Record), kept.ID, refOf(as(betaTest.Record), "beta", "staging")); err != nil {
 			t.Fatalf("beta's session: %v", err)
 		}
 
 		// A project created again with the slug starts empty.
-		if _, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: "alpha"}); err != nil {
+		if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "alpha"}); err != nil {
 			t.Fatal(err)
 		}
 		if fs := e.flagSet(t, o, "alpha", "staging"); fs.Version != 0 || string(fs.Document) != `{"flags":{}}` {

@@ -13,8 +13,12 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -252,11 +256,20 @@ func (e *env) doc(t *testing.T, collection, id string) (b []byte, ok bool) {
 	return b, true
 }
 
-// org is an organization with its org-wide admin key.
+// org is an organization with its org-wide admin key: root is the key's
+// principal (root.Key its record), as the edge would hand it over.
 type org struct {
 	id      string
-	root    *apikey.Record
+	root    *authz.Principal
 	rootKey string
+}
+
+// as is the principal of a key record, nil for nil (no key at all).
+func as(rec *apikey.Record) *authz.Principal {
+	if rec == nil {
+		return nil
+	}
+	return authz.ForKey(rec)
 }
 
 // newOrg creates an organization (NewOrg works on an empty store too) and
@@ -268,9 +281,9 @@ func (e *env) newOrg(t *testing.T, projects ...string) *org {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &org{id: res.Organization.ID, root: res.Record, rootKey: res.Key}
+	o := &org{id: res.Organization.ID, root: res.Principal, rootKey: res.Key}
 	for _, p := range projects {
-		if _, err := e.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: p}); err != nil {
+		if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -278,12 +291,12 @@ func (e *env) newOrg(t *testing.T, projects ...string) *org {
 }
 
 // mint creates a key, failing the test on error.
-func (e *env) mint(t *testing.T, caller *apikey.Record, project string, in admin.CreateKeyInput) *admin.CreatedKey {
+func (e *env) mint(t *testing.T, caller *authz.Principal, project string, in keys.CreateInput) *keys.Created {
 	t.Helper()
 	if in.Name == "" {
 		in.Name = "k-" + in.Type
 	}
-	k, err := e.svc.CreateKey(context.Background(), caller, project, in)
+	k, err := e.svc.Keys.CreateKey(context.Background(), caller, project, in)
 	if err != nil {
 		t.Fatalf("CreateKey(%s, %+v): %v", project, in, err)
 	}
@@ -292,7 +305,7 @@ func (e *env) mint(t *testing.T, caller *apikey.Record, project string, in admin
 
 func (e *env) lookup(t *testing.T, secret string) *apikey.Record {
 	t.Helper()
-	rec, err := e.svc.LookupKey(context.Background(), apikey.DigestOf(secret))
+	rec, err := e.svc.Keys.LookupKey(context.Background(), apikey.DigestOf(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +317,7 @@ func keyCols(orgID string) []string {
 	return []string{"keys/" + orgID, "key-digests", "key-use"}
 }
 
-// feed records the key ids published on admin.TopicKeys.
+// feed records the key ids published on keys.Topic.
 type feed struct {
 	ch chan store.Event
 }
@@ -314,7 +327,7 @@ func (e *env) subscribe(t *testing.T) *feed {
 	f := &feed{ch: make(chan store.Event, 4096)}
 	unsub := e.st.Subscribe(func(ev store.Event) {
 		// Flag-set events are checked by the flag tests.
-		if ev.Topic != admin.TopicFlags {
+		if ev.Topic != flags.Topic {
 			f.ch <- ev
 		}
 	})
@@ -322,13 +335,13 @@ func (e *env) subscribe(t *testing.T) *feed {
 	return f
 }
 
-// next returns the payload of the next event, which must be on TopicKeys.
+// next returns the payload of the next event, which must be on keys.Topic.
 func (f *feed) next(t *testing.T) string {
 	t.Helper()
 	select {
 	case ev := <-f.ch:
-		if ev.Resync || ev.Topic != admin.TopicKeys {
-			t.Fatalf("event %+v, want one on topic %q", ev, admin.TopicKeys)
+		if ev.Resync || ev.Topic != keys.Topic {
+			t.Fatalf("event %+v, want one on topic %q", ev, keys.Topic)
 		}
 		return string(ev.Payload)
 	case <-time.After(10 * time.Second):
@@ -358,8 +371,8 @@ func (f *feed) expect(t *testing.T, ids ...string) {
 // marker is the next event, since events arrive in publication order.
 func (f *feed) expectQuiet(t *testing.T, e *env, o *org, project string) {
 	t.Helper()
-	marker := e.mint(t, o.root, project, admin.CreateKeyInput{Name: "marker", Type: "admin"})
-	if _, err := e.svc.RevokeKey(context.Background(), o.root, marker.ID); err != nil {
+	marker := e.mint(t, o.root, project, keys.CreateInput{Name: "marker", Type: "admin"})
+	if _, err := e.svc.Keys.RevokeKey(context.Background(), o.root, marker.ID); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.next(t); got != marker.ID {
@@ -443,4 +456,14 @@ func digestDoc(t *testing.T, b []byte) (orgID, keyID string) {
 		t.Fatalf("decoding digest document %s: %v", b, err)
 	}
 	return d.OrgID, d.KeyID
+}
+
+// refOf names an environment of p's organization, as an evaluation by p
+// would (no organization without a principal).
+func refOf(p *authz.Principal, project, env string) flags.Ref {
+	ref := flags.Ref{Project: project, Environment: env}
+	if p != nil {
+		ref.OrgID = p.Org()
+	}
+	return ref
 }

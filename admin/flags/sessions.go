@@ -88,13 +88,8 @@ func (s *Service) CreateSession(ctx context.Context, p *authz.Principal, in Crea
 		}
 		ttl = d
 	}
-	ref := Ref{p.Org(), in.Project, in.Environment}
-	if ref.Project == "" {
-		ref.Project = p.Scope.Project
-	}
-	if ref.Environment == "" {
-		ref.Environment = p.Scope.Environment
-	}
+	place := p.Place(in.Project, in.Environment)
+	ref := Ref{OrgID: place.Org, Project: place.Project, Environment: place.Environment}
 	switch {
 	case ref.Project == "":
 		return nil, apierror.Invalid("project is required with an organization-wide key")
@@ -237,7 +232,7 @@ func (s *Service) DeleteSession(ctx context.Context, p *authz.Principal, id stri
 // UseSession returns the session an evaluation in ref names. Live keys may
 // never use one: production traffic is never overridden.
 func (s *Service) UseSession(ctx context.Context, p *authz.Principal, id string, ref Ref) (*TestingSession, error) {
-	if err := authz.Permits(p, authz.Need{Type: apikey.Test, Permission: apikey.Read, Action: "use testing sessions"}); err != nil {
+	if err := authz.Permits(p, authz.Need{Type: apikey.Test, Permission: apikey.Read, TypeDenial: "Live keys cannot use testing sessions"}); err != nil {
 		return nil, err
 	}
 	var out *TestingSession

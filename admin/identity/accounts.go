@@ -232,11 +232,17 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 	return token, sess, m, nil
 }
 
+// sortableTime formats the login times of the session index so that their
+// order as strings is their order in time: RFC 3339 with all nine digits of
+// the fraction (RFC3339Nano drops trailing zeros, which sorts 12:00:00.5
+// after 12:00:00.55 and a whole second after every fraction of it).
+const sortableTime = "2006-01-02T15:04:05.000000000Z07:00"
+
 // indexSession records a login session under its member and ends the
 // oldest ones beyond MaxSessionsPerMember.
 func indexSession(tx store.Writer, sess *LoginSession, digest string) error {
 	col := colSessionsOf(sess.OrgID, sess.MemberID)
-	if err := tx.Put(col, digest, []byte(sess.CreatedAt.Format(time.RFC3339Nano))); err != nil {
+	if err := tx.Put(col, digest, []byte(sess.CreatedAt.UTC().Format(sortableTime))); err != nil {
 		return err
 	}
 	items, err := tx.List(col)

@@ -64,11 +64,11 @@ func (s *Service) InviteMember(ctx context.Context, p *authz.Principal, in Invit
 		if err != nil {
 			return err
 		}
-		if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleAdmin, "manage members")); err != nil {
+		if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleAdmin, "Only owners and admins manage members")); err != nil {
 			return err
 		}
 		if role == authz.RoleOwner {
-			if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleOwner, "invite owners")); err != nil {
+			if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleOwner, "Only owners invite owners")); err != nil {
 				return err
 			}
 		}

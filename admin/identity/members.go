@@ -28,6 +28,21 @@ type Member struct {
 	CreatedAt time.Time  `json:"created_at"`
 }
 
+// Profile is a member as the REST API and the dashboard show them: without
+// the organization id, which the caller already has.
+type Profile struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Profile returns the member as the API shows them.
+func (m *Member) Profile() Profile {
+	return Profile{m.ID, m.Email, m.Name, string(m.Role), m.CreatedAt}
+}
+
 type memberRef struct {
 	OrgID    string `json:"org_id"`
 	MemberID string `json:"member_id"`
@@ -45,9 +60,10 @@ func New(env *docs.Env, ks *keys.Service) *Service { return &Service{env: env, k
 
 // manageMembers is the need of changing an organization's members: a
 // principal covering the whole organization, acting for an owner or admin
-// (an owner to touch owners).
-func manageMembers(org string, role authz.Role, action string) authz.Need {
-	return authz.Need{Type: apikey.Admin, Permission: apikey.Write, Target: authz.Organization(org), Role: role, Action: action}
+// (an owner to touch owners), with denial as the refusal of a lesser role.
+func manageMembers(org string, role authz.Role, denial string) authz.Need {
+	return authz.Need{Type: apikey.Admin, Permission: apikey.Write, Target: authz.Organization(org), Role: role,
+		Action: "manage the members of", RoleDenial: denial}
 }
 
 // acting returns p with the role of the member it acts for: known for a
@@ -201,7 +217,7 @@ func (s *Service) RemoveMember(ctx context.Context, p *authz.Principal, memberID
 		if err != nil {
 			return err
 		}
-		if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleAdmin, "manage members")); err != nil {
+		if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleAdmin, "Only owners and admins manage members")); err != nil {
 			return err
 		}
 		var m Member
@@ -213,7 +229,7 @@ func (s *Service) RemoveMember(ctx context.Context, p *authz.Principal, memberID
 			return apierror.NotFound("member %q not found", memberID)
 		}
 		if m.Role == authz.RoleOwner {
-			if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleOwner, "remove owners")); err != nil {
+			if err := authz.Permits(actor, manageMembers(p.Org(), authz.RoleOwner, "Only owners remove owners")); err != nil {
 				return err
 			}
 			all, err := docs.List[Member](tx, colMembers(p.Org()))

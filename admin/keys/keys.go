@@ -198,7 +198,7 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 	}
 	scope := authz.Scope{Org: p.Org(), Project: project, Environment: in.Environment, Resources: resources}
 	if err := authz.Permits(p, authz.Need{Type: apikey.Admin, Permission: apikey.Write,
-		Grant: &authz.Grant{Permissions: perms, ExpiresAt: expiresAt, Scope: scope, Action: "create a key"}}); err != nil {
+		Grant: &authz.Grant{Permissions: perms, ExpiresAt: expiresAt, Scope: scope, Action: "create a key", Hint: "set expires_in accordingly"}}); err != nil {
 		return nil, err
 	}
 

@@ -89,22 +89,26 @@ func (s *Service) ListProjects(ctx context.Context, p *authz.Principal) ([]Proje
 	return out, err
 }
 
-// CreateProject creates a project with the default environments. Only a
-// principal covering the whole organization may.
-func (s *Service) CreateProject(ctx context.Context, p *authz.Principal, in CreateProjectInput) (*Project, error) {
+// CreateProject creates a project with the default environments, which it
+// returns with it. Only a principal covering the whole organization may.
+func (s *Service) CreateProject(ctx context.Context, p *authz.Principal, in CreateProjectInput) (*Project, []Environment, error) {
 	if err := authz.Permits(p, authz.Need{Type: apikey.Admin, Permission: apikey.Write,
 		Target: authz.Organization(p.Org()), Action: "create projects in"}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := input.Slug("slug", in.Slug); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name, err := input.Name("name", in.Name, in.Slug, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := s.env.Timestamp()
 	pr := &Project{Slug: in.Slug, Name: name, CreatedAt: now}
+	envs := make([]Environment, len(DefaultEnvironments))
+	for i, env := range DefaultEnvironments {
+		envs[i] = Environment{Slug: env, Name: env, CreatedAt: now}
+	}
 	err = s.env.Update(ctx, func(tx store.Writer) error {
 		var existing Project
 		found, err := docs.Get(tx, colProjects(p.Org()), in.Slug, &existing)
@@ -117,18 +121,18 @@ func (s *Service) CreateProject(ctx context.Context, p *authz.Principal, in Crea
 		if err := docs.Put(tx, colProjects(p.Org()), pr.Slug, pr); err != nil {
 			return err
 		}
-		for _, env := range DefaultEnvironments {
-			e := Environment{Slug: env, Name: env, CreatedAt: now}
-			if err := docs.Put(tx, colEnvironments(p.Org(), pr.Slug), env, e); err != nil {
+		for _, e := range envs {
+			if err := docs.Put(tx, colEnvironments(p.Org(), pr.Slug), e.Slug, e); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return pr, nil
+	docs.SortBy(envs, func(a, b *Environment) bool { return a.Slug < b.Slug })
+	return pr, envs, nil
 }
 
 // GetProject returns one project and the environments of it the caller's
