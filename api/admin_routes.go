@@ -28,11 +28,7 @@ func (h *Handler) CreateProject(w http.ResponseWriter, r *http.Request, p *authz
 	if err := decodeJSON(r, &in, false); err != nil {
 		return err
 	}
-	pr, err := h.admin.Tenancy.CreateProject(r.Context(), p, in)
-	if err != nil {
-		return err
-	}
-	_, envs, err := h.admin.Tenancy.GetProject(r.Context(), p, pr.Slug)
+	pr, envs, err := h.admin.Tenancy.CreateProject(r.Context(), p, in)
 	if err != nil {
 		return err
 	}
@@ -160,9 +156,9 @@ func (h *Handler) ListMembers(w http.ResponseWriter, r *http.Request, p *authz.P
 	if err != nil {
 		return err
 	}
-	views := make([]memberView, len(members))
+	views := make([]identity.Profile, len(members))
 	for i := range members {
-		views[i] = viewMember(&members[i])
+		views[i] = members[i].Profile()
 	}
 	apierror.WriteJSON(w, http.StatusOK, listOf(views))
 	return nil

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,9 +13,10 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/api"
-	"github.com/flagbridge/flagbridge/apikey"
-	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -75,22 +75,18 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// evalServer is the API with its evaluation side wired as the server wires
-// it: a registry invalidated by the change feed. It has an organization
-// with projects alpha and beta whose flags are set, and a key of each kind.
+// evalServer is the request path with flags set: an organization with
+// projects alpha and beta whose flags are set, and a key of each kind. The
+// chain's registry follows the change feed, as on a server.
 type evalServer struct {
 	*server
-	reg   *evaluation.Registry
 	clock *fakeClock
-	// events receives the payload of every flag event, after the registry
-	// has been invalidated.
-	events chan string
 
-	live, test, liveStaging *apikey.Record
-	betaLive, betaTest      *apikey.Record
-	projAdmin, readOnly     *apikey.Record
-	otherRoot, otherLive    *apikey.Record
-	otherTest               *apikey.Record
+	live, test, liveStaging *key
+	betaLive, betaTest      *key
+	projAdmin, readOnly     *key
+	otherRoot, otherLive    *key
+	otherTest               *key
 }
 
 func newEvalServer(t *testing.T) *evalServer {
@@ -98,97 +94,89 @@ func newEvalServer(t *testing.T) *evalServer {
 	base := newServer(t) // an organization with projects alpha and beta
 	c := &fakeClock{now: time.Now().UTC().Truncate(time.Second)}
 	base.svc.SetClock(c.Now)
-	reg := evaluation.NewRegistry(base.svc, time.Hour)
-	base.h = api.New(base.svc, evaluation.New(base.svc, reg), nil)
-	s := &evalServer{server: base, reg: reg, clock: c, events: make(chan string, 1024)}
-	unsub := base.st.Subscribe(func(ev store.Event) {
-		switch {
-		case ev.Resync:
-			reg.Purge()
-		case ev.Topic == admin.TopicFlags:
-			reg.Invalidate(string(ev.Payload))
-			s.events <- string(ev.Payload)
-		}
-	})
-	t.Cleanup(unsub)
+	s := &evalServer{server: base, clock: c}
 	s.putFlags(t, "alpha", "production", evalDoc)
 	s.putFlags(t, "alpha", "staging", stagingDoc)
 	s.putFlags(t, "beta", "production", betaDoc)
 	s.putFlags(t, "beta", "staging", betaDoc)
 
-	s.live = s.mint(t, s.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production"}).Record
-	s.test = s.mint(t, s.root, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"}).Record
-	s.liveStaging = s.mint(t, s.root, "alpha", admin.CreateKeyInput{Type: "live", Environment: "staging"}).Record
-	s.betaLive = s.mint(t, s.root, "beta", admin.CreateKeyInput{Type: "live", Environment: "production"}).Record
-	s.betaTest = s.mint(t, s.root, "beta", admin.CreateKeyInput{Type: "test", Environment: "staging"}).Record
-	s.projAdmin = s.mint(t, s.root, "alpha", admin.CreateKeyInput{Type: "admin"}).Record
-	s.readOnly = s.mint(t, s.root, "alpha", admin.CreateKeyInput{Type: "admin", Permissions: []string{"READ"}}).Record
+	s.live = s.mint(t, s.root, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
+	s.test = s.mint(t, s.root, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
+	s.liveStaging = s.mint(t, s.root, "alpha", keys.CreateInput{Type: "live", Environment: "staging"})
+	s.betaLive = s.mint(t, s.root, "beta", keys.CreateInput{Type: "live", Environment: "production"})
+	s.betaTest = s.mint(t, s.root, "beta", keys.CreateInput{Type: "test", Environment: "staging"})
+	s.projAdmin = s.mint(t, s.root, "alpha", keys.CreateInput{Type: "admin"})
+	s.readOnly = s.mint(t, s.root, "alpha", keys.CreateInput{Type: "admin", Permissions: []string{"READ"}})
 
 	ctx := context.Background()
 	other := s.newOrg(t)
 	s.otherRoot = other
-	if _, err := s.svc.CreateProject(ctx, other, admin.CreateProjectInput{Slug: "alpha"}); err != nil {
+	if _, _, err := s.svc.Tenancy.CreateProject(ctx, other.P, tenancy.CreateProjectInput{Slug: "alpha"}); err != nil {
 		t.Fatal(err)
 	}
-	s.otherLive = s.mint(t, other, "alpha", admin.CreateKeyInput{Type: "live", Environment: "production"}).Record
-	s.otherTest = s.mint(t, other, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"}).Record
+	s.otherLive = s.mint(t, other, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
+	s.otherTest = s.mint(t, other, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
 	return s
 }
 
 // newOrg creates another organization and returns its org-wide admin key.
-func (s *server) newOrg(t *testing.T) *apikey.Record {
+func (s *server) newOrg(t *testing.T) *key {
 	t.Helper()
 	other, err := s.svc.Bootstrap(context.Background(), admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.secrets = append(s.secrets, other.Key)
-	return other.Record
+	return &key{Record: other.Record, P: other.Principal, Secret: other.Key}
 }
 
 // putFlags replaces a flag set through the service and waits until the
-// registry has heard of it.
-func (s *evalServer) putFlags(t *testing.T, project, env, doc string) int64 {
+// chain's registry serves it.
+func (s *server) putFlags(t *testing.T, project, env, doc string) int64 {
 	t.Helper()
-	fs, err := s.svc.PutFlagSet(context.Background(), s.root, project, env, []byte(doc), admin.Precondition{})
+	fs, err := s.svc.Flags.PutFlagSet(context.Background(), s.root.P, project, env, []byte(doc), flags.Precondition{})
 	if err != nil {
 		t.Fatalf("PutFlagSet(%s/%s): %v", project, env, err)
 	}
-	s.await(t, project, env)
+	s.await(t, project, env, fs.Version)
 	return fs.Version
 }
 
-// await waits for the flag event of project/env.
-func (s *evalServer) await(t *testing.T, project, env string) {
+// await waits until the chain's registry, which the change feed
+// invalidates, serves version (or a later one) of project/env: the
+// evaluations that follow see the write.
+func (s *server) await(t *testing.T, project, env string, version int64) {
 	t.Helper()
-	want := admin.FlagSetRef{OrgID: s.orgID, Project: project, Environment: env}.String()
-	deadline := time.After(10 * time.Second)
+	ref := flags.Ref{OrgID: s.orgID, Project: project, Environment: env}
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		select {
-		case got := <-s.events:
-			if got == want {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no flag event for %s within 10s", want)
+		c, err := s.chain.Registry.Get(context.Background(), ref)
+		if err == nil && c.Version >= version {
+			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry did not serve version %d of %s within 10s (%v)", version, ref, err)
+		}
+		time.Sleep(time.Millisecond)
 	}
+}
+
+// awaitWrite waits until the write that res answered (its flag-set version
+// header) is served.
+func (s *server) awaitWrite(t *testing.T, res response, project, env string) {
+	t.Helper()
+	v, err := strconv.ParseInt(res.header.Get(api.HeaderFlagSetVersion), 10, 64)
+	if err != nil {
+		t.Fatalf("write answered without a version: %v %s", res.header, res.body)
+	}
+	s.await(t, project, env, v)
 }
 
 // serve sends one request as caller with the given header pairs and
 // returns the response unchecked.
-func (s *server) serve(t *testing.T, caller *apikey.Record, method, path, body string, header ...string) response {
+func (s *server) serve(t *testing.T, caller *key, method, path, body string, header ...string) response {
 	t.Helper()
-	r := httptest.NewRequest(method, path, strings.NewReader(body))
-	if body != "" {
-		r.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Set(header[i], header[i+1])
-	}
-	w := httptest.NewRecorder()
-	s.h.Serve(w, r, caller)
-	res := response{code: w.Code, header: w.Header(), body: w.Body.String()}
+	res := s.send(caller, method, path, body, header...)
 	if fullKey.MatchString(res.body) {
 		t.Errorf("%s %s: response holds a full key: %s", method, path, res.body)
 	}
@@ -197,7 +185,7 @@ func (s *server) serve(t *testing.T, caller *apikey.Record, method, path, body s
 
 // native sends a request to a native endpoint and checks what holds of all
 // of them: uncacheable JSON, errors shaped {"error","message"}.
-func (s *server) native(t *testing.T, caller *apikey.Record, method, path, body string, header ...string) response {
+func (s *server) native(t *testing.T, caller *key, method, path, body string, header ...string) response {
 	t.Helper()
 	res := s.serve(t, caller, method, path, body, header...)
 	if got := res.header.Get("Cache-Control"); got != "no-store" {
@@ -223,7 +211,7 @@ func (s *server) native(t *testing.T, caller *apikey.Record, method, path, body 
 	return res
 }
 
-func (s *server) evaluate(t *testing.T, caller *apikey.Record, body string, header ...string) response {
+func (s *server) evaluate(t *testing.T, caller *key, body string, header ...string) response {
 	t.Helper()
 	return s.native(t, caller, "POST", "/v1/evaluate", body, header...)
 }
@@ -305,7 +293,7 @@ func TestEvaluate(t *testing.T) {
 	want := `{"flag":"new-checkout","value":true,"variant":"on","reason":"TARGETING_MATCH","metadata":{"owner":"ana","team":"payments"}}` + "\n"
 	for _, c := range []struct {
 		name   string
-		caller *apikey.Record
+		caller *key
 		header []string
 	}{
 		{"live naming its own", s.live, []string{api.HeaderProject, "alpha", api.HeaderEnvironment, "production"}},
@@ -319,7 +307,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name   string
-		caller *apikey.Record
+		caller *key
 		header []string
 		code   int
 		body   string
@@ -335,9 +323,9 @@ func TestEvaluate(t *testing.T) {
 		{"org admin without headers", s.root, nil, 400,
 			errorBody("INVALID_REQUEST", "an organization-wide key must name the project (FlagBridge-Project header)")},
 		{"org admin without environment", s.root, []string{api.HeaderProject, "alpha"}, 400,
-			errorBody("INVALID_REQUEST", "an admin key must name the environment (FlagBridge-Environment header)")},
+			errorBody("INVALID_REQUEST", "a key that spans environments must name the environment (FlagBridge-Environment header)")},
 		{"project admin without environment", s.projAdmin, nil, 400,
-			errorBody("INVALID_REQUEST", "an admin key must name the environment (FlagBridge-Environment header)")},
+			errorBody("INVALID_REQUEST", "a key that spans environments must name the environment (FlagBridge-Environment header)")},
 		{"missing environment", s.root, []string{api.HeaderProject, "alpha", api.HeaderEnvironment, "qa"}, 404,
 			errorBody("NOT_FOUND", `project "alpha" has no environment "qa"`)},
 		{"missing project", s.root, []string{api.HeaderProject, "gamma", api.HeaderEnvironment, "production"}, 404,
@@ -352,7 +340,7 @@ func TestEvaluate(t *testing.T) {
 // A key sees only its own project's and environment's flags.
 func TestEvaluateIsolation(t *testing.T) {
 	s := newEvalServer(t)
-	value := func(t *testing.T, caller *apikey.Record, flag string, header ...string) string {
+	value := func(t *testing.T, caller *key, flag string, header ...string) string {
 		t.Helper()
 		res := s.evaluate(t, caller, evalBody(flag, proCtx), header...)
 		if res.code != 200 {
@@ -363,7 +351,7 @@ func TestEvaluateIsolation(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name   string
-		caller *apikey.Record
+		caller *key
 		header []string
 		flag   string
 		want   string
@@ -404,23 +392,24 @@ func TestEvaluateFollowsWrites(t *testing.T) {
 	if put.code != 200 {
 		t.Fatalf("PUT flag = %d %s", put.code, put.body)
 	}
-	s.await(t, "alpha", "production")
+	s.awaitWrite(t, put, "alpha", "production")
 	res = s.evaluate(t, s.live, evalBody("theme", ""))
 	wantVersion(t, res, 2)
 	if !strings.Contains(res.body, `"value":"dark"`) {
 		t.Fatalf("after the write: %s", res.body)
 	}
-	if del := s.native(t, s.root, "DELETE", "/v1/projects/alpha/environments/production/flags/theme", ""); del.code != 204 {
+	del := s.native(t, s.root, "DELETE", "/v1/projects/alpha/environments/production/flags/theme", "")
+	if del.code != 204 {
 		t.Fatalf("DELETE flag = %d %s", del.code, del.body)
 	}
-	s.await(t, "alpha", "production")
+	s.awaitWrite(t, del, "alpha", "production")
 	wantBody(t, s.evaluate(t, s.live, evalBody("theme", "")), 404,
 		errorBody("FLAG_NOT_FOUND", `flag "theme" not found in environment "production"`))
 }
 
 func TestEvaluateBatch(t *testing.T) {
 	s := newEvalServer(t)
-	batch := func(t *testing.T, caller *apikey.Record, body string, header ...string) response {
+	batch := func(t *testing.T, caller *key, body string, header ...string) response {
 		t.Helper()
 		return s.native(t, caller, "POST", "/v1/evaluate/batch", body, header...)
 	}
@@ -732,7 +721,7 @@ func TestFlagSetEndpoints(t *testing.T) {
 func TestFlagSetAuthorizationHTTP(t *testing.T) {
 	s := newEvalServer(t)
 	snapshot := func() string {
-		fs, err := s.svc.ReadFlagSet(context.Background(), admin.FlagSetRef{OrgID: s.orgID, Project: "alpha", Environment: "production"})
+		fs, err := s.svc.Flags.ReadFlagSet(context.Background(), flags.Ref{OrgID: s.orgID, Project: "alpha", Environment: "production"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -747,10 +736,10 @@ func TestFlagSetAuthorizationHTTP(t *testing.T) {
 	}
 	wrongType := errorBody("FORBIDDEN", "This key type does not have access to this endpoint")
 	readOnly := errorBody("FORBIDDEN", "This key is read-only and cannot make changes")
-	betaAdmin := s.mint(t, s.root, "beta", admin.CreateKeyInput{Type: "admin"}).Record
+	betaAdmin := s.mint(t, s.root, "beta", keys.CreateInput{Type: "admin"})
 	before := snapshot()
 	for _, rt := range routes {
-		for _, c := range []*apikey.Record{s.live, s.test} {
+		for _, c := range []*key{s.live, s.test} {
 			wantBody(t, s.native(t, c, rt.method, rt.path, rt.body), 403, wrongType)
 		}
 		res := s.native(t, s.readOnly, rt.method, rt.path, rt.body)
@@ -782,7 +771,7 @@ func TestFlagSetAuthorizationHTTP(t *testing.T) {
 }
 
 // session opens a testing session over HTTP and returns its id.
-func (s *evalServer) session(t *testing.T, caller *apikey.Record, body string) string {
+func (s *evalServer) session(t *testing.T, caller *key, body string) string {
 	t.Helper()
 	res := s.native(t, caller, "POST", "/v1/testing/sessions", body)
 	if res.code != http.StatusCreated {
@@ -792,7 +781,7 @@ func (s *evalServer) session(t *testing.T, caller *apikey.Record, body string) s
 	return id
 }
 
-func (s *evalServer) override(t *testing.T, caller *apikey.Record, id, overrides string) response {
+func (s *evalServer) override(t *testing.T, caller *key, id, overrides string) response {
 	t.Helper()
 	return s.native(t, caller, "POST", "/v1/testing/sessions/"+id+"/overrides", `{"overrides":`+overrides+`}`)
 }
@@ -820,7 +809,7 @@ func TestSessionEndpoints(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		caller *apikey.Record
+		caller *key
 		body   string
 		code   int
 		want   string
@@ -830,10 +819,10 @@ func TestSessionEndpoints(t *testing.T) {
 		{s.test, `{"tll":"1h"}`, 400, errorBody("INVALID_REQUEST", `unknown field "tll"`)},
 		{s.test, `{"ttl":60}`, 400, errorBody("INVALID_REQUEST", "ttl must be a string, not number")},
 		{s.test, `{"environment":"production"}`, 403,
-			errorBody("FORBIDDEN", `This key belongs to environment "staging" and cannot open sessions in environment "production"`)},
+			errorBody("FORBIDDEN", `This key belongs to environment "staging" and cannot open testing sessions in environment "production"`)},
 		{s.live, ``, 403, errorBody("FORBIDDEN", "This key type does not have access to this endpoint")},
 		{s.root, `{"environment":"staging"}`, 400, errorBody("INVALID_REQUEST", "project is required with an organization-wide key")},
-		{s.projAdmin, `{}`, 400, errorBody("INVALID_REQUEST", "environment is required with an admin key")},
+		{s.projAdmin, `{}`, 400, errorBody("INVALID_REQUEST", "environment is required with a key that spans environments")},
 		{s.readOnly, `{"environment":"staging"}`, 403, errorBody("FORBIDDEN", "This key is read-only and cannot make changes")},
 	} {
 		wantBody(t, s.native(t, tc.caller, "POST", "/v1/testing/sessions", tc.body), tc.code, tc.want)
@@ -871,11 +860,11 @@ func TestSessionEndpoints(t *testing.T) {
 
 	notFound := errorBody("SESSION_NOT_FOUND", fmt.Sprintf("testing session %q not found or expired", id))
 	wrongType := errorBody("FORBIDDEN", "This key type does not have access to this endpoint")
-	for _, c := range []*apikey.Record{s.live, s.liveStaging} {
+	for _, c := range []*key{s.live, s.liveStaging} {
 		wantBody(t, s.override(t, c, id, `{"theme":"dark"}`), 403, wrongType)
 		wantBody(t, s.native(t, c, "DELETE", "/v1/testing/sessions/"+id, ""), 403, wrongType)
 	}
-	for _, c := range []*apikey.Record{s.betaTest, s.otherTest} {
+	for _, c := range []*key{s.betaTest, s.otherTest} {
 		wantBody(t, s.override(t, c, id, `{"theme":"dark"}`), 404, notFound)
 		wantBody(t, s.native(t, c, "DELETE", "/v1/testing/sessions/"+id, ""), 404, notFound)
 	}
@@ -906,10 +895,10 @@ func TestSessionEndpoints(t *testing.T) {
 	wantBody(t, s.native(t, s.liveStaging, "POST", "/v1/evaluate/batch", "", withSession...), 403, liveRefused)
 	wantBody(t, s.evaluate(t, s.liveStaging, evalBody("theme", "")), 200,
 		`{"flag":"theme","value":"light","variant":"light","reason":"STATIC"}`+"\n")
-	prodTest := s.mint(t, s.root, "alpha", admin.CreateKeyInput{Type: "test", Environment: "production"}).Record
+	prodTest := s.mint(t, s.root, "alpha", keys.CreateInput{Type: "test", Environment: "production"})
 	for _, c := range []struct {
 		name   string
-		caller *apikey.Record
+		caller *key
 		header []string
 	}{
 		{"other environment", prodTest, nil},
@@ -970,14 +959,20 @@ func TestSessionEndpoints(t *testing.T) {
 	s.clock.Advance(time.Second)
 	wantBody(t, s.evaluate(t, s.test, evalBody("theme", ""), api.HeaderSession, short), 404,
 		errorBody("SESSION_NOT_FOUND", fmt.Sprintf("testing session %q not found or expired", short)))
-	if n, err := s.svc.SweepSessions(context.Background()); err != nil || n < 1 {
+	// Sessions are stored per organization.
+	stored := func() error {
+		return s.st.View(context.Background(), func(r store.Reader) error {
+			_, err := r.Get("testing-sessions/"+s.orgID, short)
+			return err
+		})
+	}
+	if err := stored(); err != nil {
+		t.Fatalf("the expired session is not stored before the sweep: %v", err)
+	}
+	if n, err := s.svc.Flags.SweepSessions(context.Background()); err != nil || n < 1 {
 		t.Fatalf("SweepSessions = %d, %v", n, err)
 	}
-	err := s.st.View(context.Background(), func(r store.Reader) error {
-		_, err := r.Get("testing-sessions", short)
-		return err
-	})
-	if err != store.ErrNotFound {
+	if err := stored(); err != store.ErrNotFound {
 		t.Fatalf("the expired session is still stored: %v", err)
 	}
 	// The other session (an hour long) still applies.

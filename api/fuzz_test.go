@@ -10,8 +10,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
 )
 
 // The fuzz targets of this file decode request bodies exactly as the
@@ -99,7 +102,7 @@ func fuzzDecoder[T any](f *testing.F, optional bool, codes []string, seeds []str
 			t.Fatalf("the decoded value of %q does not encode: %v", body, err)
 		}
 		var again T
-		if err := decodeStrict(first, &again); err != nil {
+		if err := jsonbody.Strict(first, &again); err != nil {
 			t.Fatalf("%q decoded and re-encoded to %s, which does not decode: %v", body, first, err)
 		}
 		second, _ := json.Marshal(&again)
@@ -165,7 +168,7 @@ func FuzzDecodeOFREP(f *testing.F) {
 }
 
 func FuzzDecodeCreateProject(f *testing.F) {
-	fuzzDecoder[admin.CreateProjectInput](f, false, adminCodes, []string{
+	fuzzDecoder[tenancy.CreateProjectInput](f, false, adminCodes, []string{
 		`{"slug":"my-app","name":"My App"}`,
 		`{"slug":1}`,
 		`{"slug":"a","name":"b","extra":true}`,
@@ -173,14 +176,14 @@ func FuzzDecodeCreateProject(f *testing.F) {
 }
 
 func FuzzDecodeCreateEnvironment(f *testing.F) {
-	fuzzDecoder[admin.CreateEnvironmentInput](f, false, adminCodes, []string{
+	fuzzDecoder[tenancy.CreateEnvironmentInput](f, false, adminCodes, []string{
 		`{"slug":"qa","name":"QA"}`,
 		`{"slug":"qa","name":null}`,
 	}, decodeJSON, nil)
 }
 
 func FuzzDecodeCreateKey(f *testing.F) {
-	fuzzDecoder[admin.CreateKeyInput](f, false, adminCodes, []string{
+	fuzzDecoder[keys.CreateInput](f, false, adminCodes, []string{
 		`{"name":"Production server","type":"live","environment":"production"}`,
 		`{"name":"ci","type":"test","environment":"staging","permissions":["READ"],"expires_in":"30d"}`,
 		`{"name":"x","type":"admin","resources":["a","b"]}`,
@@ -190,21 +193,21 @@ func FuzzDecodeCreateKey(f *testing.F) {
 }
 
 func FuzzDecodeRotateKey(f *testing.F) {
-	fuzzDecoder[admin.RotateKeyInput](f, true, adminCodes, []string{
+	fuzzDecoder[keys.RotateInput](f, true, adminCodes, []string{
 		`{"grace_period":"1h"}`,
 		`{"grace_period":3600}`,
 	}, decodeJSON, nil)
 }
 
 func FuzzDecodeCreateSession(f *testing.F) {
-	fuzzDecoder[admin.CreateSessionInput](f, true, adminCodes, []string{
+	fuzzDecoder[flags.CreateSessionInput](f, true, adminCodes, []string{
 		`{"ttl":"1h","project":"shop","environment":"staging"}`,
 		`{"ttl":""}`,
 	}, decodeJSON, nil)
 }
 
 func FuzzDecodeSetOverrides(f *testing.F) {
-	fuzzDecoder[admin.SetOverridesInput](f, false, adminCodes, []string{
+	fuzzDecoder[flags.SetOverridesInput](f, false, adminCodes, []string{
 		`{"overrides":{"new-checkout":true,"theme":"dark","limit":3,"cfg":{"a":[1,2]}}}`,
 		`{"overrides":{"f":null}}`,
 		`{"overrides":[]}`,

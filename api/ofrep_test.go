@@ -8,12 +8,11 @@ import (
 	"testing"
 
 	"github.com/flagbridge/flagbridge/api"
-	"github.com/flagbridge/flagbridge/apikey"
 )
 
 // ofrep sends an OFREP request and checks that the answer is JSON (but for
 // a 304) and never cached without revalidation.
-func (s *server) ofrep(t *testing.T, caller *apikey.Record, method, path, body string, header ...string) response {
+func (s *server) ofrep(t *testing.T, caller *key, method, path, body string, header ...string) response {
 	t.Helper()
 	res := s.serve(t, caller, method, path, body, header...)
 	if res.code == http.StatusNotModified {
@@ -31,12 +30,12 @@ func (s *server) ofrep(t *testing.T, caller *apikey.Record, method, path, body s
 	return res
 }
 
-func (s *server) ofrepFlag(t *testing.T, caller *apikey.Record, key, body string, header ...string) response {
+func (s *server) ofrepFlag(t *testing.T, caller *key, key, body string, header ...string) response {
 	t.Helper()
 	return s.ofrep(t, caller, "POST", "/ofrep/v1/evaluate/flags/"+key, body, header...)
 }
 
-func (s *server) ofrepBulk(t *testing.T, caller *apikey.Record, body string, header ...string) response {
+func (s *server) ofrepBulk(t *testing.T, caller *key, body string, header ...string) response {
 	t.Helper()
 	return s.ofrep(t, caller, "POST", "/ofrep/v1/evaluate/flags", body, header...)
 }
@@ -109,7 +108,7 @@ func TestOFREPSingle(t *testing.T) {
 	wantBody(t, s.ofrepFlag(t, s.live, "theme", "", api.HeaderEnvironment, "staging"), 403,
 		errorBody("FORBIDDEN", `This key belongs to environment "production" and cannot evaluate flags of environment "staging"`))
 	// A session that cannot be used here cannot be evaluated as asked.
-	for _, c := range []*apikey.Record{s.betaTest, s.otherTest} {
+	for _, c := range []*key{s.betaTest, s.otherTest} {
 		res := s.ofrepFlag(t, c, "theme", "", withSession...)
 		m := res.json(t)
 		if res.code != 400 || m["errorCode"] != "GENERAL" || m["key"] != "theme" || strings.Contains(res.body, `"value"`) {
@@ -130,7 +129,7 @@ var etagForm = regexp.MustCompile(`^"[0-9a-f]{32}"$`)
 
 func TestOFREPBulk(t *testing.T) {
 	s := newEvalServer(t)
-	bulk := func(t *testing.T, caller *apikey.Record, body string, header ...string) (response, string) {
+	bulk := func(t *testing.T, caller *key, body string, header ...string) (response, string) {
 		t.Helper()
 		res := s.ofrepBulk(t, caller, body, header...)
 		if res.code != 200 && res.code != 304 {
@@ -185,7 +184,7 @@ func TestOFREPBulk(t *testing.T) {
 	}
 
 	// The same request with its ETag: 304 and no body.
-	notModified := func(t *testing.T, caller *apikey.Record, body, inm string, header ...string) {
+	notModified := func(t *testing.T, caller *key, body, inm string, header ...string) {
 		t.Helper()
 		res := s.ofrepBulk(t, caller, body, append([]string{"If-None-Match", inm}, header...)...)
 		if res.code != http.StatusNotModified || res.body != "" {
@@ -195,7 +194,7 @@ func TestOFREPBulk(t *testing.T) {
 			t.Fatalf("304 without the ETag: %v", res.header)
 		}
 	}
-	modified := func(t *testing.T, caller *apikey.Record, body, inm string, header ...string) string {
+	modified := func(t *testing.T, caller *key, body, inm string, header ...string) string {
 		t.Helper()
 		res := s.ofrepBulk(t, caller, body, append([]string{"If-None-Match", inm}, header...)...)
 		if res.code != 200 || !strings.Contains(res.body, `"flags":[`) {
@@ -229,11 +228,12 @@ func TestOFREPBulk(t *testing.T) {
 
 	// A flag change: a new version, so a new ETag, even when no answer
 	// changed.
-	if res := s.native(t, s.root, "PUT", "/v1/projects/alpha/environments/production/flags/unrelated",
-		`{"state":"DISABLED","variants":{"a":1},"defaultVariant":"a"}`); res.code != 201 {
-		t.Fatalf("PUT flag = %d %s", res.code, res.body)
+	put := s.native(t, s.root, "PUT", "/v1/projects/alpha/environments/production/flags/unrelated",
+		`{"state":"DISABLED","variants":{"a":1},"defaultVariant":"a"}`)
+	if put.code != 201 {
+		t.Fatalf("PUT flag = %d %s", put.code, put.body)
 	}
-	s.await(t, "alpha", "production")
+	s.awaitWrite(t, put, "alpha", "production")
 	v2 := modified(t, s.live, ctxBody(proCtx), etag)
 	res, _ = bulk(t, s.live, ctxBody(proCtx))
 	if !strings.Contains(res.body, `"metadata":{"version":2}`) {
@@ -293,7 +293,7 @@ func TestOFREPBulk(t *testing.T) {
 
 func TestOFREPConfiguration(t *testing.T) {
 	s := newEvalServer(t)
-	for _, c := range []*apikey.Record{s.live, s.test, s.root} {
+	for _, c := range []*key{s.live, s.test, s.root} {
 		res := s.ofrep(t, c, "GET", "/ofrep/v1/configuration", "")
 		m := res.json(t)
 		caps, _ := m["capabilities"].(map[string]any)
@@ -301,10 +301,18 @@ func TestOFREPConfiguration(t *testing.T) {
 			t.Fatalf("configuration = %d %s", res.code, res.body)
 		}
 	}
-	if res := s.ofrep(t, s.live, "POST", "/ofrep/v1/configuration", ""); res.code != 405 {
-		t.Fatalf("POST configuration = %d", res.code)
-	}
-	if res := s.ofrep(t, s.live, "GET", "/ofrep/v1/evaluate/flags", ""); res.code != 405 || res.header.Get("Allow") != "POST" {
-		t.Fatalf("GET bulk = %d Allow %q", res.code, res.header.Get("Allow"))
+	// A method no route has needs an admin key, as every path no route
+	// has: to a live key it is refused, to an admin key it is a 405.
+	for _, rt := range []struct{ method, path, allow string }{
+		{"POST", "/ofrep/v1/configuration", "GET"},
+		{"GET", "/ofrep/v1/evaluate/flags", "POST"},
+		{"GET", "/ofrep/v1/evaluate/flags/theme", "POST"},
+	} {
+		wantBody(t, s.ofrep(t, s.live, rt.method, rt.path, ""), 403, errorBody("FORBIDDEN", "This key type does not have access to this endpoint"))
+		res := s.ofrep(t, s.root, rt.method, rt.path, "")
+		if res.code != 405 || res.header.Get("Allow") != rt.allow ||
+			res.body != errorBody("METHOD_NOT_ALLOWED", rt.method+" is not allowed on "+rt.path+"; use "+rt.allow) {
+			t.Errorf("%s %s = %d Allow %q %s", rt.method, rt.path, res.code, res.header.Get("Allow"), res.body)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apikey"
@@ -65,19 +64,6 @@ func optional(s string) *string {
 type projectView struct {
 	tenancy.Project
 	Environments []tenancy.Environment `json:"environments,omitempty"`
-}
-
-// memberView is a member as the API shows it.
-type memberView struct {
-	ID        string    `json:"id"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func viewMember(m *identity.Member) memberView {
-	return memberView{m.ID, m.Email, m.Name, string(m.Role), m.CreatedAt}
 }
 
 // inviteView is a new invitation: its link is shown this once.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,12 @@ import (
 	"weak"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/evaluator"
 	"github.com/flagbridge/flagbridge/internal/testenv"
@@ -110,7 +115,8 @@ type fixture struct {
 	gs     *gateStore
 	clock  *clock
 	org    string
-	root   *apikey.Record
+	// root is the principal of the organization's first admin key.
+	root *authz.Principal
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -138,37 +144,38 @@ func newFixtureOn(t *testing.T, st, readSt store.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, source: src, gs: gs, clock: c, org: boot.Organization.ID, root: boot.Record}
+	f := &fixture{svc: svc, source: src, gs: gs, clock: c, org: boot.Organization.ID, root: boot.Principal}
 	for _, p := range []string{"alpha", "beta"} {
-		if _, err := svc.CreateProject(ctx, f.root, admin.CreateProjectInput{Slug: p}); err != nil {
+		if _, _, err := svc.Tenancy.CreateProject(ctx, f.root, tenancy.CreateProjectInput{Slug: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return f
 }
 
-func (f *fixture) ref(project, env string) admin.FlagSetRef {
-	return admin.FlagSetRef{OrgID: f.org, Project: project, Environment: env}
+func (f *fixture) ref(project, env string) flags.Ref {
+	return flags.Ref{OrgID: f.org, Project: project, Environment: env}
 }
 
 // put replaces a flag set and returns its new version.
-func (f *fixture) put(t *testing.T, ref admin.FlagSetRef, doc string) int64 {
+func (f *fixture) put(t *testing.T, ref flags.Ref, doc string) int64 {
 	t.Helper()
-	fs, err := f.svc.PutFlagSet(context.Background(), f.root, ref.Project, ref.Environment, []byte(doc), admin.Precondition{})
+	fs, err := f.svc.Flags.PutFlagSet(context.Background(), f.root, ref.Project, ref.Environment, []byte(doc), flags.Precondition{})
 	if err != nil {
 		t.Fatalf("PutFlagSet(%s): %v", ref, err)
 	}
 	return fs.Version
 }
 
-func (f *fixture) key(t *testing.T, project string, in admin.CreateKeyInput) *apikey.Record {
+// key creates a key and returns its principal, as the edge would build it.
+func (f *fixture) key(t *testing.T, project string, in keys.CreateInput) *authz.Principal {
 	t.Helper()
 	in.Name = "k-" + in.Type
-	k, err := f.svc.CreateKey(context.Background(), f.root, project, in)
+	k, err := f.svc.Keys.CreateKey(context.Background(), f.root, project, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k.Record
+	return authz.ForKey(k.Record)
 }
 
 // numberDoc is a set whose flag "n" evaluates to n.
@@ -177,7 +184,7 @@ func numberDoc(n int) string {
 }
 
 // get is Registry.Get, failing the test on error.
-func get(t *testing.T, reg *evaluation.Registry, ref admin.FlagSetRef) *evaluation.Compiled {
+func get(t *testing.T, reg *evaluation.Registry, ref flags.Ref) *evaluation.Compiled {
 	t.Helper()
 	c, err := reg.Get(context.Background(), ref)
 	if err != nil {
@@ -228,22 +235,33 @@ func apiErr(t *testing.T, err error, status int, code, message string) {
 func TestTarget(t *testing.T) {
 	t.Parallel()
 	const org = "org_1"
-	live := &apikey.Record{ID: "key_live", OrgID: org, Project: "alpha", Environment: "production", Type: apikey.Live, Permissions: apikey.AllPermissions}
-	test := &apikey.Record{ID: "key_test", OrgID: org, Project: "alpha", Environment: "staging", Type: apikey.Test, Permissions: apikey.AllPermissions}
-	projAdmin := &apikey.Record{ID: "key_padm", OrgID: org, Project: "alpha", Type: apikey.Admin, Permissions: apikey.AllPermissions}
-	orgAdmin := &apikey.Record{ID: "key_oadm", OrgID: org, Type: apikey.Admin, Permissions: apikey.AllPermissions}
+	key := func(rec apikey.Record) *authz.Principal {
+		rec.OrgID, rec.Permissions = org, apikey.AllPermissions
+		return authz.ForKey(&rec)
+	}
+	live := key(apikey.Record{ID: "key_live", Project: "alpha", Environment: "production", Type: apikey.Live})
+	test := key(apikey.Record{ID: "key_test", Project: "alpha", Environment: "staging", Type: apikey.Test})
+	projAdmin := key(apikey.Record{ID: "key_padm", Project: "alpha", Type: apikey.Admin})
+	orgAdmin := key(apikey.Record{ID: "key_oadm", Type: apikey.Admin})
+	// envAdmin is an admin key of alpha/staging only; scoped an
+	// organization-wide admin key limited to project alpha.
+	envAdmin := key(apikey.Record{ID: "key_eadm", Project: "alpha", Environment: "staging", Type: apikey.Admin})
+	scoped := key(apikey.Record{ID: "key_sadm", Resources: []string{"alpha"}, Type: apikey.Admin})
 
 	const (
 		otherProject = `This key belongs to project "alpha" and cannot evaluate flags of project "beta"`
 		needProject  = "an organization-wide key must name the project (FlagBridge-Project header)"
-		needEnv      = "an admin key must name the environment (FlagBridge-Environment header)"
+		// An environment-scoped admin key names none, so the message is
+		// about keys spanning environments, not admin keys.
+		needEnv     = "a key that spans environments must name the environment (FlagBridge-Environment header)"
+		scopedOther = `This key is limited to projects [alpha] and cannot evaluate flags of project "beta"`
 	)
 	otherEnv := func(own, named string) string {
 		return fmt.Sprintf("This key belongs to environment %q and cannot evaluate flags of environment %q", own, named)
 	}
 	for _, tc := range []struct {
 		name          string
-		caller        *apikey.Record
+		caller        *authz.Principal
 		project, env  string
 		wantP, wantE  string
 		status        int
@@ -270,6 +288,20 @@ func TestTarget(t *testing.T) {
 		{"org admin environment only", orgAdmin, "", "staging", "", "", 400, apierror.CodeInvalidRequest, needProject},
 		{"org admin project only", orgAdmin, "beta", "", "", "", 400, apierror.CodeInvalidRequest, needEnv},
 		{"org admin both", orgAdmin, "beta", "development", "beta", "development", 0, "", ""},
+		// A Scoped organization-wide key evaluates only in its projects:
+		// naming another one is refused, not served (it used to be).
+		{"scoped own project", scoped, "alpha", "production", "alpha", "production", 0, "", ""},
+		{"scoped other project", scoped, "beta", "production", "", "", 403, apierror.CodeForbidden, scopedOther},
+		{"scoped other project staging", scoped, "beta", "staging", "", "", 403, apierror.CodeForbidden, scopedOther},
+		{"scoped project it does not list", scoped, "gamma", "staging", "", "", 403, apierror.CodeForbidden,
+			`This key is limited to projects [alpha] and cannot evaluate flags of project "gamma"`},
+		{"scoped nothing", scoped, "", "", "", "", 400, apierror.CodeInvalidRequest, needProject},
+		// An environment-scoped admin key evaluates in its environment,
+		// without naming it, and nowhere else.
+		{"environment admin own", envAdmin, "", "", "alpha", "staging", 0, "", ""},
+		{"environment admin naming its own", envAdmin, "alpha", "staging", "alpha", "staging", 0, "", ""},
+		{"environment admin other environment", envAdmin, "", "production", "", "", 403, apierror.CodeForbidden, otherEnv("staging", "production")},
+		{"environment admin other project", envAdmin, "beta", "staging", "", "", 403, apierror.CodeForbidden, otherProject},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ref, err := evaluation.Target(tc.caller, tc.project, tc.env)
@@ -280,7 +312,7 @@ func TestTarget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := (admin.FlagSetRef{OrgID: org, Project: tc.wantP, Environment: tc.wantE}); ref != want {
+			if want := (flags.Ref{OrgID: org, Project: tc.wantP, Environment: tc.wantE}); ref != want {
 				t.Fatalf("Target = %+v, want %+v", ref, want)
 			}
 		})
@@ -292,7 +324,7 @@ func TestTarget(t *testing.T) {
 func TestRegistryInvalidate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	reg := evaluation.NewRegistry(f.source, time.Hour)
+	reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 	ref := f.ref("alpha", "staging")
 
 	c := get(t, reg, ref)
@@ -316,7 +348,7 @@ func TestRegistryInvalidate(t *testing.T) {
 	// Events about other sets leave this one cached.
 	f.put(t, f.ref("beta", "staging"), numberDoc(7))
 	f.put(t, ref, numberDoc(2))
-	for _, other := range []admin.FlagSetRef{f.ref("beta", "staging"), f.ref("alpha", "production"), {OrgID: "org_other", Project: "alpha", Environment: "staging"}} {
+	for _, other := range []flags.Ref{f.ref("beta", "staging"), f.ref("alpha", "production"), {OrgID: "org_other", Project: "alpha", Environment: "staging"}} {
 		reg.Invalidate(other.String())
 	}
 	wantSet(t, get(t, reg, ref), 1, 1)
@@ -332,7 +364,7 @@ func TestRegistryInvalidate(t *testing.T) {
 func TestRegistryPurge(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	reg := evaluation.NewRegistry(f.source, time.Hour)
+	reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 	a, b := f.ref("alpha", "staging"), f.ref("beta", "production")
 	f.put(t, a, numberDoc(1))
 	f.put(t, b, numberDoc(10))
@@ -352,16 +384,16 @@ func TestRegistryPurge(t *testing.T) {
 func TestRegistryErrorsAreNotCached(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	reg := evaluation.NewRegistry(f.source, time.Hour)
+	reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 	ctx := context.Background()
 	_, err := reg.Get(ctx, f.ref("alpha", "qa"))
 	apiErr(t, err, http.StatusNotFound, apierror.CodeNotFound, `project "alpha" has no environment "qa"`)
 	_, err = reg.Get(ctx, f.ref("gamma", "production"))
 	apiErr(t, err, http.StatusNotFound, apierror.CodeNotFound, `project "gamma" not found`)
-	_, err = reg.Get(ctx, admin.FlagSetRef{OrgID: "org_other", Project: "alpha", Environment: "production"})
+	_, err = reg.Get(ctx, flags.Ref{OrgID: "org_other", Project: "alpha", Environment: "production"})
 	apiErr(t, err, http.StatusNotFound, apierror.CodeNotFound, `project "alpha" not found`)
 
-	if _, err := f.svc.CreateEnvironment(ctx, f.root, "alpha", admin.CreateEnvironmentInput{Slug: "qa"}); err != nil {
+	if _, err := f.svc.Tenancy.CreateEnvironment(ctx, f.root, "alpha", tenancy.CreateEnvironmentInput{Slug: "qa"}); err != nil {
 		t.Fatal(err)
 	}
 	wantSet(t, get(t, reg, f.ref("alpha", "qa")), 0, -1)
@@ -385,7 +417,7 @@ func TestRegistryTTLAndSweep(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	c := &clock{now: t0}
-	reg := evaluation.NewRegistry(f.source, 30*time.Second)
+	reg := evaluation.NewRegistry(f.source.Flags, 30*time.Second)
 	reg.SetClock(c.Now)
 	a, b := f.ref("alpha", "staging"), f.ref("beta", "staging")
 
@@ -399,7 +431,7 @@ func TestRegistryTTLAndSweep(t *testing.T) {
 	f.wantReads(t, 2)
 
 	// The default TTL is 30 seconds.
-	def := evaluation.NewRegistry(f.source, 0)
+	def := evaluation.NewRegistry(f.source.Flags, 0)
 	dc := &clock{now: t0}
 	def.SetClock(dc.Now)
 	get(t, def, b)
@@ -441,7 +473,7 @@ func TestRegistryTTLAndSweep(t *testing.T) {
 
 // weakGet loads ref and returns a weak pointer to the compiled set, keeping
 // no strong reference.
-func weakGet(t *testing.T, reg *evaluation.Registry, ref admin.FlagSetRef) weak.Pointer[evaluation.Compiled] {
+func weakGet(t *testing.T, reg *evaluation.Registry, ref flags.Ref) weak.Pointer[evaluation.Compiled] {
 	t.Helper()
 	return weak.Make(get(t, reg, ref))
 }
@@ -455,7 +487,7 @@ func TestRegistryInvalidatedDuringSlowLoad(t *testing.T) {
 		c   *evaluation.Compiled
 		err error
 	}
-	start := func(reg *evaluation.Registry, ref admin.FlagSetRef) chan result {
+	start := func(reg *evaluation.Registry, ref flags.Ref) chan result {
 		ch := make(chan result, 1)
 		go func() {
 			c, err := reg.Get(context.Background(), ref)
@@ -493,7 +525,7 @@ func TestRegistryInvalidatedDuringSlowLoad(t *testing.T) {
 		t.Run(name+"/stale set not cached", func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			reg := evaluation.NewRegistry(f.source, time.Hour)
+			reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 			ref := f.ref("alpha", "staging")
 			f.put(t, ref, numberDoc(1))
 
@@ -514,7 +546,7 @@ func TestRegistryInvalidatedDuringSlowLoad(t *testing.T) {
 		t.Run(name+"/stale load not shared", func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t)
-			reg := evaluation.NewRegistry(f.source, time.Hour)
+			reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 			ref := f.ref("alpha", "staging")
 			f.put(t, ref, numberDoc(1))
 
@@ -555,7 +587,7 @@ func TestRegistryInvalidatedDuringSlowLoad(t *testing.T) {
 	t.Run("other sets unaffected", func(t *testing.T) {
 		t.Parallel()
 		f := newFixture(t)
-		reg := evaluation.NewRegistry(f.source, time.Hour)
+		reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 		a, b := f.ref("alpha", "staging"), f.ref("beta", "staging")
 		f.put(t, a, numberDoc(1))
 		f.put(t, b, numberDoc(5))
@@ -580,13 +612,13 @@ func TestRegistryFollowsChangeFeed(t *testing.T) {
 	t.Parallel()
 	run := func(t *testing.T, f *fixture, sub store.Store) {
 		ctx := context.Background()
-		reg := evaluation.NewRegistry(f.source, time.Hour)
+		reg := evaluation.NewRegistry(f.source.Flags, time.Hour)
 		events := make(chan string, 64)
 		unsub := sub.Subscribe(func(ev store.Event) {
 			switch {
 			case ev.Resync:
 				reg.Purge()
-			case ev.Topic == admin.TopicFlags:
+			case ev.Topic == flags.Topic:
 				reg.Invalidate(string(ev.Payload))
 				events <- string(ev.Payload)
 			}
@@ -610,8 +642,8 @@ func TestRegistryFollowsChangeFeed(t *testing.T) {
 		next(t, ref.String())
 		wantSet(t, get(t, reg, ref), 1, 1)
 
-		if _, _, err := f.svc.PutFlag(ctx, f.root, "alpha", "production", "m",
-			[]byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), admin.Precondition{}); err != nil {
+		if _, _, err := f.svc.Flags.PutFlag(ctx, f.root, "alpha", "production", "m",
+			[]byte(`{"state":"ENABLED","variants":{"x":"x"},"defaultVariant":"x"}`), flags.Precondition{}); err != nil {
 			t.Fatal(err)
 		}
 		next(t, ref.String())
@@ -619,7 +651,7 @@ func TestRegistryFollowsChangeFeed(t *testing.T) {
 			t.Fatalf("after PutFlag: version %d, flags %q", c.Version, c.Set.Keys())
 		}
 
-		if _, err := f.svc.DeleteFlag(ctx, f.root, "alpha", "production", "n", admin.Precondition{}); err != nil {
+		if _, err := f.svc.Flags.DeleteFlag(ctx, f.root, "alpha", "production", "n", flags.Precondition{}); err != nil {
 			t.Fatal(err)
 		}
 		next(t, ref.String())
@@ -639,7 +671,7 @@ func TestRegistryFollowsChangeFeed(t *testing.T) {
 				t.Fatalf("DeleteProject published %v, want one event per environment", seen)
 			}
 		}
-		for _, env := range admin.DefaultEnvironments {
+		for _, env := range tenancy.DefaultEnvironments {
 			if !seen[f.ref("alpha", env).String()] {
 				t.Fatalf("DeleteProject published %v, nothing for %s", seen, env)
 			}
@@ -686,8 +718,8 @@ func TestBeginAndOverrides(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	reg := evaluation.NewRegistry(f.svc, time.Hour)
-	ev := evaluation.New(f.svc, reg)
+	reg := evaluation.NewRegistry(f.svc.Flags, time.Hour)
+	ev := evaluation.New(f.svc.Flags, reg)
 	if ev.Registry() != reg {
 		t.Fatal("Registry() is not the registry given to New")
 	}
@@ -696,26 +728,26 @@ func TestBeginAndOverrides(t *testing.T) {
 	f.put(t, f.ref("alpha", "production"), sessionDoc)
 	f.put(t, f.ref("beta", "staging"), sessionDoc)
 
-	test := f.key(t, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-	live := f.key(t, "alpha", admin.CreateKeyInput{Type: "live", Environment: "staging"})
-	prodTest := f.key(t, "alpha", admin.CreateKeyInput{Type: "test", Environment: "production"})
-	betaTest := f.key(t, "beta", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-	alphaAdmin := f.key(t, "alpha", admin.CreateKeyInput{Type: "admin"})
+	test := f.key(t, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
+	live := f.key(t, "alpha", keys.CreateInput{Type: "live", Environment: "staging"})
+	prodTest := f.key(t, "alpha", keys.CreateInput{Type: "test", Environment: "production"})
+	betaTest := f.key(t, "beta", keys.CreateInput{Type: "test", Environment: "staging"})
+	alphaAdmin := f.key(t, "alpha", keys.CreateInput{Type: "admin"})
 
-	one, err := f.svc.CreateSession(ctx, test, admin.CreateSessionInput{})
+	one, err := f.svc.Flags.CreateSession(ctx, test, flags.CreateSessionInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.SetOverrides(ctx, test, one.ID, admin.SetOverridesInput{Overrides: map[string]json.RawMessage{
+	if _, err := f.svc.Flags.SetOverrides(ctx, test, one.ID, flags.SetOverridesInput{Overrides: map[string]json.RawMessage{
 		"new-checkout": []byte(`false`), "theme": []byte(`"dark"`),
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	two, err := f.svc.CreateSession(ctx, test, admin.CreateSessionInput{})
+	two, err := f.svc.Flags.CreateSession(ctx, test, flags.CreateSessionInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.SetOverrides(ctx, test, two.ID, admin.SetOverridesInput{Overrides: map[string]json.RawMessage{
+	if _, err := f.svc.Flags.SetOverrides(ctx, test, two.ID, flags.SetOverridesInput{Overrides: map[string]json.RawMessage{
 		"new-checkout": []byte(`true`), "limit": []byte(`42`),
 	}}); err != nil {
 		t.Fatal(err)
@@ -788,7 +820,7 @@ func TestBeginAndOverrides(t *testing.T) {
 	notFound := fmt.Sprintf("testing session %q not found or expired", one.ID)
 	for _, c := range []struct {
 		name          string
-		caller        *apikey.Record
+		caller        *authz.Principal
 		project, env  string
 		status        int
 		code, message string
@@ -816,7 +848,7 @@ func TestBeginAndOverrides(t *testing.T) {
 
 	// A pinned flag that is deleted from the set is not found, even in the
 	// session.
-	if _, err := f.svc.DeleteFlag(ctx, f.root, "alpha", "staging", "theme", admin.Precondition{}); err != nil {
+	if _, err := f.svc.Flags.DeleteFlag(ctx, f.root, "alpha", "staging", "theme", flags.Precondition{}); err != nil {
 		t.Fatal(err)
 	}
 	reg.Invalidate(staging.String())
@@ -830,32 +862,89 @@ func TestBeginAndOverrides(t *testing.T) {
 	check(t, e1, "new-checkout", pro, false, evaluation.ReasonOverride, true)
 
 	// A deleted session stops applying at once; an expired one too.
-	if err := f.svc.DeleteSession(ctx, test, two.ID); err != nil {
+	if err := f.svc.Flags.DeleteSession(ctx, test, two.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, err = ev.Begin(ctx, test, "", "", two.ID)
 	apiErr(t, err, 404, apierror.CodeSessionNotFound, "")
-	f.clock.Advance(admin.DefaultSessionTTL)
+	f.clock.Advance(flags.DefaultSessionTTL)
 	_, err = ev.Begin(ctx, test, "", "", one.ID)
 	apiErr(t, err, 404, apierror.CodeSessionNotFound, notFound)
 }
 
+// A Scoped organization-wide key (resources [alpha]) evaluates alpha's
+// flags and none of beta's: naming beta is refused before any flag set or
+// testing session of beta is read, so neither beta's values nor the
+// overrides of beta's own CI reach it. (It used to evaluate every project
+// of its organization.)
+func TestScopedKeyStaysInItsProjects(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	ev := evaluation.New(f.svc.Flags, evaluation.NewRegistry(f.svc.Flags, time.Hour))
+	for _, ref := range []flags.Ref{f.ref("alpha", "production"), f.ref("beta", "production"), f.ref("beta", "staging")} {
+		f.put(t, ref, sessionDoc)
+	}
+	scoped := f.key(t, "", keys.CreateInput{Type: "admin", Resources: []string{"alpha"}})
+	if scoped.Scope.Project != "" || !slices.Equal(scoped.Scope.Resources, []string{"alpha"}) {
+		t.Fatalf("scoped key has scope %+v", scoped.Scope)
+	}
+	betaTest := f.key(t, "beta", keys.CreateInput{Type: "test", Environment: "staging"})
+	ts, err := f.svc.Flags.CreateSession(ctx, betaTest, flags.CreateSessionInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Flags.SetOverrides(ctx, betaTest, ts.ID, flags.SetOverridesInput{Overrides: map[string]json.RawMessage{
+		"theme": []byte(`"dark"`),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Its own project.
+	e, err := ev.Begin(ctx, scoped, "alpha", "production", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Set.Ref != f.ref("alpha", "production") || e.Evaluate("theme", nil).Value != "light" {
+		t.Fatalf("scoped key in alpha: %+v", e.Set.Ref)
+	}
+	// Another project, with or without the session of its CI.
+	const refused = `This key is limited to projects [alpha] and cannot evaluate flags of project "beta"`
+	for _, c := range []struct{ env, session string }{{"production", ""}, {"staging", ""}, {"staging", ts.ID}} {
+		e, err := ev.Begin(ctx, scoped, "beta", c.env, c.session)
+		if e != nil {
+			t.Fatalf("beta/%s session %q: Begin handed out an evaluation of %+v", c.env, c.session, e.Set.Ref)
+		}
+		apiErr(t, err, http.StatusForbidden, apierror.CodeForbidden, refused)
+		_, err = evaluation.Target(scoped, "beta", c.env)
+		apiErr(t, err, http.StatusForbidden, apierror.CodeForbidden, refused)
+	}
+	// beta's CI is unaffected.
+	e, err = ev.Begin(ctx, betaTest, "", "", ts.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := e.Evaluate("theme", nil); !o.Overridden || o.Value != "dark" {
+		t.Fatalf("beta's own session: %+v", o)
+	}
+}
+
 // otherOrgTestKey is a test key of another organization's alpha/staging.
-func (f *fixture) otherOrgTestKey(t *testing.T) *apikey.Record {
+func (f *fixture) otherOrgTestKey(t *testing.T) *authz.Principal {
 	t.Helper()
 	ctx := context.Background()
 	other, err := f.svc.Bootstrap(ctx, admin.BootstrapInput{NewOrg: true, OwnerEmail: "owner@example.com", OwnerName: "Owner"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.CreateProject(ctx, other.Record, admin.CreateProjectInput{Slug: "alpha"}); err != nil {
+	if _, _, err := f.svc.Tenancy.CreateProject(ctx, other.Principal, tenancy.CreateProjectInput{Slug: "alpha"}); err != nil {
 		t.Fatal(err)
 	}
-	k, err := f.svc.CreateKey(ctx, other.Record, "alpha", admin.CreateKeyInput{Name: "k", Type: "test", Environment: "staging"})
+	k, err := f.svc.Keys.CreateKey(ctx, other.Principal, "alpha", keys.CreateInput{Name: "k", Type: "test", Environment: "staging"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k.Record
+	return authz.ForKey(k.Record)
 }
 
 // An override stops applying when the flag changes type under it, rather
@@ -864,15 +953,15 @@ func TestOverrideDroppedWhenTheFlagChangesType(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	ev := evaluation.New(f.svc, evaluation.NewRegistry(f.svc, time.Hour))
+	ev := evaluation.New(f.svc.Flags, evaluation.NewRegistry(f.svc.Flags, time.Hour))
 	ref := f.ref("alpha", "staging")
 	f.put(t, ref, sessionDoc)
-	test := f.key(t, "alpha", admin.CreateKeyInput{Type: "test", Environment: "staging"})
-	ts, err := f.svc.CreateSession(ctx, test, admin.CreateSessionInput{})
+	test := f.key(t, "alpha", keys.CreateInput{Type: "test", Environment: "staging"})
+	ts, err := f.svc.Flags.CreateSession(ctx, test, flags.CreateSessionInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.SetOverrides(ctx, test, ts.ID, admin.SetOverridesInput{Overrides: map[string]json.RawMessage{
+	if _, err := f.svc.Flags.SetOverrides(ctx, test, ts.ID, flags.SetOverridesInput{Overrides: map[string]json.RawMessage{
 		"theme": []byte(`"dark"`),
 	}}); err != nil {
 		t.Fatal(err)

@@ -37,13 +37,8 @@ func (s *Service) Registry() *Registry { return s.sets }
 // FlagBridge-Environment), which the caller's scope must then cover. A key
 // naming one outside its scope is refused, not silently sent to its own.
 func Target(p *authz.Principal, project, env string) (flags.Ref, error) {
-	ref := flags.Ref{OrgID: p.Org(), Project: project, Environment: env}
-	if ref.Project == "" {
-		ref.Project = p.Scope.Project
-	}
-	if ref.Environment == "" {
-		ref.Environment = p.Scope.Environment
-	}
+	place := p.Place(project, env)
+	ref := flags.Ref{OrgID: place.Org, Project: place.Project, Environment: place.Environment}
 	if err := authz.Permits(p, authz.Need{Type: apikey.Live, Permission: apikey.Read}); err != nil {
 		return ref, err
 	}
