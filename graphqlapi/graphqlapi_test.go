@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -16,9 +15,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/graphqlapi"
+	"github.com/flagbridge/flagbridge/internal/testchain"
+	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -88,7 +93,7 @@ func (w *world) listKeys(t *testing.T, key, project string) []keyView {
 	return keys
 }
 
-// works reports whether key authenticates on /graphql.
+// works reports whether key authenticates on /graphql, through the edge.
 func (w *world) works(t *testing.T, key string) bool {
 	t.Helper()
 	r := w.gql(t, key, viewerQuery, nil)
@@ -102,11 +107,28 @@ func (w *world) works(t *testing.T, key string) bool {
 	return false
 }
 
+// stopsWorking reports whether key is refused on /graphql within a few
+// seconds. A revocation or rotation reaches the edge's key cache through
+// the change feed, as on every instance: asynchronously, but at once.
+func (w *world) stopsWorking(t *testing.T, key string) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		if !w.works(t, key) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(wait)
+	}
+}
+
 func TestGraphQLServeWithoutCaller(t *testing.T) {
 	t.Parallel()
 	h := graphqlapi.NewHandler(nil, nil)
 	rec := httptest.NewRecorder()
-	h.Serve(rec, httptest.NewRequest("POST", "/graphql", strings.NewReader(`{"query":"{ viewer { id } }"}`)), nil)
+	h.Serve(rec, httptest.NewRequest("POST", "/graphql", strings.NewReader(`{"query":"{ viewer { id } }"}`)), nil, nil)
 	if rec.Code != http.StatusUnauthorized || rec.Body.String() != unauthenticatedBody {
 		t.Fatalf("no caller: %d %s", rec.Code, rec.Body)
 	}
@@ -119,11 +141,11 @@ func TestGraphQLUnauthenticated(t *testing.T) {
 	t.Parallel()
 	w := fileWorld(t)
 	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
-	revoked, revokedRec := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{})
-	if _, err := w.svc.RevokeKey(context.Background(), o.root, revokedRec.ID); err != nil {
+	revoked, revokedRec := w.mint(t, o.rootKey, "a", keys.CreateInput{})
+	if _, err := w.svc.Keys.RevokeKey(context.Background(), o.rootP, revokedRec.ID); err != nil {
 		t.Fatal(err)
 	}
-	expired, _ := w.mintAt(t, -2*time.Minute, o.rootKey, "a", admin.CreateKeyInput{ExpiresIn: "1m"})
+	expired, _ := w.mintAt(t, -2*time.Minute, o.rootKey, "a", keys.CreateInput{ExpiresIn: "1m"})
 	unknown, err := apikey.Generate(apikey.Admin)
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +222,7 @@ func TestGraphQLClientRequests(t *testing.T) {
 		if rev.ID != k.ID || rev.RevokedAt.Before(before) || rev.RevokedAt.After(time.Now()) {
 			t.Fatalf("revoked: %s", r.Body)
 		}
-		if w.works(t, k.Key) {
+		if !w.stopsWorking(t, k.Key) {
 			t.Fatal("the revoked key still works")
 		}
 		for _, listed := range w.listKeys(t, o.rootKey, "") {
@@ -236,7 +258,7 @@ func TestGraphQLViewer(t *testing.T) {
 	forEachStore(t, func(t *testing.T, w *world) {
 		o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b")
 		other := w.newOrg(t, "Globex", "hank@globex.example", "Hank Scorpio", "a")
-		ada := w.addMember(t, o, "ada@example.com", "Ada Admin", admin.RoleAdmin)
+		ada := w.addMember(t, o, "ada@example.com", "Ada Admin", authz.RoleAdmin)
 		adaKey, adaRec := w.keyFor(t, o, "ada@example.com")
 
 		// Keys made with a key belong to that key's owner, however far
@@ -247,22 +269,22 @@ func TestGraphQLViewer(t *testing.T) {
 
 		type want struct {
 			key            string
-			owner          admin.Member
+			owner          identity.Member
 			org            *org
 			id, name, kind string
 			perms          []string
 			project        string
 			resources      []string
 			expiresAt      *time.Time
-			members        []admin.Member
+			members        []identity.Member
 		}
 		cases := []want{
-			{o.rootKey, o.owner, o, o.root.ID, "bootstrap", "FULL_ACCESS", []string{"READ", "WRITE"}, "", nil, nil, []admin.Member{o.owner, ada}},
-			{adaKey, ada, o, adaRec.ID, "for ada@example.com", "FULL_ACCESS", []string{"READ", "WRITE"}, "", nil, nil, []admin.Member{o.owner, ada}},
-			{ro.Key, o.owner, o, ro.ID, "ro", "READ_ONLY", []string{"READ"}, "a", nil, ro.ExpiresAt, []admin.Member{o.owner, ada}},
-			{scoped.Key, ada, o, scoped.ID, "scoped", "SCOPED", []string{"READ", "WRITE"}, "", []string{"a", "b"}, nil, []admin.Member{o.owner, ada}},
-			{fromScoped.Key, ada, o, fromScoped.ID, "from scoped", "READ_ONLY", []string{"READ"}, "b", nil, nil, []admin.Member{o.owner, ada}},
-			{other.rootKey, other.owner, other, other.root.ID, "bootstrap", "FULL_ACCESS", []string{"READ", "WRITE"}, "", nil, nil, []admin.Member{other.owner}},
+			{o.rootKey, o.owner, o, o.root.ID, "bootstrap", "FULL_ACCESS", []string{"READ", "WRITE"}, "", nil, nil, []identity.Member{o.owner, ada}},
+			{adaKey, ada, o, adaRec.ID, "for ada@example.com", "FULL_ACCESS", []string{"READ", "WRITE"}, "", nil, nil, []identity.Member{o.owner, ada}},
+			{ro.Key, o.owner, o, ro.ID, "ro", "READ_ONLY", []string{"READ"}, "a", nil, ro.ExpiresAt, []identity.Member{o.owner, ada}},
+			{scoped.Key, ada, o, scoped.ID, "scoped", "SCOPED", []string{"READ", "WRITE"}, "", []string{"a", "b"}, nil, []identity.Member{o.owner, ada}},
+			{fromScoped.Key, ada, o, fromScoped.ID, "from scoped", "READ_ONLY", []string{"READ"}, "b", nil, nil, []identity.Member{o.owner, ada}},
+			{other.rootKey, other.owner, other, other.root.ID, "bootstrap", "FULL_ACCESS", []string{"READ", "WRITE"}, "", nil, nil, []identity.Member{other.owner}},
 		}
 		for _, c := range cases {
 			var v viewerView
@@ -355,34 +377,34 @@ func TestGraphQLAPIKeys(t *testing.T) {
 		ctx := context.Background()
 		o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b")
 		other := w.newOrg(t, "Globex", "hank@globex.example", "Hank Scorpio", "a", "zeta")
-		w.mint(t, other.rootKey, "a", admin.CreateKeyInput{Name: "globex a"})
-		w.mint(t, other.rootKey, "", admin.CreateKeyInput{Name: "globex scoped", Resources: []string{"a"}})
+		w.mint(t, other.rootKey, "a", keys.CreateInput{Name: "globex a"})
+		w.mint(t, other.rootKey, "", keys.CreateInput{Name: "globex scoped", Resources: []string{"a"}})
 
 		spec := func(secret string, rec *apikey.Record) keySpec {
 			return keySpec{secret: secret, rec: rec, project: rec.Project, resources: rec.Resources, status: "ACTIVE"}
 		}
 		all := []keySpec{{secret: o.rootKey, rec: o.root, status: "ACTIVE"}}
-		add := func(project string, in admin.CreateKeyInput) keySpec {
+		add := func(project string, in keys.CreateInput) keySpec {
 			s, rec := w.mint(t, o.rootKey, project, in)
 			k := spec(s, rec)
 			all = append(all, k)
 			return k
 		}
-		aAdmin := add("a", admin.CreateKeyInput{Name: "a admin"})
-		add("a", admin.CreateKeyInput{Name: "a live", Type: "live", Environment: "production", Permissions: []string{"READ"}})
-		add("b", admin.CreateKeyInput{Name: "b test", Type: "test", Environment: "staging", ExpiresIn: "90d"})
-		scopedA := add("", admin.CreateKeyInput{Name: "scoped a", Resources: []string{"a"}})
-		add("", admin.CreateKeyInput{Name: "scoped ab", Resources: []string{"a", "b"}})
-		orgRO := add("", admin.CreateKeyInput{Name: "org read-only", Permissions: []string{"READ"}})
-		bRevoked := add("b", admin.CreateKeyInput{Name: "b revoked"})
-		if _, err := w.svc.RevokeKey(ctx, o.root, bRevoked.rec.ID); err != nil {
+		aAdmin := add("a", keys.CreateInput{Name: "a admin"})
+		add("a", keys.CreateInput{Name: "a live", Type: "live", Environment: "production", Permissions: []string{"READ"}})
+		add("b", keys.CreateInput{Name: "b test", Type: "test", Environment: "staging", ExpiresIn: "90d"})
+		scopedA := add("", keys.CreateInput{Name: "scoped a", Resources: []string{"a"}})
+		add("", keys.CreateInput{Name: "scoped ab", Resources: []string{"a", "b"}})
+		orgRO := add("", keys.CreateInput{Name: "org read-only", Permissions: []string{"READ"}})
+		bRevoked := add("b", keys.CreateInput{Name: "b revoked"})
+		if _, err := w.svc.Keys.RevokeKey(ctx, o.rootP, bRevoked.rec.ID); err != nil {
 			t.Fatal(err)
 		}
 		all[len(all)-1].status = "REVOKED"
-		s, rec := w.mintAt(t, -time.Hour, o.rootKey, "a", admin.CreateKeyInput{Name: "a expired", ExpiresIn: "1m"})
+		s, rec := w.mintAt(t, -time.Hour, o.rootKey, "a", keys.CreateInput{Name: "a expired", ExpiresIn: "1m"})
 		all = append(all, keySpec{secret: s, rec: rec, project: "a", status: "EXPIRED"})
 		used := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
-		if err := w.svc.RecordUsage(ctx, map[string]time.Time{aAdmin.rec.ID: used}); err != nil {
+		if err := w.svc.Keys.RecordUsage(ctx, map[string]time.Time{aAdmin.rec.ID: used}); err != nil {
 			t.Fatal(err)
 		}
 		all[1].lastUsed = &used
@@ -494,7 +516,7 @@ func names(keys []keyView, byID map[string]keySpec) []string {
 }
 
 // checkListed compares a listed key with what was made.
-func checkListed(t *testing.T, k keyView, want keySpec, owner admin.Member) {
+func checkListed(t *testing.T, k keyView, want keySpec, owner identity.Member) {
 	t.Helper()
 	rec := want.rec
 	kind := "FULL_ACCESS"
@@ -527,11 +549,11 @@ func TestGraphQLProjects(t *testing.T) {
 	forEachStore(t, func(t *testing.T, w *world) {
 		o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b", "c")
 		other := w.newOrg(t, "Globex", "hank@globex.example", "Hank Scorpio", "zeta")
-		if _, err := w.svc.CreateEnvironment(context.Background(), o.root, "b", admin.CreateEnvironmentInput{Slug: "qa", Name: "Quality"}); err != nil {
+		if _, err := w.svc.Tenancy.CreateEnvironment(context.Background(), o.rootP, "b", tenancy.CreateEnvironmentInput{Slug: "qa", Name: "Quality"}); err != nil {
 			t.Fatal(err)
 		}
-		aKey, _ := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{Permissions: []string{"READ"}})
-		scoped, _ := w.mint(t, o.rootKey, "", admin.CreateKeyInput{Resources: []string{"b", "c"}})
+		aKey, _ := w.mint(t, o.rootKey, "a", keys.CreateInput{Permissions: []string{"READ"}})
+		scoped, _ := w.mint(t, o.rootKey, "", keys.CreateInput{Resources: []string{"b", "c"}})
 		type env struct{ ID, Name string }
 		type project struct {
 			ID, Name     string
@@ -589,8 +611,8 @@ func TestGraphQLKeyKinds(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, w *world) {
 		o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b")
-		_, aKey := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{Name: "a key"})
-		_, bKey := w.mint(t, o.rootKey, "b", admin.CreateKeyInput{Name: "b key"})
+		_, aKey := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "a key"})
+		_, bKey := w.mint(t, o.rootKey, "b", keys.CreateInput{Name: "b key"})
 
 		full := w.create(t, o.rootKey, input{"name": "full", "permissions": []string{"READ", "WRITE"}})
 		readOnly := w.create(t, o.rootKey, input{"name": "read only", "permissions": []string{"READ"}})
@@ -655,14 +677,20 @@ func TestGraphQLKeyKinds(t *testing.T) {
 		w.gql(t, scoped.Key, rotateFull, map[string]any{"id": aKey.ID}).ok(t)
 		w.gql(t, scoped.Key, revokeFull, map[string]any{"id": aKey.ID}).ok(t)
 
-		// A live or test key that got past the edge is still refused by
-		// the services.
+		// A live or test key is refused by the edge, and one that got past
+		// it is still refused by the services; either way nothing changes.
 		live := w.create(t, o.rootKey, input{"name": "live", "type": "LIVE", "permissions": []string{"READ", "WRITE"}, "project": "a", "environment": "production"})
 		test := w.create(t, o.rootKey, input{"name": "test", "type": "TEST", "permissions": []string{"READ", "WRITE"}, "project": "a", "environment": "staging"})
+		before = w.keyState(t, o.id)
 		for _, k := range []keyView{live, test} {
-			w.gql(t, k.Key, viewerQuery, nil).forbidden(t)
-			w.gql(t, k.Key, `{ apiKeys(project: "a") { id } }`, nil).forbidden(t)
-			w.gql(t, k.Key, revokeFull, map[string]any{"id": k.ID}).forbidden(t)
+			for _, gql := range []func(*testing.T, string, string, map[string]any) result{w.gql, w.gqlDirect} {
+				gql(t, k.Key, viewerQuery, nil).forbidden(t)
+				gql(t, k.Key, `{ apiKeys(project: "a") { id } }`, nil).forbidden(t)
+				gql(t, k.Key, revokeFull, map[string]any{"id": k.ID}).forbidden(t)
+			}
+		}
+		if !equalJSON(before, w.keyState(t, o.id)) {
+			t.Fatal("a live or test key changed keys")
 		}
 	})
 }
@@ -672,7 +700,7 @@ func TestGraphQLCreateAPIKey(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, w *world) {
 		o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b")
-		aKey, _ := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{Name: "a key"})
+		aKey, _ := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "a key"})
 
 		// Defaults: an ADMIN key; organization-wide when an organization-
 		// wide caller names no project; of the caller's project otherwise
@@ -694,6 +722,14 @@ func TestGraphQLCreateAPIKey(t *testing.T) {
 				t.Fatalf("%s key: %+v", typ, k)
 			}
 		}
+		// An admin key may be limited to one environment of its project.
+		k = w.create(t, aKey, input{"name": "env admin", "permissions": []string{"READ", "WRITE"}, "project": "a", "environment": "production"})
+		if k.Type != "ADMIN" || str(k.Project) != "a" || str(k.Environment) != "production" || k.Kind != "FULL_ACCESS" {
+			t.Fatalf("environment admin key: %+v", k)
+		}
+		if rec := w.record(t, k.Key); rec.Type != apikey.Admin || rec.Project != "a" || rec.Environment != "production" {
+			t.Fatalf("stored: %+v", rec)
+		}
 		k = w.create(t, o.rootKey, input{"name": "scoped", "permissions": []string{"READ"}, "resources": []string{"b", "a"}})
 		if k.Kind != "SCOPED" || !slices.Equal(k.Resources, []string{"a", "b"}) || k.Project != nil {
 			t.Fatalf("scoped key: %+v", k)
@@ -709,7 +745,8 @@ func TestGraphQLCreateAPIKey(t *testing.T) {
 			{o.rootKey, input{"name": "x", "type": "LIVE", "permissions": []string{"READ"}, "project": "a"}, "environment is required"},
 			{o.rootKey, input{"name": "x", "type": "TEST", "permissions": []string{"READ"}, "project": "a"}, "environment is required"},
 			{o.rootKey, input{"name": "x", "type": "LIVE", "permissions": []string{"READ"}, "environment": "production"}, "project is required"},
-			{o.rootKey, input{"name": "x", "permissions": []string{"READ"}, "project": "a", "environment": "production"}, "environment"},
+			{o.rootKey, input{"name": "x", "permissions": []string{"READ"}, "environment": "production"}, "environment: an organization-wide key covers every project"},
+			{o.rootKey, input{"name": "x", "permissions": []string{"READ"}, "project": "a", "environment": "moon"}, `project "a" has no environment "moon"`},
 			{o.rootKey, input{"name": "x", "type": "LIVE", "permissions": []string{"READ"}, "project": "a", "environment": "moon"}, "moon"},
 			{o.rootKey, input{"name": "x", "permissions": []string{"READ"}, "project": "a", "resources": []string{"a"}}, "resources"},
 			{o.rootKey, input{"name": "x", "permissions": []string{"READ"}, "resources": []string{"a", "a"}}, "twice"},
@@ -758,7 +795,7 @@ func TestGraphQLRotateAPIKey(t *testing.T) {
 			!r1.CreatedAt.Equal(*k.CreatedAt) || r1.Hint != apikey.Hint(r1.Key) || !fullKey.MatchString(r1.Key) {
 			t.Fatalf("rotated: %+v (was %+v)", r1, k)
 		}
-		if w.works(t, k.Key) || !w.works(t, r1.Key) {
+		if !w.stopsWorking(t, k.Key) || !w.works(t, r1.Key) {
 			t.Fatal("after a rotation without grace period: old key works or new key does not")
 		}
 		// With one, both work until it ends.
@@ -796,13 +833,13 @@ func TestGraphQLRotateAPIKey(t *testing.T) {
 		// itself included.
 		var self keyView
 		w.gql(t, short.Key, rotateFull, map[string]any{"id": short.ID}).ok(t).field(t, "rotateAPIKey", &self)
-		if !sameTime(self.ExpiresAt, short.ExpiresAt) || !w.works(t, self.Key) || w.works(t, short.Key) {
+		if !sameTime(self.ExpiresAt, short.ExpiresAt) || !w.works(t, self.Key) || !w.stopsWorking(t, short.Key) {
 			t.Fatalf("self-rotation: %+v", self)
 		}
 		// A revoked key cannot be rotated back to life.
 		w.gql(t, o.rootKey, revokeFull, map[string]any{"id": k.ID}).ok(t)
 		w.gql(t, o.rootKey, rotateFull, map[string]any{"id": k.ID}).refused(t, http.StatusOK, "CONFLICT")
-		if w.works(t, r1.Key) || w.works(t, r2.Key) {
+		if !w.stopsWorking(t, r1.Key) || !w.stopsWorking(t, r2.Key) {
 			t.Fatal("a revoked key works")
 		}
 	})
@@ -812,11 +849,11 @@ func TestGraphQLRevokeAPIKey(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, w *world) {
 		o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b")
-		aKey, _ := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{Name: "a key"})
-		scopedA, _ := w.mint(t, o.rootKey, "", admin.CreateKeyInput{Name: "scoped a", Resources: []string{"a"}})
+		aKey, _ := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "a key"})
+		scopedA, _ := w.mint(t, o.rootKey, "", keys.CreateInput{Name: "scoped a", Resources: []string{"a"}})
 		events := make(chan store.Event, 64)
 		unsubscribe := w.st.Subscribe(func(ev store.Event) {
-			if ev.Topic == admin.TopicKeys {
+			if ev.Topic == keys.Topic {
 				events <- ev
 			}
 		})
@@ -843,7 +880,7 @@ func TestGraphQLRevokeAPIKey(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the revocation was not published")
 		}
-		if w.works(t, k.Key) {
+		if !w.stopsWorking(t, k.Key) {
 			t.Fatal("revoked key works")
 		}
 		// Revoking again changes nothing and answers the same.
@@ -875,7 +912,7 @@ func TestGraphQLRevokeAPIKey(t *testing.T) {
 		}
 		// A key may revoke itself.
 		w.gql(t, inB.Key, revokeFull, map[string]any{"id": inB.ID}).ok(t)
-		if w.works(t, inB.Key) {
+		if !w.stopsWorking(t, inB.Key) {
 			t.Fatal("self-revoked key works")
 		}
 	})
@@ -890,10 +927,10 @@ func TestGraphQLOtherOrganization(t *testing.T) {
 	forEachStore(t, func(t *testing.T, w *world) {
 		acme := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
 		globex := w.newOrg(t, "Globex", "hank@globex.example", "Hank Scorpio", "a")
-		_, theirs := w.mint(t, globex.rootKey, "a", admin.CreateKeyInput{Name: "theirs"})
-		_, mine := w.mint(t, acme.rootKey, "a", admin.CreateKeyInput{Name: "mine"})
+		_, theirs := w.mint(t, globex.rootKey, "a", keys.CreateInput{Name: "theirs"})
+		_, mine := w.mint(t, acme.rootKey, "a", keys.CreateInput{Name: "mine"})
 		missing := "key_" + strings.Repeat("Z", len(theirs.ID)-len("key_"))
-		aKey, _ := w.mint(t, acme.rootKey, "a", admin.CreateKeyInput{Name: "a"})
+		aKey, _ := w.mint(t, acme.rootKey, "a", keys.CreateInput{Name: "a"})
 		acmeState, globexState := w.keyState(t, acme.id), w.keyState(t, globex.id)
 
 		for _, q := range []string{revokeFull, rotateFull} {
@@ -938,7 +975,7 @@ func TestGraphQLFieldLevelDenial(t *testing.T) {
 	t.Parallel()
 	w := fileWorld(t)
 	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a", "b")
-	aKey, _ := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{Name: "a key"})
+	aKey, _ := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "a key"})
 
 	r := w.gql(t, aKey, `{ viewer { id } apiKeys(project: "b") { id } }`, nil).forbidden(t)
 	if len(r.Errors) != 1 || !equalJSON(r.Errors[0].Path, []any{"apiKeys"}) {
@@ -955,7 +992,7 @@ func TestGraphQLFieldLevelDenial(t *testing.T) {
 	}
 	// A denial mixed with another error is not a refusal for lack of
 	// permission alone: 200, no data, every error.
-	_, revoked := w.mint(t, o.rootKey, "a", admin.CreateKeyInput{Name: "revoked"})
+	_, revoked := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "revoked"})
 	w.gql(t, o.rootKey, revokeFull, map[string]any{"id": revoked.ID}).ok(t)
 	r = w.gql(t, o.rootKey, `mutation($r: ID!) {
   x: rotateAPIKey(id: $r) { id }
@@ -1087,25 +1124,20 @@ func TestGraphQLGet(t *testing.T) {
 	t.Parallel()
 	w := fileWorld(t)
 	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
+	remaining := -1 // X-RateLimit-Remaining of the last GET
 	get := func(query string) (int, string) {
-		req, err := http.NewRequest("GET", w.srv.URL+"/graphql?query="+url.QueryEscape(query), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		req := httptest.NewRequest("GET", "https://flags.example.com/graphql?query="+url.QueryEscape(query), nil)
 		req.Header.Set("Authorization", "Bearer "+o.rootKey)
-		resp, err := w.client.Do(req)
+		resp := w.serve(req)
+		if resp.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("GET: Cache-Control %q", resp.Header().Get("Cache-Control"))
+		}
+		n, err := strconv.Atoi(resp.Header().Get("X-RateLimit-Remaining"))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("GET: X-RateLimit-Remaining %q", resp.Header().Get("X-RateLimit-Remaining"))
 		}
-		defer resp.Body.Close()
-		var b strings.Builder
-		if _, err := io.Copy(&b, resp.Body); err != nil {
-			t.Fatal(err)
-		}
-		if resp.Header.Get("Cache-Control") != "no-store" {
-			t.Errorf("GET: Cache-Control %q", resp.Header.Get("Cache-Control"))
-		}
-		return resp.StatusCode, b.String()
+		remaining = n
+		return resp.Code, resp.Body.String()
 	}
 	if code, body := get(`{ viewer { id } }`); code != 200 || !strings.Contains(body, o.owner.ID) {
 		t.Fatalf("GET query: %d %s", code, body)
@@ -1118,6 +1150,13 @@ func TestGraphQLGet(t *testing.T) {
 	code, body = get(`mutation { revokeAPIKey(id: "` + o.root.ID + `") { id } }`)
 	if code != http.StatusNotAcceptable {
 		t.Fatalf("GET mutation: %d %s", code, body)
+	}
+	// Mutations that do not run cost nothing beyond the request, however
+	// many there are.
+	last := remaining
+	code, body = get(`mutation {` + aliased(5, `revokeAPIKey(id: "`+o.root.ID+`") { id }`) + ` }`)
+	if code != http.StatusNotAcceptable || remaining != last-1 {
+		t.Fatalf("GET of five mutations: %d, remaining %d after %d: %s", code, remaining, last, body)
 	}
 	if !equalJSON(before, w.keyState(t, o.id)) || !w.works(t, o.rootKey) {
 		t.Fatal("a mutation sent as GET ran")
@@ -1318,6 +1357,9 @@ type callerSpec struct {
 	perms     []string
 	resources []string
 	expiresIn time.Duration // 0 for none
+	// direct sends the caller's requests to the GraphQL handler without
+	// the edge, which refuses the caller outright.
+	direct bool
 }
 
 // covers is the issue's notion of a key's scope: its project (or every
@@ -1356,8 +1398,10 @@ func expect(c callerSpec, a ask) (input, forbidden []string) {
 	if live && a.env == "" {
 		input = append(input, "a LIVE or TEST key needs an environment")
 	}
-	if !live && a.env != "" {
-		input = append(input, "an ADMIN key covers every environment")
+	// An admin key may be limited to one environment of its project; an
+	// organization-wide key has none.
+	if !live && a.env != "" && a.project == "" {
+		input = append(input, "an organization-wide key has no environment")
 	}
 	if a.project != "" && len(a.resources) > 0 {
 		input = append(input, "resources narrow organization-wide keys only")
@@ -1418,6 +1462,9 @@ func within(t *testing.T, caller, key *apikey.Record) {
 	if key.OrgWide() && !caller.OrgWide() {
 		t.Error("escalation: a project key made an organization-wide key")
 	}
+	if caller.Environment != "" && key.Environment != caller.Environment {
+		t.Errorf("escalation: a key of environment %q made a key of environment %q", caller.Environment, key.Environment)
+	}
 	if !caller.Type.Includes(key.Type) || key.OrgID != caller.OrgID || key.OwnerID != caller.OwnerID {
 		t.Errorf("the new key (type %s, org %s, owner %s) vs the caller (type %s, org %s, owner %s)",
 			key.Type, key.OrgID, key.OwnerID, caller.Type, caller.OrgID, caller.OwnerID)
@@ -1436,11 +1483,11 @@ func TestGraphQLNoPrivilegeEscalation(t *testing.T) {
 		{name: "project a full", project: "a", perms: []string{"READ", "WRITE"}},
 		{name: "project a read-only", project: "a", perms: []string{"READ"}},
 		{name: "project a expiring in 1h", project: "a", perms: []string{"READ", "WRITE"}, expiresIn: time.Hour},
-		// Not one the edge lets through to /graphql (it needs READ), but
-		// the only caller that can be refused for asking a permission it
-		// lacks, and nothing else: every other caller either has both or
-		// cannot create keys at all.
-		{name: "org-wide write-only", perms: []string{"WRITE"}},
+		// Not one the edge lets through to /graphql (it needs READ), so
+		// sent past it, but the only caller that can be refused for asking
+		// a permission it lacks, and nothing else: every other caller
+		// either has both or cannot create keys at all.
+		{name: "org-wide write-only", perms: []string{"WRITE"}, direct: true},
 	}
 	var asks []ask
 	for _, typ := range []string{"LIVE", "TEST", "ADMIN"} {
@@ -1464,7 +1511,7 @@ func TestGraphQLNoPrivilegeEscalation(t *testing.T) {
 		t.Cleanup(func() {
 			for _, reason := range []string{
 				"a LIVE or TEST key needs a project", "a LIVE or TEST key needs an environment",
-				"an ADMIN key covers every environment", "resources narrow organization-wide keys only",
+				"an organization-wide key has no environment", "resources narrow organization-wide keys only",
 				"the caller is read-only", "the project is outside the caller's scope",
 				"a project key cannot make organization-wide keys", "the caller lacks READ",
 				"the key would outlive the caller", "resource b is outside the caller's scope",
@@ -1481,11 +1528,20 @@ func TestGraphQLNoPrivilegeEscalation(t *testing.T) {
 				o := w.newOrg(t, c.name, "owner@example.com", "Olive Owner", "a", "b")
 				secret, rec := o.rootKey, o.root
 				if c.project != "" || len(c.perms) < 2 || c.resources != nil || c.expiresIn != 0 {
-					in := admin.CreateKeyInput{Name: c.name, Permissions: c.perms, Resources: c.resources}
+					in := keys.CreateInput{Name: c.name, Permissions: c.perms, Resources: c.resources}
 					if c.expiresIn != 0 {
 						in.ExpiresIn = fmt.Sprintf("%dm", int(c.expiresIn.Minutes()))
 					}
 					secret, rec = w.mint(t, o.rootKey, c.project, in)
+				}
+				if c.direct {
+					// The edge refuses this caller before GraphQL, and
+					// nothing is made.
+					before := w.keyState(t, o.id)
+					w.gql(t, secret, createFull, vars(input{"name": "x", "permissions": []string{"WRITE"}})).forbidden(t)
+					if !equalJSON(before, w.keyState(t, o.id)) {
+						t.Error("a caller the edge refuses made a key")
+					}
 				}
 				var allowed, badInput, forbidden int
 				for i, a := range asks {
@@ -1510,7 +1566,11 @@ func TestGraphQLNoPrivilegeEscalation(t *testing.T) {
 					}
 					before := w.keyState(t, o.id)
 					start := time.Now().UTC().Truncate(time.Second)
-					r := w.gql(t, secret, createFull, vars(in))
+					gql := w.gql
+					if c.direct {
+						gql = w.gqlDirect
+					}
+					r := gql(t, secret, createFull, vars(in))
 					end := time.Now().UTC()
 					after := w.keyState(t, o.id)
 
@@ -1589,4 +1649,164 @@ func TestGraphQLNoPrivilegeEscalation(t *testing.T) {
 			})
 		}
 	})
+}
+
+// aliased repeats one root field n times under the aliases f0, f1, ...
+// ($i stands for the alias's number).
+func aliased(n int, field string) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, " f%d: %s", i, strings.ReplaceAll(field, "$i", strconv.Itoa(i)))
+	}
+	return b.String()
+}
+
+// rateRemaining is a response's X-RateLimit-Remaining.
+func rateRemaining(t *testing.T, r result) int {
+	t.Helper()
+	n, err := strconv.Atoi(r.Header.Get("X-RateLimit-Remaining"))
+	if err != nil {
+		t.Fatalf("X-RateLimit-Remaining %q: %d %s", r.Header.Get("X-RateLimit-Remaining"), r.Status, r.Body)
+	}
+	return n
+}
+
+// TestGraphQLMutationsAreCharged: aliases let one request carry many
+// mutations, so each mutation counts against the key's rate limit (the
+// edge counted the request once; the rest are charged before any runs).
+// An operation the bucket cannot pay for in full is refused whole, with
+// 429, and runs nothing.
+func TestGraphQLMutationsAreCharged(t *testing.T) {
+	t.Parallel()
+	cfg := edge.DefaultConfig()
+	// Ten an hour rather than a minute: nothing refills while the test
+	// counts.
+	cfg.Limits[apikey.Admin] = ratelimit.Limit{Rate: 10, Period: time.Hour, Burst: 10}
+	w := fileWorldWith(t, testchain.Options{Config: &cfg})
+	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
+	create := `createAPIKey(input: {name: "k$i", permissions: [READ], project: "a"}) { id key }`
+
+	// A query costs one.
+	r := w.gql(t, o.rootKey, viewerQuery, nil).ok(t)
+	if r.Header.Get("X-RateLimit-Limit") != "10" || rateRemaining(t, r) != 9 {
+		t.Fatalf("after a query: %v", r.Header)
+	}
+	// Three aliased createAPIKey cost three, and make three keys.
+	before := w.keyState(t, o.id)
+	r = w.gql(t, o.rootKey, `mutation {`+aliased(3, create)+` }`, nil).ok(t)
+	if len(r.Data) != 3 || rateRemaining(t, r) != 6 {
+		t.Fatalf("three mutations: remaining %d, %s", rateRemaining(t, r), r.Body)
+	}
+	if after := w.keyState(t, o.id); len(after) != len(before)+3*2 {
+		t.Fatalf("%d key documents before, %d after three creations", len(before), len(after))
+	}
+	var made keyView
+	r.field(t, "f0", &made)
+
+	// Seven more, with six left: refused whole, nothing made.
+	before = w.keyState(t, o.id)
+	r = w.gql(t, o.rootKey, `mutation {`+aliased(7, create)+` }`, nil).refused(t, http.StatusTooManyRequests, "RATE_LIMITED")
+	wantRateLimited(t, r)
+	if !equalJSON(before, w.keyState(t, o.id)) {
+		t.Fatal("a refused operation made keys")
+	}
+	// The refusal spent only the request the edge counted.
+	if r := w.gql(t, o.rootKey, viewerQuery, nil).ok(t); rateRemaining(t, r) != 4 {
+		t.Fatalf("after the refusal: remaining %d, want 4", rateRemaining(t, r))
+	}
+
+	// Rotations the same: two aliased rotations cost two and both run...
+	rotate := `rotateAPIKey(id: "` + made.ID + `") { id key }`
+	r = w.gql(t, o.rootKey, `mutation {`+aliased(2, rotate)+` }`, nil).ok(t)
+	var first, second keyView
+	r.field(t, "f0", &first)
+	r.field(t, "f1", &second)
+	if rateRemaining(t, r) != 2 || first.Key == made.Key || second.Key == first.Key || first.ID != made.ID {
+		t.Fatalf("two rotations: remaining %d, %s", rateRemaining(t, r), r.Body)
+	}
+	// ...and three, with two left, are refused: the key keeps its secret.
+	before = w.keyState(t, o.id)
+	r = w.gql(t, o.rootKey, `mutation {`+aliased(3, rotate)+` }`, nil).refused(t, http.StatusTooManyRequests, "RATE_LIMITED")
+	wantRateLimited(t, r)
+	if !equalJSON(before, w.keyState(t, o.id)) {
+		t.Fatal("a refused operation rotated the key")
+	}
+	if !w.works(t, second.Key) {
+		t.Fatal("the key's secret changed")
+	}
+	// The one request left pays for one mutation; then the edge refuses,
+	// in GraphQL's shape.
+	r = w.gql(t, o.rootKey, `mutation { `+strings.ReplaceAll(create, "$i", "last")+` }`, nil).ok(t)
+	if rateRemaining(t, r) != 0 {
+		t.Fatalf("remaining %d, want 0", rateRemaining(t, r))
+	}
+	r = w.gql(t, o.rootKey, viewerQuery, nil).refused(t, http.StatusTooManyRequests, "RATE_LIMITED")
+	wantRateLimited(t, r)
+
+	// Another key has its own bucket; a query with many fields costs one.
+	other, _ := w.mint(t, o.rootKey, "", keys.CreateInput{Name: "other"})
+	r = w.gql(t, other, `{`+aliased(20, "viewer { id }")+` }`, nil).ok(t)
+	if rateRemaining(t, r) != 9 {
+		t.Fatalf("a query of 20 fields: remaining %d, want 9", rateRemaining(t, r))
+	}
+}
+
+// wantRateLimited checks a refusal for the rate limit: one error, its
+// Retry-After, and no request left.
+func wantRateLimited(t *testing.T, r result) {
+	t.Helper()
+	if len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0].Message, "Rate limit exceeded; retry in ") {
+		t.Fatalf("rate-limit refusal: %s", r.Body)
+	}
+	if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
+	}
+	if r.Header.Get("X-RateLimit-Remaining") != "0" {
+		t.Fatalf("X-RateLimit-Remaining %q", r.Header.Get("X-RateLimit-Remaining"))
+	}
+}
+
+// TestGraphQLIntrospectionIsCounted: an introspection selection fans out to
+// every type of the schema, so it counts toward MaxComplexity like any
+// field. A thousand aliased copies, from a key that may only read, are
+// refused before anything runs instead of answering megabytes; the full
+// introspection query GraphiQL and code generators send is still answered.
+func TestGraphQLIntrospectionIsCounted(t *testing.T) {
+	t.Parallel()
+	w := fileWorld(t)
+	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
+	ro, _ := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "read only", Permissions: []string{"READ"}})
+
+	one := w.gql(t, ro, `{ __schema { types { name } } }`, nil).ok(t)
+	q := `{` + aliased(1000, "__schema { types { name } }") + ` }`
+	body := `{"query":` + quote(q) + `}`
+	if len(body) > graphqlapi.MaxRequestBytes {
+		t.Fatalf("the request is %d bytes, over the request limit", len(body))
+	}
+	r := w.send(t, ro, request{body: body}).refused(t, http.StatusUnprocessableEntity, "COMPLEXITY_LIMIT_EXCEEDED")
+	if len(r.Errors) != 1 || !strings.HasPrefix(r.Errors[0].Message, "operation has complexity ") ||
+		!strings.HasSuffix(r.Errors[0].Message, "which exceeds the limit of 500") || len(r.Body) > 1024 {
+		t.Fatalf("%d-byte request (one copy answers %d bytes): %s", len(body), len(one.Body), r.Body)
+	}
+	// As many copies as fit stay within the limit; one more does not.
+	var schema struct{ Types []struct{ Name string } }
+	one.field(t, "__schema", &schema)
+	per := len(schema.Types) + 3 // __schema, types, name, and a field per type
+	fit := graphqlapi.MaxComplexity / per
+	w.gql(t, ro, `{`+aliased(fit, "__schema { types { name } }")+` }`, nil).ok(t)
+	w.gql(t, ro, `{`+aliased(fit+1, "__schema { types { name } }")+` }`, nil).
+		refused(t, http.StatusUnprocessableEntity, "COMPLEXITY_LIMIT_EXCEEDED")
+	// __type counts the same way.
+	w.gql(t, ro, `{`+aliased(1000, `__type(name: "APIKey") { name }`)+` }`, nil).
+		refused(t, http.StatusUnprocessableEntity, "COMPLEXITY_LIMIT_EXCEEDED")
+
+	// The standard introspection query is answered, to this key too.
+	var full struct {
+		QueryType struct{ Name string }
+		Types     []struct{ Name string }
+	}
+	w.gql(t, ro, introspectionQuery, nil).ok(t).field(t, "__schema", &full)
+	if full.QueryType.Name != "Query" || len(full.Types) != len(schema.Types) {
+		t.Fatalf("introspection: %+v", full)
+	}
 }

@@ -44,7 +44,8 @@ const (
 	codeTooComplex = "COMPLEXITY_LIMIT_EXCEEDED" // as gqlgen's extension.ComplexityLimit says it
 	codeTooDeep    = "QUERY_TOO_DEEP"
 	// codeRateLimited refuses an operation whose mutations the caller's
-	// rate limit cannot pay for.
+	// rate limit cannot pay for. It is not a request error: gqlgen answers
+	// it with 200, which operationStatus turns into 429, as REST answers.
 	codeRateLimited = apierror.CodeRateLimited
 	// codeBadRequest is the code of gqlgen's own errors about a request it
 	// could not read (such as a body member of the wrong type), which carry
@@ -57,7 +58,6 @@ func init() {
 	// user error (200); an extension must register its codes.
 	errcode.RegisterErrorType(codeTooComplex, errcode.KindProtocol)
 	errcode.RegisterErrorType(codeTooDeep, errcode.KindProtocol)
-	errcode.RegisterErrorType(codeRateLimited, errcode.KindProtocol)
 }
 
 // Meter charges a request's rate limit for work beyond the one request the
@@ -130,6 +130,12 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, p *authz.Princip
 		if !isJSON(r.Header.Get("Content-Type")) {
 			r.Header.Set("Content-Type", "application/json")
 		}
+	}
+	if r.Method != http.MethodPost {
+		// Only a POST runs mutations: gqlgen refuses them over GET (406)
+		// after building the operation, which charges them, so a GET is
+		// never charged beyond the request the edge counted.
+		m = nil
 	}
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	h.srv.ServeHTTP(rec, r.WithContext(withCaller(r.Context(), p, m)))

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -16,25 +15,33 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/identity"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/graphqlapi"
+	"github.com/flagbridge/flagbridge/internal/testchain"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/store"
 )
 
-// world is the GraphQL handler over one real store, served by an httptest
-// server whose only job is to turn "Authorization: Bearer <key>" into the
-// calling record, as the edge does (the edge itself is tested through
-// Caddy in ../integration). Every response passes through checks that hold
-// of all of them (see post).
+// world is FlagBridge's request path (internal/testchain: the edge guard
+// in front of the router, as Caddy runs them) over one real store, with
+// GraphQL behind it. Every response passes through checks that hold of all
+// of them (see send).
 type world struct {
-	svc    *admin.Service
-	st     store.Store
-	srv    *httptest.Server
-	client *http.Client
+	svc   *admin.Service
+	st    store.Store
+	chain *testchain.Chain
+	// direct is a GraphQL handler over the same services that requests
+	// reach without the edge, for what the edge would refuse before
+	// GraphQL sees it (a key without READ, live and test keys): the
+	// resolvers must refuse it too.
+	direct *graphqlapi.Handler
 
-	// offset shifts the service's clock (not the edge's), to make keys
+	// offset shifts the services' clock (not the edge's), to make keys
 	// that have expired already.
 	offset atomic.Int64
 
@@ -55,7 +62,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, w *world)) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		fn(t, newWorld(t, st))
+		fn(t, newWorld(t, st, testchain.Options{}))
 	})
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
@@ -65,7 +72,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, w *world)) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		fn(t, newWorld(t, st))
+		fn(t, newWorld(t, st, testchain.Options{}))
 	})
 }
 
@@ -73,45 +80,62 @@ func forEachStore(t *testing.T, fn func(t *testing.T, w *world)) {
 // GraphQL layer itself rather than about storage.
 func fileWorld(t *testing.T) *world {
 	t.Helper()
+	return fileWorldWith(t, testchain.Options{})
+}
+
+// fileWorldWith is fileWorld with the chain's options (its limits).
+func fileWorldWith(t *testing.T, opts testchain.Options) *world {
+	t.Helper()
 	st, err := store.OpenFile(t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return newWorld(t, st)
+	return newWorld(t, st, opts)
 }
 
-func newWorld(t *testing.T, st store.Store) *world {
+func newWorld(t *testing.T, st store.Store, opts testchain.Options) *world {
 	t.Helper()
-	w := &world{svc: admin.New(st), st: st, secrets: map[string]bool{}}
+	c := testchain.New(st, opts)
+	t.Cleanup(c.Close)
+	w := &world{svc: c.Admin, st: st, chain: c, direct: graphqlapi.NewHandler(c.Admin, nil), secrets: map[string]bool{}}
 	w.svc.SetClock(func() time.Time { return time.Now().Add(time.Duration(w.offset.Load())) })
-	h := graphqlapi.NewHandler(w.svc, nil)
-	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		h.Serve(rw, r, w.authenticate(r))
-	}))
-	t.Cleanup(w.srv.Close)
-	w.client = w.srv.Client()
-	w.client.Timeout = 30 * time.Second
 	return w
 }
 
-// authenticate is the edge's decision in miniature: the record whose
-// current (or grace-period) secret the request presents, if it is neither
-// revoked nor expired; nil otherwise, which Serve must refuse.
-func (w *world) authenticate(r *http.Request) *apikey.Record {
+// serve sends one request through the chain, over HTTPS from 192.0.2.1.
+func (w *world) serve(r *http.Request) *httptest.ResponseRecorder {
+	r.RemoteAddr = "192.0.2.1:49152"
+	rec := httptest.NewRecorder()
+	w.chain.ServeHTTP(rec, r)
+	return rec
+}
+
+// serveDirect hands one request to the GraphQL handler as the principal of
+// the key it presents, without the edge: the record whose current (or
+// grace-period) secret it is, if neither revoked nor expired; nil
+// otherwise, which Serve must refuse. No meter: nothing is charged.
+func (w *world) serveDirect(r *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	w.direct.Serve(rec, r, w.authenticate(r), nil)
+	return rec
+}
+
+// authenticate is the edge's decision in miniature, for serveDirect.
+func (w *world) authenticate(r *http.Request) *authz.Principal {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		return nil
 	}
 	digest := apikey.DigestOf(token)
-	rec, err := w.svc.LookupKey(r.Context(), digest)
+	rec, err := w.svc.Keys.LookupKey(r.Context(), digest)
 	if err != nil || rec == nil {
 		return nil
 	}
 	if _, ok := rec.ValidUntil(digest.String(), time.Now()); !ok {
 		return nil
 	}
-	return rec
+	return authz.ForKey(rec)
 }
 
 // issued records secrets issued outside GraphQL (bootstrap, the service).
@@ -126,9 +150,11 @@ func (w *world) issued(secrets ...string) {
 // org is an organization with its first owner and org-wide admin key.
 type org struct {
 	id, name string
-	owner    admin.Member
+	owner    identity.Member
 	root     *apikey.Record
-	rootKey  string
+	// rootP is the root key's principal.
+	rootP   *authz.Principal
+	rootKey string
 }
 
 // newOrg bootstraps an organization (another one if there is one already)
@@ -143,9 +169,9 @@ func (w *world) newOrg(t *testing.T, name, ownerEmail, ownerName string, project
 		t.Fatal(err)
 	}
 	w.issued(res.Key)
-	o := &org{id: res.Organization.ID, name: res.Organization.Name, owner: res.Owner, root: res.Record, rootKey: res.Key}
+	o := &org{id: res.Organization.ID, name: res.Organization.Name, owner: res.Owner, root: res.Record, rootP: res.Principal, rootKey: res.Key}
 	for _, p := range projects {
-		if _, err := w.svc.CreateProject(ctx, o.root, admin.CreateProjectInput{Slug: p, Name: "Project " + p}); err != nil {
+		if _, _, err := w.svc.Tenancy.CreateProject(ctx, o.rootP, tenancy.CreateProjectInput{Slug: p, Name: "Project " + p}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,7 +180,7 @@ func (w *world) newOrg(t *testing.T, name, ownerEmail, ownerName string, project
 
 // mint creates a key through the service (not GraphQL) and returns its
 // secret and record.
-func (w *world) mint(t *testing.T, callerKey string, project string, in admin.CreateKeyInput) (string, *apikey.Record) {
+func (w *world) mint(t *testing.T, callerKey string, project string, in keys.CreateInput) (string, *apikey.Record) {
 	t.Helper()
 	caller := w.record(t, callerKey)
 	if in.Name == "" {
@@ -163,7 +189,7 @@ func (w *world) mint(t *testing.T, callerKey string, project string, in admin.Cr
 	if in.Type == "" {
 		in.Type = "admin"
 	}
-	k, err := w.svc.CreateKey(context.Background(), caller, project, in)
+	k, err := w.svc.Keys.CreateKey(context.Background(), authz.ForKey(caller), project, in)
 	if err != nil {
 		t.Fatalf("CreateKey(%q, %+v): %v", project, in, err)
 	}
@@ -172,38 +198,31 @@ func (w *world) mint(t *testing.T, callerKey string, project string, in admin.Cr
 }
 
 // mintAt is mint with the service's clock shifted by shift.
-func (w *world) mintAt(t *testing.T, shift time.Duration, callerKey, project string, in admin.CreateKeyInput) (string, *apikey.Record) {
+func (w *world) mintAt(t *testing.T, shift time.Duration, callerKey, project string, in keys.CreateInput) (string, *apikey.Record) {
 	t.Helper()
 	w.offset.Store(int64(shift))
 	defer w.offset.Store(0)
 	return w.mint(t, callerKey, project, in)
 }
 
-// addMember writes a member straight into the organization's member
-// collections (the admin services add members only through invitations,
-// which are not what these tests are about).
-func (w *world) addMember(t *testing.T, o *org, email, name string, role admin.Role) admin.Member {
+// addMember adds a member to the organization through the identity
+// service (the admin services add members only through invitations, which
+// are not what these tests are about), a second after the organization's
+// owner so that members list in a known order.
+func (w *world) addMember(t *testing.T, o *org, email, name string, role authz.Role) identity.Member {
 	t.Helper()
-	m := admin.Member{ID: "mem_" + strings.ReplaceAll(name, " ", ""), OrgID: o.id, Email: email, Name: name, Role: role,
-		CreatedAt: time.Now().UTC().Truncate(time.Second).Add(time.Second)}
-	doc, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := json.Marshal(map[string]string{"org_id": o.id, "member_id": m.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = w.st.Update(context.Background(), func(tx store.Writer) error {
-		if err := tx.Put("members/"+o.id, m.ID, doc); err != nil {
-			return err
-		}
-		return tx.Put("member-emails/"+o.id, strings.ToLower(email), ref)
+	w.offset.Store(int64(time.Second))
+	defer w.offset.Store(0)
+	var m *identity.Member
+	err := w.st.Update(context.Background(), func(tx store.Writer) error {
+		var err error
+		m, err = w.svc.Identity.AddMember(tx, o.id, email, name, role)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return *m
 }
 
 // keyFor mints an organization-wide admin key owned by the member with the
@@ -222,7 +241,7 @@ func (w *world) keyFor(t *testing.T, o *org, email string) (string, *apikey.Reco
 // if none).
 func (w *world) record(t *testing.T, secret string) *apikey.Record {
 	t.Helper()
-	rec, err := w.svc.LookupKey(context.Background(), apikey.DigestOf(secret))
+	rec, err := w.svc.Keys.LookupKey(context.Background(), apikey.DigestOf(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,19 +379,30 @@ type request struct {
 	body string
 }
 
-// gql posts a query as key and checks the response.
+// gql posts a query as key through the chain and checks the response.
 func (w *world) gql(t *testing.T, key, query string, vars map[string]any) result {
 	t.Helper()
 	return w.send(t, key, request{query: query, variables: vars})
 }
 
+// gqlDirect is gql without the edge (see world.direct).
+func (w *world) gqlDirect(t *testing.T, key, query string, vars map[string]any) result {
+	t.Helper()
+	return w.sendVia(t, key, request{query: query, variables: vars}, w.serveDirect)
+}
+
 var fullKey = regexp.MustCompile(`fb_(live|test|admin)_[0-9A-Za-z]{36}`)
 
-// send sends one request and checks what must hold of every response:
-// uncacheable JSON in GraphQL's shape (data and/or errors, every error with
-// a message and an extensions.code), and no secret or digest except a new
-// secret in the answer of the mutation that issues it.
+// send sends one request through the chain and checks what must hold of
+// every response: uncacheable JSON in GraphQL's shape (data and/or errors,
+// every error with a message and an extensions.code), and no secret or
+// digest except a new secret in the answer of the mutation that issues it.
 func (w *world) send(t *testing.T, key string, req request) result {
+	t.Helper()
+	return w.sendVia(t, key, req, w.serve)
+}
+
+func (w *world) sendVia(t *testing.T, key string, req request, serve func(*http.Request) *httptest.ResponseRecorder) result {
 	t.Helper()
 	body := req.body
 	if body == "" {
@@ -382,10 +412,7 @@ func (w *world) send(t *testing.T, key string, req request) result {
 		}
 		body = string(b)
 	}
-	hr, err := http.NewRequest(http.MethodPost, w.srv.URL+"/graphql", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hr := httptest.NewRequest(http.MethodPost, "https://flags.example.com/graphql", strings.NewReader(body))
 	switch req.contentType {
 	case "":
 		hr.Header.Set("Content-Type", "application/json")
@@ -396,16 +423,9 @@ func (w *world) send(t *testing.T, key string, req request) result {
 	if key != "" {
 		hr.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := w.client.Do(hr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := result{Status: resp.StatusCode, Header: resp.Header, Body: string(raw)}
+	rec := serve(hr)
+	raw := rec.Body.Bytes()
+	res := result{Status: rec.Code, Header: rec.Header(), Body: string(raw)}
 
 	if got := res.Header.Get("Cache-Control"); got != "no-store" {
 		t.Errorf("Cache-Control %q, want no-store: %s", got, res.Body)
