@@ -88,17 +88,9 @@ func (h *Handler) Static(w http.ResponseWriter, r *http.Request) error {
 
 // sessionView is what the page learns about who is logged in.
 type sessionView struct {
-	Member       memberView `json:"member"`
-	Organization orgView    `json:"organization"`
-	CSRFToken    string     `json:"csrf_token"`
-}
-
-type memberView struct {
-	ID        string    `json:"id"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
+	Member       identity.Profile `json:"member"`
+	Organization orgView          `json:"organization"`
+	CSRFToken    string           `json:"csrf_token"`
 }
 
 type orgView struct {
@@ -113,10 +105,8 @@ func (h *Handler) view(w http.ResponseWriter, r *http.Request, p *authz.Principa
 	if err != nil {
 		return err
 	}
-	m := &v.Member
 	apierror.WriteJSON(w, http.StatusOK, sessionView{
-		memberView{m.ID, m.Email, m.Name, string(m.Role), m.CreatedAt},
-		orgView{v.Organization.ID, v.Organization.Name}, csrf,
+		v.Member.Profile(), orgView{v.Organization.ID, v.Organization.Name}, csrf,
 	})
 	return nil
 }
@@ -196,6 +186,9 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	clearSessionCookie(w)
+	// Like every answer of the dashboard's API: nothing of a session may
+	// be cached.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -5,20 +5,29 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/flagbridge/flagbridge/dashboard"
+	"github.com/flagbridge/flagbridge/internal/testchain"
+	"github.com/flagbridge/flagbridge/store"
 )
 
 // Embedded files have no modification time; their content digest is the
 // ETag, so a revalidation is a 304 instead of the whole file again.
 func TestStaticFilesRevalidate(t *testing.T) {
-	h := dashboard.New(dashboard.Config{})
+	t.Parallel()
+	st, err := store.OpenFile(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	chain := testchain.New(st, testchain.Options{})
+	t.Cleanup(chain.Close)
 	get := func(path, inm string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", path, nil)
+		r := httptest.NewRequest("GET", "https://"+host+path, nil)
 		if inm != "" {
 			r.Header.Set("If-None-Match", inm)
 		}
 		w := httptest.NewRecorder()
-		h.Serve(w, r, "192.0.2.1")
+		chain.ServeHTTP(w, r)
+		checkSecurityHeaders(t, req{method: "GET", path: path}, w.Header())
 		return w
 	}
 	for _, path := range []string{"/dashboard/", "/dashboard/assets/app.js", "/dashboard/assets/app.css"} {

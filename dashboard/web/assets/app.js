@@ -204,6 +204,7 @@ whenLoggedOut((message) => {
 async function boot() {
   replace(app, loading('Loading FlagBridge…'));
   try {
+    // 204 (and so no session) until someone logs in.
     setSession(await get('/session', { anonymous: true }));
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 401) {

@@ -1,7 +1,7 @@
 // Accepting an invitation: the invited person sets a password (or, if the
 // address already has one, proves it) and is logged in to the organization.
 
-import { get, post, setSession } from '../api.js';
+import { post, setSession } from '../api.js';
 import { formatDateTime, h, replace } from '../dom.js';
 import { button, clearError, errorBox, field, loading, roleLabel, showError, toast, withBusy } from '../ui.js';
 
@@ -18,7 +18,7 @@ export async function render(root, { token, navigate, onJoined }) {
 
   let inv;
   try {
-    inv = await get(`/invites/${encodeURIComponent(token)}`, { anonymous: true });
+    inv = await post('/invites/lookup', { token }, { anonymous: true });
   } catch (err) {
     replace(card, brand(),
       h('h1', {}, 'Invitation not available'),
@@ -55,7 +55,7 @@ export async function render(root, { token, navigate, onJoined }) {
     }
     try {
       const answer = await withBusy(submit, 'Joining…',
-        () => post(`/invites/${encodeURIComponent(token)}/accept`, { password: password.value }, { anonymous: true }),
+        () => post('/invites/accept', { token, password: password.value }, { anonymous: true }),
         [password, confirmPw]);
       setSession(answer);
       onJoined();

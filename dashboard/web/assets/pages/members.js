@@ -1,7 +1,7 @@
 // Members of the organization. Owners and admins invite people (with a
 // link that is shown once) and remove members.
 
-import { del, get, post } from '../api.js';
+import { del, get, post, v1 } from '../api.js';
 import { append, h, replace, time } from '../dom.js';
 import {
   badge, button, confirm, dialog, empty, field, loading, notice, pageHeader, roleLabel, secret, select, table, toast,
@@ -31,7 +31,7 @@ export async function render(root, ctx) {
     replace(list, loading('Loading members…'));
     let members;
     try {
-      members = (await get('/members')).data;
+      members = (await get(v1('members'))).data;
     } catch (err) {
       replace(list, loadFailed('members', err, load));
       return;
@@ -69,7 +69,7 @@ export async function render(root, ctx) {
       submitLabel: 'Create invitation',
       busyLabel: 'Creating…',
       body: [field('E-mail address', email), field('Name', name), field('Role', role)],
-      onSubmit: () => post('/members/invite', { email: email.value.trim(), name: name.value.trim(), role: role.value }),
+      onSubmit: () => post(v1('members', 'invitations'), { email: email.value.trim(), name: name.value.trim(), role: role.value }),
     });
     if (!inv) return;
     await secret({
@@ -87,10 +87,10 @@ export async function render(root, ctx) {
     const done = await confirm({
       id: 'remove-member-dialog',
       title: `Remove ${m.name || m.email}?`,
-      message: `They lose access to ${org.name} at once: their sessions end and every API key they own is revoked.`,
+      message: `They lose access to ${org.name} at once: their sessions end and every API key whose secret they hold is revoked.`,
       confirmLabel: 'Remove member',
       busyLabel: 'Removing…',
-      onConfirm: () => del(`/members/${encodeURIComponent(m.id)}`),
+      onConfirm: () => del(v1('members', m.id)),
     });
     if (!done) return;
     toast(`${m.name || m.email} removed`);
