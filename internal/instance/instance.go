@@ -1,0 +1,63 @@
+// Package instance wires one FlagBridge instance together over a store:
+// the admin services, the key cache, the compiled flag sets, the edge
+// guard and the router, and which change-feed event evicts what. The
+// Caddy app (caddymodule) and the tests' request path (internal/testchain)
+// both build theirs here, so that what tests run is what ships.
+package instance
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/evaluation"
+	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/router"
+	"github.com/flagbridge/flagbridge/store"
+)
+
+// Instance is one instance's services and request path.
+type Instance struct {
+	Admin    *admin.Service
+	Keys     *edge.KeyCache
+	Registry *evaluation.Registry
+	Guard    *edge.Guard
+	Router   *router.Router
+}
+
+// New builds an instance over st, limiting with limiter. The guard logs
+// under log's "edge" name, the router under log itself.
+func New(st store.Store, limiter ratelimit.Limiter, cfg edge.Config, log *zap.Logger) *Instance {
+	svc := admin.New(st)
+	kc := edge.NewKeyCache(svc.Keys, edge.KeyCacheOptions{})
+	reg := evaluation.NewRegistry(svc.Flags, 0)
+	guard := edge.NewGuard(cfg, kc, svc.Identity, limiter, log.Named("edge"))
+	return &Instance{
+		Admin: svc, Keys: kc, Registry: reg, Guard: guard,
+		Router: router.New(router.Config{Admin: svc, Eval: evaluation.New(svc.Flags, reg), Limits: guard, Log: log}),
+	}
+}
+
+// Evict drops what a change-feed event made stale: the key record a
+// revocation, rotation or deletion names, or the flag set a write names.
+// It reports whether the event is a resync (the feed may have missed
+// events), which asks for Purge; when to purge is the caller's.
+func (in *Instance) Evict(ev store.Event) (resync bool) {
+	switch {
+	case ev.Resync:
+		return true
+	case ev.Topic == keys.Topic:
+		in.Keys.Invalidate(string(ev.Payload))
+	case ev.Topic == flags.Topic:
+		in.Registry.Invalidate(string(ev.Payload))
+	}
+	return false
+}
+
+// Purge drops every cached key record and flag set.
+func (in *Instance) Purge() {
+	in.Keys.Purge()
+	in.Registry.Purge()
+}
