@@ -48,7 +48,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 	// other way (the vars directive can only set strings) fails the
 	// assertion, and the router refuses the request.
 	adm, _ := caddyhttp.GetVar(r.Context(), varAdmission).(*edge.Admission)
-	c.router.Serve(w, r, adm)
+	c.Router.Serve(w, r, adm)
 	return nil
 }
 

@@ -66,12 +66,12 @@ type App struct {
 
 	guardConfig edge.Config
 	// invalid is what Validate reports: a setting the app cannot use.
-	invalid     error
-	poolKey     string
-	storeURL    string
-	storeOpts   store.Options
-	core        *core
-	logger      *zap.Logger
+	invalid   error
+	poolKey   string
+	storeURL  string
+	storeOpts store.Options
+	core      *core
+	logger    *zap.Logger
 }
 
 // RateLimit is one bucket's limit: Requests per Window (default one minute),
@@ -197,14 +197,14 @@ func (a *App) Start() error {
 	if err != nil {
 		return err
 	}
-	r.guard.SetConfig(a.guardConfig)
+	r.Guard.SetConfig(a.guardConfig)
 	// Unset means the default again: a reload that drops key_cache_ttl
 	// must not leave the cache on the previous config's value.
 	ttl := time.Duration(a.KeyCacheTTL)
 	if ttl <= 0 {
 		ttl = feedcache.DefaultTTL
 	}
-	r.keys.SetTTL(ttl)
+	r.Keys.SetTTL(ttl)
 	setRunning(a)
 	return nil
 }

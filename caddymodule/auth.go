@@ -46,13 +46,13 @@ const (
 // needs a key.
 type Auth struct {
 	// Require is "live", "test" or "admin": the key type a route needs.
-	// Empty means the FlagBridge API's scope table decides.
+	// Empty means the FlagBridge API's route table decides.
 	Require string `json:"require,omitempty"`
 	// AllowHTTP admits requests that did not arrive over TLS. For local
 	// development only; it logs a warning.
 	AllowHTTP bool `json:"allow_http,omitempty"`
-	// KeepCredentials passes the Authorization header on to the next
-	// handler. By default it is removed, so upstreams never see keys.
+	// KeepCredentials passes the key on to the next handler, in the header
+	// it came in. By default it is removed, so upstreams never see keys.
 	KeepCredentials bool `json:"keep_credentials,omitempty"`
 
 	appHandle
@@ -106,7 +106,7 @@ func (a *Auth) serveGuard(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	in := edge.Request{HTTPS: arrivedOverHTTPS(r)}
 	in.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	d := c.guard.Check(r, in, a.policy)
+	d := c.Guard.Check(r, in, a.policy)
 	adm, ok := d.Apply(w, r, a.policy)
 	if !ok {
 		return nil
@@ -153,12 +153,12 @@ func arrivedOverHTTPS(r *http.Request) bool {
 //		keep_credentials
 //	}
 //
-// With no block, the scope table of the FlagBridge API decides which key
-// types may call which endpoint. require is for routes in front of other
+// With no block, the route table of the FlagBridge API decides what each
+// endpoint takes and needs. require is for routes in front of other
 // services (reverse_proxy and such): the key type the route needs, where
 // admin > test > live, and READ for safe methods, WRITE for the rest.
 // allow_http admits plain HTTP (local development only). keep_credentials
-// passes the Authorization header on to the next handler.
+// passes the key on to the next handler, in the header it came in.
 func (a *Auth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {

@@ -222,7 +222,7 @@ func handleBootstrap(w http.ResponseWriter, r *http.Request) error {
 	if err := dec.Decode(&in); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("decoding request: %v", err)}
 	}
-	res, err := c.admin.Bootstrap(r.Context(), in)
+	res, err := c.Admin.Bootstrap(r.Context(), in)
 	if err != nil {
 		var ae *apierror.Error
 		if errors.As(err, &ae) {

@@ -45,7 +45,10 @@ func init() {
 //
 // The parser checks the syntax only; the values (positive durations and
 // counts, known policies and buckets) are checked by [App.Validate], once,
-// whether the configuration came from a Caddyfile or JSON.
+// whether the configuration came from a Caddyfile or JSON. The exception is
+// an explicit zero duration or instance count: the JSON form leaves zero
+// out (it means the default), so Validate could not see it, and the parser
+// refuses it.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // option name
 	if d.NextArg() {
@@ -65,6 +68,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				n, err := strconv.Atoi(args[1])
 				if err != nil {
 					return d.Errf("on_storage_error %s: %q is not a number of instances", args[0], args[1])
+				}
+				if n == 0 {
+					// The JSON form leaves zero out (it means the default),
+					// so App.Validate would never see it.
+					return d.Errf("on_storage_error %s: local_instances: 0 is not a positive number of instances", args[0])
 				}
 				a.LocalInstances = n
 			}
@@ -96,6 +104,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil {
 				return d.Errf("%s: %q is not a duration", opt, d.Val())
+			}
+			if dur == 0 {
+				// Zero would become the default: the JSON form leaves it
+				// out, so App.Validate would never see it.
+				return d.Errf("%s: %s is not a positive duration", opt, d.Val())
 			}
 			if d.NextArg() {
 				return d.ArgErr()
@@ -147,6 +160,11 @@ func parseRateLimit(s string) (RateLimit, error) {
 		dur, err := caddy.ParseDuration(window)
 		if err != nil {
 			return RateLimit{}, fmt.Errorf("%q: window must be a duration such as 1m", s)
+		}
+		if dur == 0 {
+			// Zero would become the default minute: the JSON form leaves
+			// it out, so App.Validate would never see it.
+			return RateLimit{}, fmt.Errorf("%q: the window must be a positive duration such as 1m", s)
 		}
 		rl.Window = caddy.Duration(dur)
 	}

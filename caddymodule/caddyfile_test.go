@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -51,18 +52,25 @@ func TestUnmarshalAppCaddyfile(t *testing.T) {
 	}
 }
 
+// The parser refuses what is not the syntax, naming the problem; values of
+// the right shape are the app's to check (see TestValidateNamesTheSetting).
 func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 	cases := map[string]string{
 		"flagbridge {\n storage\n}":                  "wrong argument count",
-		"flagbridge {\n on_storage_error maybe\n}":   "not deny, allow or local",
-		"flagbridge {\n rate_limit root 10/1m\n}":    "unknown bucket",
-		"flagbridge {\n rate_limit live ten/1m\n}":   "positive whole number",
-		"flagbridge {\n rate_limit live 10/never\n}": "positive duration",
-		"flagbridge {\n rate_limit live 0\n}":        "positive whole number",
-		"flagbridge {\n key_cache_ttl -1s\n}":        "positive duration",
+		"flagbridge {\n rate_limit live ten/1m\n}":   `rate_limit live: "ten/1m": requests must be a whole number`,
+		"flagbridge {\n rate_limit live 10/never\n}": `rate_limit live: "10/never": window must be a duration such as 1m`,
+		"flagbridge {\n rate_limit live\n}":          "rate_limit takes a bucket and a limit",
+		"flagbridge {\n key_cache_ttl soon\n}":       `key_cache_ttl: "soon" is not a duration`,
+		"flagbridge {\n storage_timeout 1s 2s\n}":    "wrong argument count",
 		"flagbridge {\n colour blue\n}":              "unrecognized flagbridge option",
 		"flagbridge {\n storage a b\n}":              "wrong argument count",
+		"flagbridge {\n ietf_headers on\n}":          "wrong argument count",
 		"flagbridge extra":                           "wrong argument count",
+		// Zero is what the JSON form leaves out (the default): written
+		// here it would never reach Validate, so the parser refuses it.
+		"flagbridge {\n rate_limit live 10/0s\n}": `rate_limit live: "10/0s": the window must be a positive duration such as 1m`,
+		"flagbridge {\n key_cache_ttl 0s\n}":      "key_cache_ttl: 0s is not a positive duration",
+		"flagbridge {\n storage_timeout 0\n}":     "storage_timeout: 0 is not a positive duration",
 	}
 	for input, want := range cases {
 		var a App
@@ -89,6 +97,82 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 	if err := api.UnmarshalCaddyfile(caddyfile.NewTestDispenser("flagbridge_api foo")); err == nil {
 		t.Error("flagbridge_api accepted an argument")
 	}
+}
+
+// TestValidateNamesTheSetting: a value of the right shape that the app
+// cannot use parses, and App.Validate refuses it after Provision, naming
+// the setting, whether it came from a Caddyfile or from JSON.
+func TestValidateNamesTheSetting(t *testing.T) {
+	cases := map[string]string{
+		"on_storage_error maybe":          `on_storage_error: "maybe" is not deny, allow or local`,
+		"rate_limit root 10/1m":           `rate_limit: unknown bucket "root" (want live, test, admin or unauthenticated)`,
+		"rate_limit live 0":               "rate_limit live: requests must be a positive whole number, not 0",
+		"rate_limit test -5/1m":           "rate_limit test: requests must be a positive whole number, not -5",
+		"rate_limit admin 10/-1m":         "rate_limit admin: the window must be a positive duration such as 1m",
+		"key_cache_ttl -1s":               "key_cache_ttl: -1s is not a positive duration",
+		"storage_timeout -250ms":          "storage_timeout: -250ms is not a positive duration",
+		"on_storage_error local -2":       "local_instances: -2 is not a positive number of instances",
+		"on_storage_error deny 3":         "local_instances is only for on_storage_error local, not deny",
+		"on_storage_error allow 3":        "local_instances is only for on_storage_error local, not allow",
+		"on_storage_error Local":          `on_storage_error: "Local" is not deny, allow or local`,
+		"rate_limit unauthenticated 0/1h": "rate_limit unauthenticated: requests must be a positive whole number, not 0",
+	}
+	for line, want := range cases {
+		a := parseApp(t, line)
+		if err := provisionApp(t, a, nil); err == nil || err.Error() != want {
+			t.Errorf("%q: Validate = %v, want %q", line, err, want)
+		}
+	}
+	// Good values pass, and what the parser accepts provisions the same
+	// as its JSON.
+	for _, line := range []string{"rate_limit live 10000/1m", "on_storage_error local 3", "key_cache_ttl 1m", "storage_timeout 250ms", "ietf_headers"} {
+		if err := provisionApp(t, parseApp(t, line), nil); err != nil {
+			t.Errorf("%q: %v", line, err)
+		}
+	}
+}
+
+// parseApp parses one line of the flagbridge global option.
+func parseApp(t *testing.T, line string) *App {
+	t.Helper()
+	var a App
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("flagbridge {\n " + line + "\n}")); err != nil {
+		t.Fatalf("%q does not parse: %v", line, err)
+	}
+	return &a
+}
+
+// provisionApp loads a's config as Caddy does (from its JSON), provisions
+// it and returns what Validate says; got, if set, receives the provisioned
+// app. It opens nothing.
+func provisionApp(t *testing.T, a *App, got func(*App)) error {
+	t.Helper()
+	raw, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provisionJSON(t, string(raw), got)
+}
+
+// provisionJSON provisions the app of a JSON config and validates it; got,
+// if set, receives the provisioned app.
+func provisionJSON(t *testing.T, raw string, got func(*App)) error {
+	t.Helper()
+	var b App
+	if err := json.Unmarshal([]byte(raw), &b); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := b.Provision(ctx); err != nil {
+		t.Fatalf("%s: Provision: %v", raw, err)
+	}
+	defer b.Cleanup()
+	err := b.Validate()
+	if got != nil {
+		got(&b)
+	}
+	return err
 }
 
 // TestAdaptGolden adapts each testdata/*.caddyfiletest (a Caddyfile, a line

@@ -10,13 +10,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/flagbridge/flagbridge/admin"
-	"github.com/flagbridge/flagbridge/admin/flags"
-	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/edge"
-	"github.com/flagbridge/flagbridge/evaluation"
+	"github.com/flagbridge/flagbridge/internal/instance"
 	"github.com/flagbridge/flagbridge/ratelimit"
-	"github.com/flagbridge/flagbridge/router"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -47,12 +43,8 @@ type core struct {
 
 // openCore is a core whose storage is open.
 type openCore struct {
+	*instance.Instance
 	store   store.Store
-	admin   *admin.Service
-	keys    *edge.KeyCache
-	sets    *evaluation.Registry
-	guard   *edge.Guard
-	router  *router.Router
 	limiter ratelimit.Limiter
 
 	unsubscribe func()
@@ -100,36 +92,21 @@ func (c *core) open() (*openCore, error) {
 	} else {
 		limiter = ratelimit.NewMemory()
 	}
-	svc := admin.New(st)
-	keyCache := edge.NewKeyCache(svc.Keys, edge.KeyCacheOptions{})
-	sets := evaluation.NewRegistry(svc.Flags, 0)
-	guard := edge.NewGuard(c.guardConfig, keyCache, svc.Identity, limiter, c.log.Named("edge"))
 	o := &openCore{
-		store:   st,
-		admin:   svc,
-		keys:    keyCache,
-		limiter: limiter,
-		guard:   guard,
-		sets:    sets,
-		router: router.New(router.Config{
-			Admin: svc, Eval: evaluation.New(svc.Flags, sets), Limits: guard, Log: c.log,
-		}),
-		resync: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+		Instance: instance.New(st, limiter, c.guardConfig, c.log),
+		store:    st,
+		limiter:  limiter,
+		resync:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
 	}
 	instrument(o)
 	o.unsubscribe = st.Subscribe(func(ev store.Event) {
 		observeChange(ev)
-		switch {
-		case ev.Resync:
+		if o.Evict(ev) {
 			select {
 			case o.resync <- struct{}{}:
 			default:
 			}
-		case ev.Topic == keys.Topic:
-			keyCache.Invalidate(string(ev.Payload))
-		case ev.Topic == flags.Topic:
-			sets.Invalidate(string(ev.Payload))
 		}
 	})
 	o.done.Add(2)
@@ -157,10 +134,10 @@ func (o *openCore) background(log *zap.Logger) {
 	flushUsage := func() {
 		since := lastFlush
 		lastFlush = time.Now()
-		used := o.keys.UsedSince(since)
+		used := o.Keys.UsedSince(since)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := o.admin.Keys.RecordUsage(ctx, used); err != nil {
+		if err := o.Admin.Keys.RecordUsage(ctx, used); err != nil {
 			log.Warn("could not record key usage", zap.Int("keys", len(used)), zap.Error(err))
 		}
 	}
@@ -170,7 +147,7 @@ func (o *openCore) background(log *zap.Logger) {
 			flushUsage()
 			return
 		case now := <-sweep.C:
-			o.keys.Sweep(now)
+			o.Keys.Sweep(now)
 			// The in-process limiter also sweeps as it is used; this
 			// frees idle buckets once traffic stops.
 			if m, ok := o.limiter.(*ratelimit.MemoryLimiter); ok {
@@ -178,15 +155,15 @@ func (o *openCore) background(log *zap.Logger) {
 			}
 			// And the guard's local buckets (on_storage_error local),
 			// which nothing else frees after an outage.
-			o.guard.Sweep()
+			o.Guard.Sweep()
 		case <-flush.C:
 			flushUsage()
-			o.sets.Sweep()
+			o.Registry.Sweep()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			if _, err := o.admin.Flags.SweepSessions(ctx); err != nil {
+			if _, err := o.Admin.Flags.SweepSessions(ctx); err != nil {
 				log.Warn("could not delete expired testing sessions", zap.Error(err))
 			}
-			if err := o.admin.Identity.SweepLoginSessions(ctx); err != nil {
+			if err := o.Admin.Identity.SweepLoginSessions(ctx); err != nil {
 				log.Warn("could not delete expired login sessions", zap.Error(err))
 			}
 			cancel()
@@ -221,8 +198,7 @@ func (o *openCore) resyncLoop() {
 			case <-time.After(resyncRetry):
 			}
 		}
-		o.keys.Purge()
-		o.sets.Purge()
+		o.Purge()
 	}
 }
 

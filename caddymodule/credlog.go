@@ -33,6 +33,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,13 +44,26 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/flagbridge/flagbridge/edge"
 )
 
-// unredactedCredentialHeaders are the request headers edge.Credentials
-// takes a key from that Caddy does not redact in its logs (it redacts
-// Authorization), in canonical form. This is the one list to extend when
-// the edge accepts a key in another header.
-var unredactedCredentialHeaders = [...]string{"X-Api-Key"}
+// caddyRedacts are the request headers Caddy's log marshalers write as
+// REDACTED (internal.LoggableHTTPHeader, Caddy v2.11.9), in canonical form.
+var caddyRedacts = []string{"Authorization", "Cookie", "Proxy-Authorization", "Set-Cookie"}
+
+// unredactedCredentialHeaders are the headers the edge takes a credential
+// from (edge.CredentialHeaders, the one list) that Caddy does not redact:
+// today X-Api-Key.
+var unredactedCredentialHeaders = func() []string {
+	var out []string
+	for _, h := range edge.CredentialHeaders {
+		if !slices.Contains(caddyRedacts, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}()
 
 // carriesUnredactedKey reports whether a request holds a header of
 // unredactedCredentialHeaders: one map lookup per header, no allocation,

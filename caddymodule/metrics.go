@@ -127,8 +127,8 @@ func registerMetrics(reg prometheus.Registerer) error {
 // metrics.
 func instrument(o *openCore) {
 	initMetrics()
-	o.guard.SetMetrics(&metrics.guard)
-	o.keys.SetMetrics(&metrics.cache)
+	o.Guard.SetMetrics(&metrics.guard)
+	o.Keys.SetMetrics(&metrics.cache)
 }
 
 // observeChange records a change-feed event: its invalidation lag, when the

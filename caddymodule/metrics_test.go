@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -25,14 +25,14 @@ func TestRegisterMetricsTwiceAndAcrossRegistries(t *testing.T) {
 	if err := registerMetrics(first); err != nil {
 		t.Fatalf("second registration in one registry: %v", err)
 	}
-	metrics.guard.Requests[edge.NoKey][edge.OutcomeHTTPSRequired].Inc()
+	metrics.guard.Requests[edge.CallerNone][edge.OutcomeHTTPSRequired].Inc()
 	before := gatherValue(t, first, "flagbridge_guard_requests_total", map[string]string{"key_type": "none", "outcome": "https_required"})
 
 	second := prometheus.NewPedanticRegistry() // as after a reload
 	if err := registerMetrics(second); err != nil {
 		t.Fatal(err)
 	}
-	metrics.guard.Requests[edge.NoKey][edge.OutcomeHTTPSRequired].Inc()
+	metrics.guard.Requests[edge.CallerNone][edge.OutcomeHTTPSRequired].Inc()
 	if got := gatherValue(t, second, "flagbridge_guard_requests_total", map[string]string{"key_type": "none", "outcome": "https_required"}); got != before+1 {
 		t.Fatalf("after a reload the counter is %v, want %v", got, before+1)
 	}
@@ -55,7 +55,7 @@ func TestMetricLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := map[string]map[string]bool{
-		"key_type":  {"none": true, "live": true, "test": true, "admin": true},
+		"key_type":  {"none": true, "live": true, "test": true, "admin": true, "member": true},
 		"outcome":   {"allowed": true, "limited": true, "unauthorized": true, "forbidden": true, "https_required": true, "storage_unavailable": true},
 		"result":    {"hit": true, "miss": true},
 		"operation": {"key_lookup": true, "rate_limit": true},
@@ -77,7 +77,7 @@ func TestMetricLabels(t *testing.T) {
 		}
 	}
 	want := map[string]int{
-		"flagbridge_guard_requests_total":          4 * 6,
+		"flagbridge_guard_requests_total":          5 * 6,
 		"flagbridge_rate_limiter_duration_seconds": 1,
 		"flagbridge_key_cache_lookups_total":       2,
 		"flagbridge_storage_errors_total":          2,
@@ -96,23 +96,23 @@ func TestObserveChange(t *testing.T) {
 	if err := registerMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
-	keys := map[string]string{"topic": admin.TopicKeys}
+	topicKeys := map[string]string{"topic": keys.Topic}
 	count := func() uint64 {
 		t.Helper()
-		return gatherHistogram(t, reg, "flagbridge_invalidation_lag_seconds", keys).GetSampleCount()
+		return gatherHistogram(t, reg, "flagbridge_invalidation_lag_seconds", topicKeys).GetSampleCount()
 	}
 	resyncs := func() float64 {
 		return gatherValue(t, reg, "flagbridge_change_feed_resyncs_total", nil)
 	}
 	n, r := count(), resyncs()
-	observeChange(store.Event{Topic: admin.TopicKeys, Payload: []byte("key_1")}) // unstamped: an older instance
+	observeChange(store.Event{Topic: keys.Topic, Payload: []byte("key_1")}) // unstamped: an older instance
 	observeChange(store.Event{Topic: "other", Published: time.Now()})
 	if count() != n {
 		t.Fatal("observed an unstamped event or an unknown topic")
 	}
-	observeChange(store.Event{Topic: admin.TopicKeys, Published: time.Now().Add(-20 * time.Millisecond)})
-	observeChange(store.Event{Topic: admin.TopicKeys, Published: time.Now().Add(time.Hour)}) // a clock ahead
-	h := gatherHistogram(t, reg, "flagbridge_invalidation_lag_seconds", keys)
+	observeChange(store.Event{Topic: keys.Topic, Published: time.Now().Add(-20 * time.Millisecond)})
+	observeChange(store.Event{Topic: keys.Topic, Published: time.Now().Add(time.Hour)}) // a clock ahead
+	h := gatherHistogram(t, reg, "flagbridge_invalidation_lag_seconds", topicKeys)
 	if h.GetSampleCount() != n+2 {
 		t.Fatalf("lag observations: %d, want %d", h.GetSampleCount(), n+2)
 	}
@@ -133,15 +133,14 @@ func TestIETFHeadersOption(t *testing.T) {
 	if !a.IETFHeaders {
 		t.Fatal("ietf_headers not set")
 	}
-	cfg, err := a.buildGuardConfig()
-	if err != nil || !cfg.IETFHeaders {
+	var cfg edge.Config
+	if err := provisionApp(t, &a, func(p *App) { cfg = p.guardConfig }); err != nil || !cfg.IETFHeaders {
 		t.Fatalf("guard config: %+v, %v", cfg, err)
 	}
-	var off App
-	if cfg, _ := off.buildGuardConfig(); cfg.IETFHeaders {
-		t.Fatal("IETF headers on by default")
+	if err := provisionApp(t, new(App), func(p *App) { cfg = p.guardConfig }); err != nil || cfg.IETFHeaders {
+		t.Fatalf("IETF headers on by default: %v", err)
 	}
-	err = new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("flagbridge {\n ietf_headers yes\n}"))
+	err := new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("flagbridge {\n ietf_headers yes\n}"))
 	if err == nil || !strings.Contains(err.Error(), "wrong argument count") {
 		t.Fatalf("ietf_headers with an argument: %v", err)
 	}

@@ -44,29 +44,41 @@ func TestCaddyfileOnStorageError(t *testing.T) {
 }
 
 func TestCaddyfileOnStorageErrorErrors(t *testing.T) {
-	cases := map[string]string{
+	// The syntax: the parser refuses it.
+	syntax := map[string]string{
 		"on_storage_error":           "wrong argument count",
 		"on_storage_error local 2 3": "wrong argument count",
-		"on_storage_error maybe":     "not deny, allow or local",
-		"on_storage_error local 0":   "not a positive number of instances",
-		"on_storage_error local -2":  "not a positive number of instances",
-		"on_storage_error local two": "not a positive number of instances",
-		"on_storage_error allow 3":   "only for local",
-		"on_storage_error deny 3":    "only for local",
-		"on_storage_error Local":     "not deny, allow or local",
-		"on_storage_error local 1.5": "not a positive number of instances",
+		"on_storage_error local two": `on_storage_error local: "two" is not a number of instances`,
+		"on_storage_error local 1.5": `on_storage_error local: "1.5" is not a number of instances`,
+		// Zero is what the JSON form leaves out: it would silently become
+		// one instance.
+		"on_storage_error local 0": "on_storage_error local: local_instances: 0 is not a positive number of instances",
 	}
-	for line, want := range cases {
+	for line, want := range syntax {
 		var a App
 		err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("flagbridge {\n " + line + "\n}"))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want it to mention %q", line, err, want)
 		}
 	}
+	// The values: the parser takes them, the app refuses them.
+	values := map[string]string{
+		"on_storage_error maybe":    `on_storage_error: "maybe" is not deny, allow or local`,
+		"on_storage_error Local":    `on_storage_error: "Local" is not deny, allow or local`,
+		"on_storage_error local -2": "local_instances: -2 is not a positive number of instances",
+		"on_storage_error allow 3":  "local_instances is only for on_storage_error local, not allow",
+		"on_storage_error deny 3":   "local_instances is only for on_storage_error local, not deny",
+	}
+	for line, want := range values {
+		a := parseApp(t, line)
+		if err := provisionApp(t, a, nil); err == nil || err.Error() != want {
+			t.Errorf("%q: Validate = %v, want %q", line, err, want)
+		}
+	}
 }
 
-// TestOnStorageErrorJSON checks what Provision makes of the JSON config
-// (which need not come from a Caddyfile).
+// TestOnStorageErrorJSON checks what Provision and Validate make of the
+// JSON config (which need not come from a Caddyfile).
 func TestOnStorageErrorJSON(t *testing.T) {
 	good := []struct {
 		json      string
@@ -81,12 +93,8 @@ func TestOnStorageErrorJSON(t *testing.T) {
 		{`{"on_storage_error":"local","local_instances":4}`, edge.StorageLocal, 4, edge.DefaultTimeout},
 	}
 	for _, c := range good {
-		var a App
-		if err := json.Unmarshal([]byte(c.json), &a); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := a.buildGuardConfig()
-		if err != nil {
+		var cfg edge.Config
+		if err := provisionJSON(t, c.json, func(a *App) { cfg = a.guardConfig }); err != nil {
 			t.Errorf("%s: %v", c.json, err)
 			continue
 		}
@@ -96,19 +104,18 @@ func TestOnStorageErrorJSON(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		`{"on_storage_error":"maybe"}`:                      "not deny, allow or local",
-		`{"on_storage_error":"allow","local_instances":2}`:  "only for on_storage_error local",
-		`{"local_instances":2}`:                             "only for on_storage_error local",
-		`{"on_storage_error":"local","local_instances":-1}`: "not a positive number",
-		`{"storage_timeout":"-1s"}`:                         "not a positive duration",
+		`{"on_storage_error":"maybe"}`:                      `on_storage_error: "maybe" is not deny, allow or local`,
+		`{"on_storage_error":"allow","local_instances":2}`:  "local_instances is only for on_storage_error local, not allow",
+		`{"local_instances":2}`:                             "local_instances is only for on_storage_error local, not deny",
+		`{"on_storage_error":"local","local_instances":-1}`: "local_instances: -1 is not a positive number of instances",
+		`{"storage_timeout":"-1s"}`:                         "storage_timeout: -1s is not a positive duration",
+		`{"key_cache_ttl":"-1s"}`:                           "key_cache_ttl: -1s is not a positive duration",
+		`{"rate_limits":{"root":{"requests":1}}}`:           `rate_limit: unknown bucket "root" (want live, test, admin or unauthenticated)`,
+		`{"rate_limits":{"live":{"requests":0}}}`:           "rate_limit live: requests must be a positive whole number, not 0",
 	}
 	for in, want := range bad {
-		var a App
-		if err := json.Unmarshal([]byte(in), &a); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.buildGuardConfig(); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: err = %v, want it to mention %q", in, err, want)
+		if err := provisionJSON(t, in, nil); err == nil || err.Error() != want {
+			t.Errorf("%s: Validate = %v, want %q", in, err, want)
 		}
 	}
 }
@@ -120,7 +127,7 @@ func TestOnStorageErrorLocalShare(t *testing.T) {
 	a := App{OnStorageError: "local", LocalInstances: 3, RateLimits: map[string]RateLimit{
 		"live": {Requests: 900}, "unauthenticated": {Requests: 2},
 	}}
-	cfg, err := a.buildGuardConfig()
+	cfg, err := a.guardSettings()
 	if err != nil {
 		t.Fatal(err)
 	}
