@@ -282,6 +282,12 @@ func TestDashboardLogin(t *testing.T) {
 	if loc := evalJS[string](d, tab, `location.hash`); loc != "#/login" {
 		t.Fatalf("logged out, the dashboard opened at %q, not #/login", loc)
 	}
+	// The login page logs nothing at all: asking whether there is a
+	// session is no error when there is none.
+	d.b.CheckConsole()
+	if notes := d.b.TakeNotes(); len(notes) > 0 {
+		t.Errorf("the login page logged %q", notes)
+	}
 	d.shot(tab, "login")
 
 	// Wrong password: the server's message, still on the login form, and
@@ -356,9 +362,14 @@ func TestDashboardLogin(t *testing.T) {
 		t.Errorf("after logging out the page is at %q", loc)
 	}
 	d.shot(tab, "logged-out")
+	// The old cookie logs in no more: the session probe says so (204, no
+	// session), and the API refuses it.
 	r := d.sessionRequest("GET", "/dashboard/api/session", c.Value, nil, "")
-	if r.Status != 401 {
+	if r.Status != 204 {
 		t.Fatalf("GET /dashboard/api/session with the old cookie: %d %s", r.Status, r.Body)
+	}
+	if r := d.sessionRequest("GET", "/dashboard/api/v1/projects", c.Value, nil, ""); r.Status != 401 || !strings.Contains(r.Body, "Please log in") {
+		t.Fatalf("GET /dashboard/api/v1/projects with the old cookie: %d %s", r.Status, r.Body)
 	}
 	if d.cookie(tab) != nil {
 		t.Error("the session cookie is still in the browser after logging out")
@@ -417,7 +428,7 @@ func TestDashboardCSRF(t *testing.T) {
 		t.Errorf("POST from a foreign Origin: %d %s", r.Status, r.Body)
 	}
 	// The other state-changing routes check too.
-	if r := d.sessionRequest("POST", "/dashboard/api/members/invite", c.Value, nil, `{"email":"x@example.com","name":"X"}`); r.Status != 403 {
+	if r := d.sessionRequest("POST", "/dashboard/api/v1/members/invitations", c.Value, nil, `{"email":"x@example.com","name":"X"}`); r.Status != 403 {
 		t.Errorf("invite without X-CSRF-Token: %d %s", r.Status, r.Body)
 	}
 	if r := d.sessionRequest("POST", "/dashboard/api/logout", c.Value, map[string]string{"Origin": "https://evil.example", "X-CSRF-Token": s.CSRF}, ""); r.Status != 403 {
@@ -757,8 +768,11 @@ func TestDashboardReadOnlyMember(t *testing.T) {
 	d.waitText(owner, "#remove-member-dialog", "sessions end")
 	d.click(owner, "#remove-member-dialog button[type=submit]")
 	d.gone(owner, miaRow)
-	if r := d.sessionRequest("GET", "/dashboard/api/session", c.Value, nil, ""); r.Status != 401 {
+	if r := d.sessionRequest("GET", "/dashboard/api/session", c.Value, nil, ""); r.Status != 204 {
 		t.Fatalf("the removed member's session: %d %s", r.Status, r.Body)
+	}
+	if r := d.sessionRequest("GET", "/dashboard/api/v1/projects", c.Value, nil, ""); r.Status != 401 {
+		t.Fatalf("the removed member's session on the API: %d %s", r.Status, r.Body)
 	}
 	// Her page notices at its next request and returns to the login form.
 	evalJS[string](d, mia, `location.hash = "#/projects"`)

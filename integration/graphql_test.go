@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/graphqlapi"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/store"
@@ -257,11 +259,11 @@ func TestGraphQLUnauthenticatedAtTheEdge(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	svc := admin.New(st)
 	svc.SetClock(func() time.Time { return time.Now().Add(-2 * time.Minute) })
-	root, err := svc.LookupKey(context.Background(), apikey.DigestOf(org))
+	root, err := svc.Keys.LookupKey(context.Background(), apikey.DigestOf(org))
 	if err != nil || root == nil {
 		t.Fatalf("looking up the bootstrap key: %v", err)
 	}
-	expired, err := svc.CreateKey(context.Background(), root, "web", admin.CreateKeyInput{Name: "expired", Type: "admin", ExpiresIn: "1m"})
+	expired, err := svc.Keys.CreateKey(context.Background(), authz.ForKey(root), "web", keys.CreateInput{Name: "expired", Type: "admin", ExpiresIn: "1m"})
 	if err != nil {
 		t.Fatal(err)
 	}

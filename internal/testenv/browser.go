@@ -245,6 +245,18 @@ func (b *Browser) TakeProblems() []string {
 	return p
 }
 
+// TakeNotes returns the expected HTTP errors the console logged so far
+// (see BrowserOptions.ExpectHTTPErrorsUnder) and forgets them, for a test
+// that wants none at all on some page.
+func (b *Browser) TakeNotes() []string {
+	b.sync()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.notes
+	b.notes = nil
+	return n
+}
+
 // sync makes every tab answer one command: the events that came before its
 // answer have then been seen.
 func (b *Browser) sync() {
