@@ -36,12 +36,14 @@ var (
 
 // result is one scenario's measurement.
 type result struct {
-	name        string
-	requests    int64
-	errors      int64
-	elapsed     time.Duration
-	latencies   []time.Duration
-	redisCmds   int64
+	name      string
+	requests  int64
+	errors    int64
+	elapsed   time.Duration
+	latencies []time.Duration
+	redisCmds int64
+	// cpu is the server's CPU time during the scenario.
+	cpu         time.Duration
 	baseline    *result
 	unexpected  map[int]int64
 	description string
@@ -64,9 +66,10 @@ type request func(i int) (*http.Request, int)
 // HTTP/1.1 connection (as wrk does), for the duration, counting a response
 // with another status than wanted as an error. rate > 0 paces the total
 // load to that many requests a second.
-func drive(t *testing.T, name string, client *http.Client, build request, rate float64, rc *redis.Client) *result {
+func drive(t *testing.T, name string, server *testenv.Caddy, client *http.Client, build request, rate float64, rc *redis.Client) *result {
 	t.Helper()
 	before := redisCalls(t, rc)
+	cpuBefore := server.CPUTime()
 	var (
 		wg       sync.WaitGroup
 		requests atomic.Int64
@@ -122,7 +125,8 @@ func drive(t *testing.T, name string, client *http.Client, build request, rate f
 	wg.Wait()
 	elapsed := time.Since(start)
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	r := &result{name: name, requests: requests.Load(), errors: errs.Load(), elapsed: elapsed, latencies: lats, unexpected: wrong}
+	r := &result{name: name, requests: requests.Load(), errors: errs.Load(), elapsed: elapsed, latencies: lats, unexpected: wrong,
+		cpu: server.CPUTime() - cpuBefore}
 	if rc != nil {
 		r.redisCmds = redisCalls(t, rc) - before
 	}
@@ -204,9 +208,14 @@ type instance struct {
 	many  []string
 }
 
-// setUp starts an instance with the given storage line, creates a project,
-// flags and keys.
+// setUp starts an instance of this tree's binary with the given storage
+// line, creates a project, flags and keys.
 func setUp(t *testing.T, storage string, nKeys int) *instance {
+	return setUpBinary(t, "", storage, nKeys)
+}
+
+// setUpBinary is setUp for the Caddy binary bin ("" for this tree's).
+func setUpBinary(t *testing.T, bin, storage string, nKeys int) *instance {
 	t.Helper()
 	c := testenv.NewCaddy(t, testenv.CaddyOptions{
 		Global: fmt.Sprintf("\tflagbridge {\n%s\t\trate_limit live 1000000000/1m\n\t\trate_limit admin 1000000000/1m\n\t\trate_limit test 100/1m\n\t\trate_limit unauthenticated 60/1m\n\t}", storage),
@@ -220,7 +229,11 @@ func setUp(t *testing.T, storage string, nKeys int) *instance {
 		flagbridge_auth
 		flagbridge_api
 	}`,
-	}).Start()
+	})
+	if bin != "" {
+		c.Bin = bin
+	}
+	c.Start()
 	out := c.Run("flagbridge", "bootstrap", "--config", c.Config, "--adapter", "caddyfile", "--email", "bench@example.com", "--name", "Bench", "--quiet")
 	in := &instance{c: c, http: client(c), admin: strings.TrimSpace(out)}
 	must := func(req *http.Request, want int) map[string]any {
@@ -291,55 +304,56 @@ func TestLoad(t *testing.T) {
 		return res
 	}
 	baseHTTP := client(base)
-	a := add(drive(t, "(a) baseline respond", baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
+	a := add(drive(t, "(a) baseline respond", base, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
 		"Caddy alone, static respond")
-	add(drive(t, "(b) auth + Redis limiter + respond", fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(b) auth + Redis limiter + respond", fb.c, fb.http, func(int) (*http.Request, int) {
 		return get(fb.c.URL("/bench/x"), fb.live), 200
 	}, 0, rc), "flagbridge_auth (require live) in front of respond")
-	add(drive(t, "(c) POST /v1/evaluate, static", fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(c) POST /v1/evaluate, static", fb.c, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, 0, rc), "full path, live key, static flag")
-	add(drive(t, "(d) POST /v1/evaluate, targeting", fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(d) POST /v1/evaluate, targeting", fb.c, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalTargeted), 200
 	}, 0, rc), "a rule over a 10-attribute context")
-	add(drive(t, "(e) 10,000 keys in rotation", fb.http, func(i int) (*http.Request, int) {
+	add(drive(t, "(e) 10,000 keys in rotation", fb.c, fb.http, func(i int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.many[i%len(fb.many)], evalStatic), 200
 	}, 0, rc), "distinct live keys, round robin")
-	add(drive(t, "(f) forged keys flood", fb.http, func(i int) (*http.Request, int) {
+	add(drive(t, "(f) forged keys flood", fb.c, fb.http, func(i int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), forged[i%len(forged)], evalStatic), 429
 	}, 0, rc), "valid checksums, unknown keys, one client address")
-	add(drive(t, "(g) one key far over its limit", fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(g) one key far over its limit", fb.c, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.test, evalStatic), 429
 	}, 0, rc), "a test key limited to 100/min")
-	add(drive(t, "(c) embedded store", embedded.http, func(int) (*http.Request, int) {
+	add(drive(t, "(c) embedded store", embedded.c, embedded.http, func(int) (*http.Request, int) {
 		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
 	}, 0, nil), "as (c), on the embedded store")
-	add(drive(t, "(e) embedded store", embedded.http, func(i int) (*http.Request, int) {
+	add(drive(t, "(e) embedded store", embedded.c, embedded.http, func(i int) (*http.Request, int) {
 		return post(embedded.c.URL("/v1/evaluate"), embedded.many[i%len(embedded.many)], evalStatic), 200
 	}, 0, nil), "as (e), on the embedded store")
 
 	// Added latency at half the baseline's peak rate.
 	half := a.rps() / 2
-	baseHalf := add(drive(t, "(a) at half peak", baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, half, nil),
+	baseHalf := add(drive(t, "(a) at half peak", base, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, half, nil),
 		fmt.Sprintf("paced at %.0f req/s", half))
-	authHalf := add(drive(t, "(b) at half peak", fb.http, func(int) (*http.Request, int) {
+	authHalf := add(drive(t, "(b) at half peak", fb.c, fb.http, func(int) (*http.Request, int) {
 		return get(fb.c.URL("/bench/x"), fb.live), 200
 	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
-	evalHalf := add(drive(t, "(c) at half peak", fb.http, func(int) (*http.Request, int) {
+	evalHalf := add(drive(t, "(c) at half peak", fb.c, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
 
 	var buf strings.Builder
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario\treq/s\tp50\tp99\tp99.9\terrors\tvs (a)\tRedis cmds/req\t\n")
+	fmt.Fprintf(tw, "scenario\treq/s\tp50\tp99\tp99.9\terrors\tvs (a)\tRedis cmds/req\tserver CPU/req\t\n")
 	for _, r := range results {
 		cmds := "-"
 		if r.redisCmds > 0 || strings.Contains(r.name, "(f)") || strings.Contains(r.name, "(g)") || strings.Contains(r.name, "(b)") {
 			cmds = fmt.Sprintf("%.3f", float64(r.redisCmds)/float64(max(r.requests, 1)))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%.2f\t%s\t\n", r.name, r.rps(),
+		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%.2f\t%s\t%.1fµs\t\n", r.name, r.rps(),
 			r.percentile(0.50).Round(time.Microsecond), r.percentile(0.99).Round(time.Microsecond),
-			r.percentile(0.999).Round(time.Microsecond), r.errors, r.rps()/a.rps(), cmds)
+			r.percentile(0.999).Round(time.Microsecond), r.errors, r.rps()/a.rps(), cmds,
+			float64(r.cpu.Microseconds())/float64(max(r.requests, 1)))
 	}
 	tw.Flush()
 	fmt.Fprintf(&buf, "\nadded p99 at half of the baseline's peak (%.0f req/s): auth %v, evaluate %v\n", half,
