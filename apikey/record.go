@@ -2,6 +2,8 @@ package apikey
 
 import (
 	"time"
+
+	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
 // Record is everything FlagBridge keeps about a key except its secret.
@@ -39,6 +41,16 @@ type Record struct {
 	// PreviousOwnerID is who owned the key before its last rotation, and so
 	// holds PreviousDigest's secret: removing them ends its grace period.
 	PreviousOwnerID string `json:"previous_owner_id,omitempty"`
+	// Limits, if set, replace the key type's default rate limit: a request
+	// is admitted only if every one of them admits it. A rotation keeps
+	// them, and the buckets they count in (those are by key id).
+	Limits []ratelimit.NamedLimit `json:"limits,omitempty"`
+	// Quota, if set, bounds the key's requests per calendar period.
+	Quota *ratelimit.Quota `json:"quota,omitempty"`
+	// Identity, if set, names the customer the key belongs to (a slug,
+	// within its project): every key of one identity shares that
+	// identity's limits and quota.
+	Identity string `json:"identity,omitempty"`
 }
 
 // OrgWide reports whether the key spans every project of its organization.
