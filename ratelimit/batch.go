@@ -134,6 +134,7 @@ type BatchingOptions struct {
 type BatchingRedisLimiter struct {
 	client         redis.UniversalClient
 	keyPrefix      string // "rate:<prefix>:rl:{"
+	multiPrefix    string // where AllowAll keeps its buckets, as RedisLimiter
 	maxInFlight    int
 	maxKeysPerTrip int
 	timeout        time.Duration
@@ -272,6 +273,7 @@ func NewBatchingRedis(client redis.UniversalClient, prefix string, opts Batching
 	l := &BatchingRedisLimiter{
 		client:         client,
 		keyPrefix:      "rate:" + prefix + ":rl:{",
+		multiPrefix:    multiPrefix(prefix),
 		maxInFlight:    opts.MaxInFlight,
 		maxKeysPerTrip: opts.MaxKeysPerTrip,
 		timeout:        opts.Timeout,
@@ -794,4 +796,24 @@ func (l *BatchingRedisLimiter) Close() error {
 		w.done <- struct{}{}
 	}
 	return nil
+}
+
+// AllowAll implements [MultiLimiter] as [RedisLimiter.AllowAll] does, on
+// the same buckets: one atomic script run per call, sent at once from the
+// caller's goroutine and bounded by ctx and [BatchingOptions.Timeout]. It
+// is not coalesced with other checks yet, so it costs one round trip per
+// request, where a single bucket's checks share them.
+func (l *BatchingRedisLimiter) AllowAll(ctx context.Context, group string, checks []Check, n int) (MultiResult, error) {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return MultiResult{}, ErrClosed
+	}
+	if l.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.timeout)
+		defer cancel()
+	}
+	return allowAllRedis(ctx, l.client, l.multiPrefix, group, checks, n)
 }

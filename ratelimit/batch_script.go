@@ -52,44 +52,14 @@ var allowAtMostScript = redis.NewScript(allowAtMostSource)
 // the hot path, sends exactly what it did before the mode existed.
 const scriptAllOrNone = "all"
 
-const allowAtMostSource = `
--- Effects replication: TIME makes the script non-deterministic, which Redis
--- before 5 refuses to replicate verbatim. Redis 7 ignores the call.
-if redis.replicate_commands then redis.replicate_commands() end
-
+const allowAtMostSource = tatLua + `
 local emission = tonumber(ARGV[1])
 local burst_offset = emission * tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 -- scriptAllOrNone: one request of cost n, admitted whole or not at all.
 local all_or_none = ARGV[4] == '` + scriptAllOrNone + `'
 
--- redis_rate's epoch (2017-01-01): keeps the stored seconds small enough
--- for its float parsing, and is part of the shared format.
-local t = redis.call('TIME')
-local now_s = tonumber(t[1]) - 1483228800
-local now_ns = tonumber(t[2]) * 1000
-
--- tat: the bucket's TAT in ns after now; 0 for a missing or full bucket.
-local tat = 0
-local stored = redis.call('GET', KEYS[1])
-if stored then
-  local s, ns
-  local int, frac = string.match(stored, '^(%d+)%.?(%d*)$')
-  if int then
-    s = tonumber(int)
-    ns = tonumber(string.sub(frac .. '000000000', 1, 9))
-  else
-    -- Not plain decimal digits (an exponent, a sign): parse as a float.
-    local f = tonumber(stored)
-    if not f then
-      return redis.error_reply('ratelimit: bucket ' .. KEYS[1] .. ' holds ' .. stored .. ', not a time')
-    end
-    s = math.floor(f)
-    ns = math.floor((f - s) * 1e9)
-  end
-  tat = (s - now_s) * 1e9 + (ns - now_ns)
-  if tat < 0 then tat = 0 end
-end
+local tat = read_tat(KEYS[1])
 
 -- available: how many requests the bucket admits now. Request i (0-based)
 -- is admitted iff tat + (i+1)*emission <= now + burst_offset. The quotient
@@ -104,12 +74,7 @@ if admitted < 0 then admitted = 0 end
 
 if admitted > 0 then
   tat = tat + admitted * emission
-  local at = now_ns + tat
-  local carry = math.floor(at / 1e9)
-  -- Expire when the bucket is full again: it is then the same as no key.
-  redis.call('SET', KEYS[1],
-    string.format('%d.%09d', now_s + carry, at - carry * 1e9),
-    'PX', string.format('%d', math.ceil(tat / 1e6)))
+  write_tat(KEYS[1], tat)
 end
 
 local remaining = available - admitted
@@ -120,4 +85,54 @@ if remaining == 0 then
   retry_after = tat + emission - burst_offset
 end
 return {admitted, remaining, retry_after, tat}
+`
+
+// tatLua is what both of FlagBridge's scripts ([allowAtMostScript] and
+// [allowAllScript]) know of a GCRA bucket in Redis: the clock, and
+// redis_rate's stored format (see allowAtMostScript), read and written in
+// exact integer nanoseconds. It defines now_s and now_ns, and the functions
+// read_tat(key), the bucket's TAT in ns after now (0 for a missing or full
+// bucket), and write_tat(key, tat), which stores a TAT given in ns after
+// now and expires the key when the bucket is full again.
+const tatLua = `
+-- Effects replication: TIME makes the script non-deterministic, which Redis
+-- before 5 refuses to replicate verbatim. Redis 7 ignores the call.
+if redis.replicate_commands then redis.replicate_commands() end
+
+-- redis_rate's epoch (2017-01-01): keeps the stored seconds small enough
+-- for its float parsing, and is part of the shared format.
+local t = redis.call('TIME')
+local now_s = tonumber(t[1]) - 1483228800
+local now_ns = tonumber(t[2]) * 1000
+
+local function read_tat(key)
+  local stored = redis.call('GET', key)
+  if not stored then return 0 end
+  local s, ns
+  local int, frac = string.match(stored, '^(%d+)%.?(%d*)$')
+  if int then
+    s = tonumber(int)
+    ns = tonumber(string.sub(frac .. '000000000', 1, 9))
+  else
+    -- Not plain decimal digits (an exponent, a sign): parse as a float.
+    local f = tonumber(stored)
+    if not f then
+      error({err = 'ratelimit: bucket ' .. key .. ' holds ' .. stored .. ', not a time'})
+    end
+    s = math.floor(f)
+    ns = math.floor((f - s) * 1e9)
+  end
+  local tat = (s - now_s) * 1e9 + (ns - now_ns)
+  if tat < 0 then tat = 0 end
+  return tat
+end
+
+local function write_tat(key, tat)
+  local at = now_ns + tat
+  local carry = math.floor(at / 1e9)
+  -- Expire when the bucket is full again: it is then the same as no key.
+  redis.call('SET', key,
+    string.format('%d.%09d', now_s + carry, at - carry * 1e9),
+    'PX', string.format('%d', math.ceil(tat / 1e6)))
+end
 `

@@ -116,6 +116,13 @@ func TestBatchingConformance(t *testing.T) {
 	})
 }
 
+func TestBatchingMultiConformance(t *testing.T) {
+	client := testenv.StartRedis(t).Client()
+	limitertest.RunMulti(t, func(t *testing.T) ratelimit.MultiLimiter {
+		return newBatching(t, client, testenv.UniquePrefix(t), ratelimit.BatchingOptions{})
+	})
+}
+
 // TestBatchingMatchesReference drives the in-process, plain Redis and
 // batching limiters through one sequence of single calls: the two Redis
 // limiters must agree with the in-process one (Redis's clock and ours
@@ -923,4 +930,58 @@ func serverCPU(b testing.TB, c *redis.Client) time.Duration {
 		}
 	}
 	return time.Duration(total * float64(time.Second))
+}
+
+// TestMultiClusterAndInstances runs multi-bucket checks on a three-node
+// Redis Cluster, from three limiters (as three instances would) sharing
+// it: a group's buckets must share a slot for one script to reach them,
+// and the three must together admit exactly what one bucket set allows.
+func TestMultiClusterAndInstances(t *testing.T) {
+	nodes := testenv.StartRedisCluster(t, 3)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr()}})
+	t.Cleanup(func() { client.Close() })
+	prefix := testenv.UniquePrefix(t)
+	instances := []ratelimit.MultiLimiter{
+		newBatching(t, client, prefix, ratelimit.BatchingOptions{}),
+		newBatching(t, client, prefix, ratelimit.BatchingOptions{}),
+		ratelimit.NewRedis(client, prefix),
+	}
+	checks := []ratelimit.Check{
+		{Key: "burst", Limit: ratelimit.Limit{Rate: 7, Period: time.Hour}},
+		{Key: "sustained", Limit: ratelimit.Limit{Rate: 20, Period: 24 * time.Hour}},
+		{Key: "quota", Quota: 12, Period: ratelimit.Month},
+	}
+	const groups = 12
+	var (
+		wg       sync.WaitGroup
+		admitted [groups]atomic.Int64
+	)
+	for i := range groups * 12 {
+		wg.Go(func() {
+			g := "customer-" + strconv.Itoa(i%groups)
+			r, err := instances[i%3].AllowAll(t.Context(), g, checks, 1)
+			if err != nil {
+				t.Errorf("group %s: %v", g, err)
+			} else if r.Allowed {
+				admitted[i%groups].Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range admitted {
+		if n := admitted[i].Load(); n != 7 {
+			t.Errorf("group %d: %d of 12 admitted by three instances, want exactly the burst, 7", i, n)
+		}
+	}
+	spread := 0
+	for _, n := range nodes {
+		if size, err := n.Client().DBSize(t.Context()).Result(); err != nil {
+			t.Fatal(err)
+		} else if size > 0 {
+			spread++
+		}
+	}
+	if spread < 2 {
+		t.Errorf("%d groups' buckets are on %d of 3 nodes: the group, not the prefix, should pick the slot", groups, spread)
+	}
 }

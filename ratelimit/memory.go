@@ -46,9 +46,12 @@ type MemoryLimiter struct {
 }
 
 type memShard struct {
-	mu    sync.Mutex
-	tats  map[string]int64 // key -> TAT, in ns since MemoryLimiter.epoch
-	calls int              // calls since the last sweep
+	mu   sync.Mutex
+	tats map[string]int64 // key -> TAT, in ns since MemoryLimiter.epoch
+	// quotas holds the counts of quota buckets (AllowAll), whose keys name
+	// their period.
+	quotas map[string]quotaCount
+	calls  int // calls since the last sweep
 	// sweepAt is the number of calls that triggers the next sweep, fixed
 	// when the previous one ends: comparing calls with the current len
 	// would never fire while every call brings a new key.
@@ -56,7 +59,13 @@ type memShard struct {
 	peak    int // largest len(tats) since the map was allocated
 	// Pad to a cache line so that locking one shard does not invalidate
 	// its neighbour's line on other cores.
-	_ [64 - 40]byte
+	_ [64 - 48]byte
+}
+
+// quotaCount is a quota bucket of the in-process limiter: requests spent
+// in the period, which ends at end (ns since MemoryLimiter.epoch).
+type quotaCount struct {
+	used, end int64
 }
 
 // NewMemory returns a MemoryLimiter on the system clock.
@@ -69,6 +78,7 @@ func NewMemoryWithClock(now func() time.Time) *MemoryLimiter {
 	m := &MemoryLimiter{now: now, epoch: now(), seed: maphash.MakeSeed(), minSweep: minSweep}
 	for i := range m.shards {
 		m.shards[i].tats = make(map[string]int64)
+		m.shards[i].quotas = make(map[string]quotaCount)
 	}
 	return m
 }
@@ -157,13 +167,14 @@ func (m *MemoryLimiter) Sweep() {
 	}
 }
 
-// Len returns the number of buckets held, full ones not yet swept included.
+// Len returns the number of buckets held, full ones and quotas of ended
+// periods not yet swept included.
 func (m *MemoryLimiter) Len() int {
 	n := 0
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		n += len(s.tats)
+		n += len(s.tats) + len(s.quotas)
 		s.mu.Unlock()
 	}
 	return n
@@ -172,6 +183,7 @@ func (m *MemoryLimiter) Len() int {
 // sweep must be called with s.mu held.
 func (s *memShard) sweep(now int64) {
 	maps.DeleteFunc(s.tats, func(_ string, tat int64) bool { return tat <= now })
+	maps.DeleteFunc(s.quotas, func(_ string, q quotaCount) bool { return q.end <= now })
 	n := len(s.tats)
 	s.calls, s.sweepAt = 0, n
 	if s.peak >= shrinkMin && n <= s.peak/4 {
@@ -180,4 +192,113 @@ func (s *memShard) sweep(now int64) {
 		maps.Copy(tats, s.tats)
 		s.tats, s.peak = tats, n
 	}
+}
+
+// AllowAll implements [MultiLimiter] with the arithmetic of allowAllScript,
+// holding the locks of every shard involved (in shard order, so that two
+// calls cannot deadlock) for the whole check: a single Allow of one of the
+// buckets sees it entirely, or not at all. It never blocks on I/O, so ctx
+// is not consulted.
+func (m *MemoryLimiter) AllowAll(_ context.Context, group string, checks []Check, n int) (MultiResult, error) {
+	if err := checkAll(checks, n); err != nil {
+		return MultiResult{}, err
+	}
+	wall := m.now()
+	now := int64(wall.Sub(m.epoch))
+	type bucket struct {
+		key              string
+		shard            *memShard
+		emission, offset int64
+		tat, end         int64
+		used, available  int64
+		fits, quota      bool
+	}
+	bs := make([]bucket, len(checks))
+	res := MultiResult{Allowed: true, Results: make([]Result, len(checks))}
+	var locked [shardCount]bool
+	for i, c := range checks {
+		b := &bs[i]
+		b.key = groupKey(group, c.Key)
+		if c.Quota > 0 {
+			id, start, end := quotaWindow(c.Period, wall)
+			b.key += ":" + id
+			b.quota, b.end = true, now+int64(end.Sub(wall))
+			res.Results[i].Limit = quotaLimit(c, start, end)
+		} else {
+			b.emission, b.offset, _ = c.Limit.gcra()
+			res.Results[i].Limit = c.Limit
+		}
+		locked[maphash.String(m.seed, b.key)%shardCount] = true
+	}
+	for i := range locked {
+		if locked[i] {
+			s := &m.shards[i]
+			s.mu.Lock()
+			if s.calls++; s.calls >= max(m.minSweep, s.sweepAt) {
+				s.sweep(now)
+			}
+			defer s.mu.Unlock()
+		}
+	}
+	for i, c := range checks {
+		b := &bs[i]
+		b.shard = &m.shards[maphash.String(m.seed, b.key)%shardCount]
+		if b.quota {
+			if q, found := b.shard.quotas[b.key]; found && q.end > now {
+				b.used = q.used
+			}
+			b.available = c.Quota - b.used
+		} else {
+			tat, found := b.shard.tats[b.key]
+			if !found || tat < now {
+				tat = now
+			}
+			b.tat = tat
+			// Floor division: the numerator is negative when the burst
+			// was lowered under a deep bucket.
+			num := b.offset - (tat - now)
+			b.available = num / b.emission
+			if num < 0 && num%b.emission != 0 {
+				b.available--
+			}
+		}
+		b.fits = b.available >= int64(n)
+		if !b.fits && !c.Shadow {
+			res.Allowed = false
+		}
+	}
+	for i := range checks {
+		b, r := &bs[i], &res.Results[i]
+		r.Allowed = b.fits
+		spent := int64(0)
+		if res.Allowed && b.fits {
+			spent = int64(n)
+		}
+		r.Remaining = int(max(b.available-spent, 0))
+		if b.quota {
+			if spent > 0 {
+				b.shard.quotas[b.key] = quotaCount{used: b.used + spent, end: b.end}
+			}
+			r.ResetAfter = time.Duration(max(b.end-now, 0))
+			if !b.fits {
+				r.RetryAfter = r.ResetAfter
+			}
+			continue
+		}
+		if spent > 0 {
+			b.tat += spent * b.emission
+			b.shard.tats[b.key] = b.tat
+			b.shard.peak = max(b.shard.peak, len(b.shard.tats))
+		}
+		r.ResetAfter = time.Duration(b.tat - now)
+		switch {
+		case b.fits:
+		case int64(n) > b.offset/b.emission:
+			// Above the burst: never admissible (see Result).
+			r.RetryAfter = r.ResetAfter
+		default:
+			r.RetryAfter = time.Duration(b.tat + int64(n)*b.emission - b.offset - now)
+		}
+	}
+	return res, nil
 }

@@ -16,6 +16,10 @@ func TestMemoryConformance(t *testing.T) {
 	limitertest.Run(t, func(t *testing.T) ratelimit.Limiter { return ratelimit.NewMemory() })
 }
 
+func TestMemoryMultiConformance(t *testing.T) {
+	limitertest.RunMulti(t, func(t *testing.T) ratelimit.MultiLimiter { return ratelimit.NewMemory() })
+}
+
 // fakeClock is a hand-driven clock, safe for concurrent reads.
 type fakeClock struct {
 	base time.Time
@@ -27,6 +31,50 @@ func newFakeClock() *fakeClock { return &fakeClock{base: time.Date(2030, 1, 1, 0
 func (c *fakeClock) Now() time.Time          { return c.base.Add(time.Duration(c.off.Load())) }
 func (c *fakeClock) Set(d time.Duration)     { c.off.Store(int64(d)) }
 func (c *fakeClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// TestMemoryQuotaPeriods checks that a quota counts per calendar period in
+// UTC: refused to the end of the day, admitting again from midnight.
+func TestMemoryQuotaPeriods(t *testing.T) {
+	clock := newFakeClock() // 2030-01-01T00:00:00Z
+	m := ratelimit.NewMemoryWithClock(clock.Now)
+	day := []ratelimit.Check{{Key: "q", Quota: 2, Period: ratelimit.Day}}
+	month := []ratelimit.Check{{Key: "q", Quota: 3, Period: ratelimit.Month}}
+	allow := func(checks []ratelimit.Check) ratelimit.Result {
+		t.Helper()
+		r, err := m.AllowAll(t.Context(), "g", checks, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Results[0]
+	}
+	clock.Set(23 * time.Hour)
+	allow(day)
+	allow(day)
+	if r := allow(day); r.Allowed || r.RetryAfter != time.Hour || r.ResetAfter != time.Hour {
+		t.Fatalf("third of 2 at 23:00: %+v, want refused until midnight, an hour away", r)
+	}
+	clock.Set(24 * time.Hour)
+	if r := allow(day); !r.Allowed || r.Remaining != 1 || r.ResetAfter != 24*time.Hour {
+		t.Fatalf("first at midnight: %+v, want a new day with 1 left", r)
+	}
+	for range 3 {
+		allow(month)
+	}
+	clock.Set(31*24*time.Hour - time.Second) // 2030-01-31T23:59:59Z
+	if r := allow(month); r.Allowed || r.RetryAfter != time.Second {
+		t.Fatalf("fourth of 3 in January: %+v, want refused for the last second of the month", r)
+	}
+	clock.Set(31 * 24 * time.Hour)
+	if r := allow(month); !r.Allowed || r.Remaining != 2 || r.ResetAfter != 28*24*time.Hour {
+		t.Fatalf("first in February: %+v, want 2 left and 28 days to go", r)
+	}
+	// Ended periods are swept like full buckets: January's and January
+	// 2nd's counts go, February's stays.
+	m.Sweep()
+	if n := m.Len(); n != 1 {
+		t.Fatalf("%d buckets held after a sweep, want only February's", n)
+	}
+}
 
 func TestMemoryExactGCRA(t *testing.T) {
 	clock := newFakeClock()

@@ -19,6 +19,14 @@
 //   - n above the burst can never be admitted: it is refused (see [Result]
 //     for what it reports then), and waiting does not help.
 //
+// A request may also spend from several buckets at once
+// ([MultiLimiter.AllowAll]: a key's named limits, its quota, its identity's
+// and its route's), all or nothing in one atomic step: it is admitted only
+// if every bucket admits it, and a refused request spends from none (a
+// Shadow bucket reports what it would do and never refuses). A quota is a
+// plain count per calendar period (UTC day or month), refused to the end
+// of the period once spent.
+//
 // A [Result] reports it: Remaining is how many requests (of cost 1) would
 // be admitted right now, RetryAfter (on refusal) how long until the refused
 // request, with its n, would be, and ResetAfter how long until the bucket

@@ -13,7 +13,10 @@ import (
 // server's clock. It is safe for concurrent use.
 type RedisLimiter struct {
 	rate      *redis_rate.Limiter
+	client    redis.UniversalClient
 	keyPrefix string
+	// multiPrefix is where AllowAll keeps its buckets.
+	multiPrefix string
 }
 
 // NewRedis returns a RedisLimiter storing its buckets in client under
@@ -26,7 +29,20 @@ type RedisLimiter struct {
 // ContextTimeoutEnabled; otherwise the client's own read and write timeouts
 // apply.
 func NewRedis(client redis.UniversalClient, prefix string) *RedisLimiter {
-	return &RedisLimiter{rate: redis_rate.NewLimiter(client), keyPrefix: prefix + ":rl:{"}
+	return &RedisLimiter{rate: redis_rate.NewLimiter(client), client: client, keyPrefix: prefix + ":rl:{", multiPrefix: multiPrefix(prefix)}
+}
+
+// multiPrefix is the key prefix of multi-bucket checks' buckets:
+// "rate:<prefix>:ml:", followed by "{<group>}:<bucket>" (and the period,
+// for a quota). The group is the hash tag, so that one script run can
+// reach all of a group's buckets in a Redis Cluster.
+func multiPrefix(prefix string) string { return "rate:" + prefix + ":ml:" }
+
+// AllowAll implements [MultiLimiter]: one atomic script run over the
+// group's buckets, on the Redis server's clock (quota periods follow this
+// instance's clock, in UTC). Errors are Allow's.
+func (r *RedisLimiter) AllowAll(ctx context.Context, group string, checks []Check, n int) (MultiResult, error) {
+	return allowAllRedis(ctx, r.client, r.multiPrefix, group, checks, n)
 }
 
 // Allow implements [Limiter]. Redis errors (unreachable server, ctx

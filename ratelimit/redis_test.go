@@ -23,6 +23,13 @@ func TestRedisConformance(t *testing.T) {
 	})
 }
 
+func TestRedisMultiConformance(t *testing.T) {
+	client := testenv.StartRedis(t).Client()
+	limitertest.RunMulti(t, func(t *testing.T) ratelimit.MultiLimiter {
+		return ratelimit.NewRedis(client, testenv.UniquePrefix(t))
+	})
+}
+
 // TestRedisKeyIsHashTagged checks the key layout, and with a cluster-mode
 // server's own CLUSTER KEYSLOT that the bucket key, not the prefix, picks
 // the slot.

@@ -1,0 +1,231 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Check is one bucket of a multi-bucket check ([MultiLimiter.AllowAll]): a
+// GCRA bucket under Limit, or, when Quota is set, a quota of Quota requests
+// per calendar Period.
+type Check struct {
+	// Key names the bucket among those of the call's group.
+	Key string
+	// Limit is a GCRA bucket's limit. It is ignored for a quota.
+	Limit Limit
+	// Quota, if positive, makes the bucket a quota: at most Quota requests
+	// from the start of the current Period (UTC) to its end.
+	Quota  int64
+	Period Period
+	// Shadow makes the bucket advisory: it is checked and spent like the
+	// others, and its Result says whether it would have refused, but it
+	// never refuses the request.
+	Shadow bool
+}
+
+// MultiResult is the outcome of a multi-bucket check.
+type MultiResult struct {
+	// Allowed reports whether the request was admitted: every bucket that
+	// is not Shadow admitted it.
+	Allowed bool
+	// Results holds one Result per Check, in the order given. A Shadow
+	// bucket's Allowed says whether it would have admitted the request. A
+	// quota's Limit is its count over the period's length, its Remaining
+	// what is left of it, and its ResetAfter, like its RetryAfter when it
+	// refuses, the time until the period ends.
+	Results []Result
+}
+
+// MultiLimiter checks one request against several buckets at once.
+type MultiLimiter interface {
+	// AllowAll spends n from every bucket of checks, all or nothing, in one
+	// atomic step: the request is admitted only if every bucket that is not
+	// Shadow admits n, and then spends n from each bucket that has room
+	// (a Shadow bucket without room is left as it is); a refused request
+	// spends from none. group names the buckets' owner (a key id, an
+	// identity): Check keys are unique within it, and on Redis the
+	// buckets of one group share one hash slot, so that one script run can
+	// check them all. n and every Limit are checked as for AllowN, every
+	// Quota must come with a known Period; a bad one returns an error
+	// wrapping [ErrInvalidLimit] without touching any bucket.
+	AllowAll(ctx context.Context, group string, checks []Check, n int) (MultiResult, error)
+}
+
+// quotaWindow returns, for a quota bucket at time now, the period's
+// identifier (part of the bucket's key, so that a new period starts a new
+// count) and its bounds.
+func quotaWindow(p Period, now time.Time) (id string, start, end time.Time) {
+	start, end = p.Bounds(now)
+	if p == Month {
+		return start.Format("2006-01"), start, end
+	}
+	return start.Format("2006-01-02"), start, end
+}
+
+// checkAll validates a multi-bucket check before any bucket is touched.
+func checkAll(checks []Check, n int) error {
+	if err := checkN(n); err != nil {
+		return err
+	}
+	if len(checks) == 0 {
+		return fmt.Errorf("%w: no buckets to check", ErrInvalidLimit)
+	}
+	for i, c := range checks {
+		if c.Quota > 0 {
+			if c.Period != Day && c.Period != Month {
+				return fmt.Errorf("%w: quota %q has period %q", ErrInvalidLimit, c.Key, c.Period)
+			}
+		} else if _, _, err := c.Limit.gcra(); err != nil {
+			return err
+		}
+		if c.Key == "" || strings.ContainsAny(c.Key, "{}") {
+			return fmt.Errorf("%w: bucket key %q", ErrInvalidLimit, c.Key)
+		}
+		for j := range i {
+			if checks[j].Key == c.Key {
+				return fmt.Errorf("%w: bucket key %q given twice", ErrInvalidLimit, c.Key)
+			}
+		}
+	}
+	return nil
+}
+
+// quotaLimit is how a quota reports itself as a Limit: Quota requests per
+// period length.
+func quotaLimit(c Check, start, end time.Time) Limit {
+	return Limit{Rate: int(min(c.Quota, int64(^uint(0)>>1))), Period: end.Sub(start), Burst: int(min(c.Quota, int64(^uint(0)>>1)))}
+}
+
+// allowAllScript checks and spends several buckets of one hash slot in one
+// atomic run: GCRA buckets in redis_rate's stored format (see tatLua), and
+// quotas as plain counters that expire when their period ends. KEYS are the
+// buckets; ARGV[1] is n, then four arguments per bucket: the kind ("g" or
+// "q"), then for "g" the emission interval in ns and the burst, for "q"
+// the quota and the period's end in Unix milliseconds, and last "1" for a
+// Shadow bucket, "0" otherwise. It returns a flat list: 1 or 0 (the request
+// was admitted), then per bucket {fits, remaining, retry_after_ns,
+// reset_after_ns}.
+var allowAllScript = redis.NewScript(tatLua + `
+local n = tonumber(ARGV[1])
+local now_ms = (tonumber(t[1]) * 1000) + math.floor(tonumber(t[2]) / 1000)
+local state = {}
+local allowed = true
+for i = 1, #KEYS do
+  local a = 1 + (i - 1) * 4
+  local b = {kind = ARGV[a + 1], shadow = ARGV[a + 4] == '1'}
+  if b.kind == 'g' then
+    b.emission = tonumber(ARGV[a + 2])
+    b.burst = tonumber(ARGV[a + 3])
+    b.offset = b.emission * b.burst
+    b.tat = read_tat(KEYS[i])
+    -- As in allowAtMostScript: how many requests of cost 1 fit now.
+    b.available = math.floor((b.offset - b.tat) / b.emission)
+  else
+    b.quota = tonumber(ARGV[a + 2])
+    b.ends = tonumber(ARGV[a + 3])
+    b.used = tonumber(redis.call('GET', KEYS[i]) or '0')
+    b.available = b.quota - b.used
+  end
+  b.fits = b.available >= n
+  if not b.fits and not b.shadow then allowed = false end
+  state[i] = b
+end
+
+local out = {allowed and 1 or 0}
+for i = 1, #KEYS do
+  local b = state[i]
+  local spent = 0
+  if allowed and b.fits then spent = n end
+  local remaining = b.available - spent
+  if remaining < 0 then remaining = 0 end
+  local retry_after, reset_after = 0, 0
+  if b.kind == 'g' then
+    if spent > 0 then
+      b.tat = b.tat + spent * b.emission
+      write_tat(KEYS[i], b.tat)
+    end
+    reset_after = b.tat
+    if not b.fits then
+      if n > b.burst then
+        -- Never admissible: report the time until the bucket is full.
+        retry_after = b.tat
+      else
+        -- n more requests need tat + n*emission <= now + offset.
+        retry_after = b.tat + n * b.emission - b.offset
+      end
+    end
+  else
+    if spent > 0 then
+      redis.call('INCRBY', KEYS[i], spent)
+      redis.call('PEXPIREAT', KEYS[i], b.ends)
+    end
+    reset_after = (b.ends - now_ms) * 1e6
+    if reset_after < 0 then reset_after = 0 end
+    if not b.fits then retry_after = reset_after end
+  end
+  out[#out + 1] = b.fits and 1 or 0
+  out[#out + 1] = remaining
+  out[#out + 1] = retry_after
+  out[#out + 1] = reset_after
+end
+return out
+`)
+
+// allowAllRedis runs allowAllScript for one multi-bucket check, with the
+// buckets under prefix + "{" + group + "}:" + key: the braces put a group's
+// buckets in one hash slot.
+func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, group string, checks []Check, n int) (MultiResult, error) {
+	if err := checkAll(checks, n); err != nil {
+		return MultiResult{}, err
+	}
+	now := time.Now()
+	keys := make([]string, len(checks))
+	args := make([]any, 1, 1+4*len(checks))
+	args[0] = n
+	limits := make([]Limit, len(checks))
+	for i, c := range checks {
+		key := prefix + "{" + group + "}:" + c.Key
+		shadow := "0"
+		if c.Shadow {
+			shadow = "1"
+		}
+		if c.Quota > 0 {
+			id, start, end := quotaWindow(c.Period, now)
+			keys[i] = key + ":" + id
+			limits[i] = quotaLimit(c, start, end)
+			args = append(args, "q", c.Quota, end.UnixMilli(), shadow)
+		} else {
+			emission, _, _ := c.Limit.gcra()
+			keys[i] = key
+			limits[i] = c.Limit
+			args = append(args, "g", emission, c.Limit.burst(), shadow)
+		}
+	}
+	vals, err := allowAllScript.Run(ctx, client, keys, args...).Int64Slice()
+	if err != nil {
+		return MultiResult{}, fmt.Errorf("ratelimit: redis multi-bucket check: %w", err)
+	}
+	if len(vals) != 1+4*len(checks) {
+		return MultiResult{}, fmt.Errorf("ratelimit: redis multi-bucket check: %d values in the answer, want %d", len(vals), 1+4*len(checks))
+	}
+	res := MultiResult{Allowed: vals[0] == 1, Results: make([]Result, len(checks))}
+	for i := range checks {
+		v := vals[1+4*i:]
+		res.Results[i] = Result{
+			Limit:      limits[i],
+			Allowed:    v[0] == 1,
+			Remaining:  int(v[1]),
+			RetryAfter: time.Duration(v[2]),
+			ResetAfter: time.Duration(v[3]),
+		}
+	}
+	return res, nil
+}
+
+// groupKey is a bucket's name in the in-process limiter: the group and the
+// check's key, which holds no brace (checkAll), apart.
+func groupKey(group, key string) string { return "{" + group + "}:" + key }
