@@ -28,6 +28,7 @@ const (
 	CodeUnauthorized       = "UNAUTHORIZED"
 	CodeForbidden          = "FORBIDDEN"
 	CodeRateLimited        = "RATE_LIMITED"
+	CodeQuotaExceeded      = "QUOTA_EXCEEDED"
 	CodeInvalidRequest     = "INVALID_REQUEST"
 	CodeNotFound           = "NOT_FOUND"
 	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
@@ -80,6 +81,13 @@ func Conflict(format string, args ...any) *Error {
 func RateLimited(retryAfterSeconds int64) *Error {
 	return &Error{http.StatusTooManyRequests, CodeRateLimited,
 		fmt.Sprintf("Rate limit exceeded; retry in %d seconds", retryAfterSeconds)}
+}
+
+// QuotaExceeded is the 429 body for a request past its quota, refused for
+// retryAfter seconds: until the quota's period ends.
+func QuotaExceeded(retryAfterSeconds int64) *Error {
+	return &Error{http.StatusTooManyRequests, CodeQuotaExceeded,
+		fmt.Sprintf("Quota exceeded; it renews in %d seconds", retryAfterSeconds)}
 }
 
 // Write sends e as the response. 401s carry the WWW-Authenticate challenge

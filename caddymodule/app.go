@@ -63,6 +63,11 @@ type App struct {
 	// IETF draft (draft-ietf-httpapi-ratelimit-headers) next to the
 	// X-RateLimit-* headers, from the same limiter result. Off by default.
 	IETFHeaders bool `json:"ietf_headers,omitempty"`
+	// RateLimitMode is "enforce" (or empty, the default) or "shadow":
+	// every rate limit and quota is then advisory, admitting what it would
+	// refuse while still reporting it (headers, the would_limit outcome,
+	// a log line a second), to try limits before enforcing them.
+	RateLimitMode string `json:"rate_limit_mode,omitempty"`
 
 	guardConfig edge.Config
 	// invalid is what Validate reports: a setting the app cannot use.
@@ -162,6 +167,13 @@ func (a *App) guardSettings() (edge.Config, error) {
 	}
 	cfg.LocalInstances = max(a.LocalInstances, 1)
 	cfg.IETFHeaders = a.IETFHeaders
+	switch a.RateLimitMode {
+	case "", "enforce":
+	case "shadow":
+		cfg.ShadowLimits = true
+	default:
+		return cfg, fmt.Errorf("rate_limit_mode: %q is not enforce or shadow", a.RateLimitMode)
+	}
 	for name, rl := range a.RateLimits {
 		if rl.Requests <= 0 {
 			return cfg, fmt.Errorf("rate_limit %s: requests must be a positive whole number, not %d", name, rl.Requests)

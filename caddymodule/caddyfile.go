@@ -27,6 +27,7 @@ func init() {
 //			key_cache_ttl <duration>
 //			rate_limit live|test|admin|unauthenticated <requests>[/<window>]
 //			ietf_headers
+//			rate_limit_mode enforce|shadow
 //		}
 //	}
 //
@@ -83,6 +84,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.IETFHeaders = true
+		case "rate_limit_mode":
+			// Checked by Validate, as the JSON form's is.
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			a.RateLimitMode = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "storage", "key_prefix":
 			if !d.NextArg() {
 				return d.ArgErr()

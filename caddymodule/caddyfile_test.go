@@ -65,6 +65,8 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 		"flagbridge {\n colour blue\n}":              "unrecognized flagbridge option",
 		"flagbridge {\n storage a b\n}":              "wrong argument count",
 		"flagbridge {\n ietf_headers on\n}":          "wrong argument count",
+		"flagbridge {\n rate_limit_mode\n}":          "wrong argument count",
+		"flagbridge {\n rate_limit_mode shadow x\n}": "wrong argument count",
 		"flagbridge extra":                           "wrong argument count",
 		// Zero is what the JSON form leaves out (the default): written
 		// here it would never reach Validate, so the parser refuses it.
@@ -116,6 +118,7 @@ func TestValidateNamesTheSetting(t *testing.T) {
 		"on_storage_error allow 3":        "local_instances is only for on_storage_error local, not allow",
 		"on_storage_error Local":          `on_storage_error: "Local" is not deny, allow or local`,
 		"rate_limit unauthenticated 0/1h": "rate_limit unauthenticated: requests must be a positive whole number, not 0",
+		"rate_limit_mode dry-run":         `rate_limit_mode: "dry-run" is not enforce or shadow`,
 	}
 	for line, want := range cases {
 		a := parseApp(t, line)
@@ -125,7 +128,7 @@ func TestValidateNamesTheSetting(t *testing.T) {
 	}
 	// Good values pass, and what the parser accepts provisions the same
 	// as its JSON.
-	for _, line := range []string{"rate_limit live 10000/1m", "on_storage_error local 3", "key_cache_ttl 1m", "storage_timeout 250ms", "ietf_headers"} {
+	for _, line := range []string{"rate_limit live 10000/1m", "on_storage_error local 3", "key_cache_ttl 1m", "storage_timeout 250ms", "ietf_headers", "rate_limit_mode shadow", "rate_limit_mode enforce"} {
 		if err := provisionApp(t, parseApp(t, line), nil); err != nil {
 			t.Errorf("%q: %v", line, err)
 		}
@@ -260,5 +263,19 @@ func TestExampleAdapts(t *testing.T) {
 	}
 	if n := strings.Count(string(got), `"handler":"flagbridge_auth"`); n != 2 {
 		t.Errorf("flagbridge_auth appears %d times, want on both sites", n)
+	}
+}
+
+// TestRateLimitModeReachesTheGuard: rate_limit_mode shadow makes every
+// limit of the guard advisory; the default enforces.
+func TestRateLimitModeReachesTheGuard(t *testing.T) {
+	for line, want := range map[string]bool{"rate_limit_mode shadow": true, "rate_limit_mode enforce": false, "ietf_headers": false} {
+		var shadow bool
+		if err := provisionApp(t, parseApp(t, line), func(a *App) { shadow = a.guardConfig.ShadowLimits }); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if shadow != want {
+			t.Errorf("%q: guard ShadowLimits = %v, want %v", line, shadow, want)
+		}
 	}
 }

@@ -56,7 +56,7 @@ func TestMetricLabels(t *testing.T) {
 	}
 	allowed := map[string]map[string]bool{
 		"key_type":  {"none": true, "live": true, "test": true, "admin": true, "member": true},
-		"outcome":   {"allowed": true, "limited": true, "unauthorized": true, "forbidden": true, "https_required": true, "storage_unavailable": true},
+		"outcome":   {"allowed": true, "limited": true, "unauthorized": true, "forbidden": true, "https_required": true, "storage_unavailable": true, "would_limit": true},
 		"result":    {"hit": true, "miss": true},
 		"operation": {"key_lookup": true, "rate_limit": true},
 		"topic":     {"keys": true, "flags": true},
@@ -77,7 +77,7 @@ func TestMetricLabels(t *testing.T) {
 		}
 	}
 	want := map[string]int{
-		"flagbridge_guard_requests_total":          5 * 6,
+		"flagbridge_guard_requests_total":          5 * 7,
 		"flagbridge_rate_limiter_duration_seconds": 1,
 		"flagbridge_key_cache_lookups_total":       2,
 		"flagbridge_storage_errors_total":          2,

@@ -46,7 +46,16 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 		return nil
 	}
 	cfg := a.guard.cfg.Load()
-	rate, e := a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
+	var rate ratelimit.Headers
+	var e *apierror.Error
+	if a.Entry != nil && a.Entry.Limits != nil {
+		rate, e, _ = a.guard.spendAll(ctx, cfg, a.guard.now(), a.Entry.Limits, cfg.Limits[a.Principal.Type], n)
+	} else {
+		rate, e = a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
+		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
+			e = nil
+		}
+	}
 	if !rate.IsZero() {
 		a.guard.finishRate(&rate, a.Principal)
 		a.rate = rate

@@ -56,6 +56,11 @@ type Config struct {
 	// headers, from the same limiter result (ietf_headers); see
 	// [ratelimit.Headers.WithPolicy] and [PolicyName].
 	IETFHeaders bool
+	// ShadowLimits makes every rate limit and quota advisory
+	// (rate_limit_mode shadow): a request one of them would refuse is
+	// admitted, with the headers enforcement would send, and counted as
+	// OutcomeWouldLimit. Limits marked shadow one by one are so always.
+	ShadowLimits bool
 }
 
 // StoragePolicy is what the guard does with a request whose rate limit
@@ -176,6 +181,9 @@ type Guard struct {
 	inProcess bool
 
 	lastStorageLog atomic.Int64
+	// lastShadowLog is when a request a shadow limit would have refused
+	// was last logged, in Unix seconds: at most one line a second.
+	lastShadowLog atomic.Int64
 	// metrics, if set, are what the guard records into; see SetMetrics.
 	metrics atomic.Pointer[Metrics]
 	// storageDown is set by a failed limiter call and cleared, with a log
@@ -233,6 +241,9 @@ type Decision struct {
 	// caller is who the request was decided for, also when it is refused
 	// after authentication.
 	caller Caller
+	// wouldLimit marks an admitted request that a shadow limit would have
+	// refused.
+	wouldLimit bool
 }
 
 // Admission returns the admitted request, nil if refused; [Decision.Apply]
@@ -328,8 +339,19 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 	entry.MarkUsed(now)
 	p := entry.Principal
 	d := Decision{caller: callerOf(p)}
-	limit := cfg.Limits[p.Type]
-	rate, e := g.spend(r.Context(), cfg, now, entry.Bucket, limit, 1, false)
+	var rate ratelimit.Headers
+	var e *apierror.Error
+	if entry.Limits != nil {
+		rate, e, d.wouldLimit = g.spendAll(r.Context(), cfg, now, entry.Limits, cfg.Limits[p.Type], 1)
+	} else {
+		rate, e = g.spend(r.Context(), cfg, now, entry.Bucket, cfg.Limits[p.Type], 1, false)
+		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
+			e, d.wouldLimit = nil, true
+		}
+	}
+	if d.wouldLimit {
+		g.logShadow(p)
+	}
 	d.Rate = rate
 	if e != nil {
 		d.Err = e

@@ -55,6 +55,11 @@ func (c *countingLimiter) AllowN(ctx context.Context, key string, l ratelimit.Li
 	return c.Limiter.AllowN(ctx, key, l, n)
 }
 
+func (c *countingLimiter) AllowAll(ctx context.Context, group string, checks []ratelimit.Check, n int) (ratelimit.MultiResult, error) {
+	c.note(group)
+	return c.Limiter.AllowAll(ctx, group, checks, n)
+}
+
 func (c *countingLimiter) note(key string) {
 	c.n.Add(1)
 	c.mu.Lock()

@@ -73,6 +73,9 @@ type KeyEntry struct {
 	// Bucket is the rate-limit bucket of the key: by key id, so that a
 	// rotated key keeps its count.
 	Bucket string
+	// Limits, for a key with limits of its own (named limits, a quota),
+	// are the buckets it spends from instead of Bucket; nil for the rest.
+	Limits *KeyLimits
 	// Boxed holds the key's id, type, project and environment as interface
 	// values, boxed once here rather than on every request that hands them
 	// to later handlers (Caddy's variables are a map[string]any).
@@ -156,6 +159,7 @@ func newEntry(rec *apikey.Record, d apikey.Digest, now time.Time) *KeyEntry {
 	if rec != nil {
 		e.Principal = authz.ForKey(rec)
 		e.Bucket = "key:" + rec.ID
+		e.Limits = keyLimitsOf(rec)
 		e.validUntil, e.valid = rec.ValidUntil(d.String(), now)
 		e.Boxed = [4]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
 	}

@@ -41,6 +41,9 @@ const (
 	OutcomeHTTPSRequired
 	// OutcomeStorageUnavailable: refused with 503 because storage failed.
 	OutcomeStorageUnavailable
+	// OutcomeWouldLimit: admitted, but a shadow limit (rate_limit_mode
+	// shadow, or a limit marked shadow) would have refused it.
+	OutcomeWouldLimit
 
 	// NumOutcomes is the number of outcomes.
 	NumOutcomes
@@ -53,6 +56,7 @@ var outcomeNames = [NumOutcomes]string{
 	OutcomeForbidden:          "forbidden",
 	OutcomeHTTPSRequired:      "https_required",
 	OutcomeStorageUnavailable: "storage_unavailable",
+	OutcomeWouldLimit:         "would_limit",
 }
 
 // String returns the outcome's metric label: allowed, limited,
@@ -193,6 +197,9 @@ func (g *Guard) SetMetrics(m *Metrics) {
 func (g *Guard) finish(r *http.Request, d *Decision) {
 	if m := g.metrics.Load(); m != nil {
 		o := OutcomeOf(d.Err)
+		if o == OutcomeAllowed && d.wouldLimit {
+			o = OutcomeWouldLimit
+		}
 		// A request whose client left while storage was consulted was
 		// answered to no one; it is neither a storage failure nor anything
 		// else worth counting.
@@ -255,6 +262,21 @@ func (l meteredLimiter) AllowN(ctx context.Context, key string, limit ratelimit.
 	}
 	start := time.Now()
 	res, err := l.next.AllowN(ctx, key, limit, n)
+	m.LimiterSeconds.Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		m.LimiterErrors.Inc()
+	}
+	return res, err
+}
+
+// AllowAll times and counts like Allow.
+func (l meteredLimiter) AllowAll(ctx context.Context, group string, checks []ratelimit.Check, n int) (ratelimit.MultiResult, error) {
+	m := l.metrics.Load()
+	if m == nil {
+		return l.next.AllowAll(ctx, group, checks, n)
+	}
+	start := time.Now()
+	res, err := l.next.AllowAll(ctx, group, checks, n)
 	m.LimiterSeconds.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		m.LimiterErrors.Inc()

@@ -83,6 +83,13 @@ func (g *Guard) allow(parent context.Context, cfg *Config, bucket string, limit 
 	if cancel != nil {
 		cancel()
 	}
+	return res, g.noteStorage(parent, cfg, err)
+}
+
+// noteStorage notes whether the shared limiter answered a check made
+// under parent, and returns the check's error: errClientGone when the
+// client went away meanwhile, which is no storage failure.
+func (g *Guard) noteStorage(parent context.Context, cfg *Config, err error) error {
 	switch {
 	case err == nil:
 		if g.storageDown.Load() && g.storageDown.CompareAndSwap(true, false) {
@@ -90,11 +97,11 @@ func (g *Guard) allow(parent context.Context, cfg *Config, bucket string, limit 
 				zap.String("on_storage_error", cfg.OnStorageError.String()))
 		}
 	case parent.Err() != nil:
-		return res, errClientGone
+		return errClientGone
 	default:
 		g.storageDown.Store(true)
 	}
-	return res, err
+	return err
 }
 
 // logStorageError logs at most one line a second, so that an outage under

@@ -30,6 +30,14 @@ const (
 	HeaderRateLimit = "Ratelimit"
 )
 
+// The quota headers, sent when a quota applies (see [MultiResult.Headers]):
+// the quota, what is left of it, and the Unix time its period ends.
+const (
+	HeaderQuotaLimit     = "X-Quota-Limit"
+	HeaderQuotaRemaining = "X-Quota-Remaining"
+	HeaderQuotaReset     = "X-Quota-Reset"
+)
+
 // SetHeaders writes the X-RateLimit-* headers for r as of now (and
 // Retry-After when the request was refused):
 //
@@ -50,7 +58,13 @@ func (r Result) SetHeaders(h http.Header, now time.Time) {
 // it) costs next to nothing.
 type Headers struct {
 	r *rendered
+	// q, if set, holds the X-Quota-* values: apart, so that the responses
+	// of keys without a quota, nearly all, allocate no more for them.
+	q *[3]string
 }
+
+// quotaNames are the headers of Headers.q, by index.
+var quotaNames = [3]string{HeaderQuotaLimit, HeaderQuotaRemaining, HeaderQuotaReset}
 
 // The header values of a rendered, by index.
 const (
@@ -91,7 +105,7 @@ func (r Result) Headers(now time.Time) Headers {
 		hv.vals[valRetryAfter] = strconv.FormatInt(retry, 10)
 		hv.effective = retry
 	}
-	return Headers{hv}
+	return Headers{r: hv}
 }
 
 // LimitOnly renders just X-RateLimit-Limit, for a request admitted while
@@ -100,7 +114,7 @@ func (r Result) Headers(now time.Time) Headers {
 func LimitOnly(l Limit) Headers {
 	hv := &rendered{window: l.Period}
 	hv.vals[valLimit] = strconv.Itoa(l.Rate)
-	return Headers{hv}
+	return Headers{r: hv}
 }
 
 // WithPolicy returns hv with the IETF fields of
@@ -148,7 +162,7 @@ func (hv Headers) WithPolicy(policy string) Headers {
 		r, _ := strconv.ParseInt(c.vals[valRemaining], 10, 64)
 		c.vals[valCurrent] = p.current(r, c.effective)
 	}
-	return Headers{&c}
+	return Headers{r: &c, q: hv.q}
 }
 
 // maxSFInteger is the largest Structured Fields Integer (RFC 9651, section
@@ -286,12 +300,17 @@ func policyFor(name string, q, w int64) *policyField {
 }
 
 // IsZero reports whether no header was rendered.
-func (hv Headers) IsZero() bool { return hv.r == nil }
+func (hv Headers) IsZero() bool { return hv.r == nil && hv.q == nil }
 
 // Apply sets the rendered headers on h, replacing any earlier values. The
 // value slices are shared, not copied; http.Header.Add appends to a new
 // array when it meets them, since their capacity is full.
 func (hv Headers) Apply(h http.Header) {
+	if hv.q != nil {
+		for i := range hv.q {
+			h[quotaNames[i]] = hv.q[i : i+1 : i+1]
+		}
+	}
 	if hv.r == nil {
 		return
 	}
@@ -306,6 +325,14 @@ func (hv Headers) Apply(h http.Header) {
 // upstream's own, say). Most responses leave them alone, and a lookup is
 // cheaper than an assignment, so only what changed is written.
 func (hv Headers) Reapply(h http.Header) {
+	if hv.q != nil {
+		for i := range hv.q {
+			if cur := h[quotaNames[i]]; len(cur) != 1 || &cur[0] != &hv.q[i] {
+				hv.Apply(h)
+				return
+			}
+		}
+	}
 	if hv.r == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -229,3 +230,97 @@ func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, group str
 // groupKey is a bucket's name in the in-process limiter: the group and the
 // check's key, which holds no brace (checkAll), apart.
 func groupKey(group, key string) string { return "{" + group + "}:" + key }
+
+// Nearest returns the index in checks of the rate limit (not a quota)
+// nearest to refusing: one that refused, if any did (the one refusing
+// longest), else the one with the least share of its limit left. It
+// returns -1 when every check is a quota.
+func (m MultiResult) Nearest(checks []Check) int {
+	best := -1
+	for i, c := range checks {
+		if c.Quota > 0 {
+			continue
+		}
+		if best < 0 || nearer(m.Results[i], m.Results[best]) {
+			best = i
+		}
+	}
+	return best
+}
+
+// nearer reports whether a is nearer to refusing than b.
+func nearer(a, b Result) bool {
+	if a.Allowed != b.Allowed {
+		return !a.Allowed
+	}
+	if !a.Allowed {
+		return a.RetryAfter > b.RetryAfter
+	}
+	// a.Remaining/a.Rate < b.Remaining/b.Rate, without division.
+	return int64(a.Remaining)*int64(b.Limit.Rate) < int64(b.Remaining)*int64(a.Limit.Rate)
+}
+
+// RetryAfter is how long until every bucket that refused (shadow ones
+// included, as enforcement would see them) would admit the request: the
+// longest RetryAfter among them; zero if none refused.
+func (m MultiResult) RetryAfter() time.Duration {
+	var d time.Duration
+	for _, r := range m.Results {
+		if !r.Allowed {
+			d = max(d, r.RetryAfter)
+		}
+	}
+	return d
+}
+
+// QuotaRefused reports whether a quota that is not Shadow refused the
+// request.
+func (m MultiResult) QuotaRefused(checks []Check) bool {
+	for i, c := range checks {
+		if c.Quota > 0 && !c.Shadow && !m.Results[i].Allowed {
+			return true
+		}
+	}
+	return false
+}
+
+// Headers renders the headers of a multi-bucket check as of now:
+// X-RateLimit-* describe the rate limit nearest to refusing ([Nearest]),
+// Retry-After, on a refusal, is [MultiResult.RetryAfter], and X-Quota-*
+// describe the quota, if one applies (its limit, what is left, and the
+// Unix time its period ends). The request is reported as enforcement
+// sees it: a Shadow bucket that would refuse reports 0 remaining, but no
+// Retry-After unless the request was refused.
+func (m MultiResult) Headers(checks []Check, now time.Time) Headers {
+	var hv Headers
+	if i := m.Nearest(checks); i >= 0 {
+		r := m.Results[i]
+		r.Allowed = m.Allowed
+		if !m.Allowed {
+			r.RetryAfter = m.RetryAfter()
+		}
+		hv = r.Headers(now)
+	}
+	// The quota nearest to refusing, if there are several (a key's and
+	// its identity's).
+	qi := -1
+	for i, c := range checks {
+		if c.Quota > 0 && (qi < 0 || nearer(m.Results[i], m.Results[qi])) {
+			qi = i
+		}
+	}
+	if qi >= 0 {
+		q := m.Results[qi]
+		hv.q = &[3]string{
+			strconv.FormatInt(checks[qi].Quota, 10),
+			strconv.Itoa(max(q.Remaining, 0)),
+			strconv.FormatInt(ceilUnix(now.Add(q.ResetAfter)), 10),
+		}
+		if hv.r == nil && !m.Allowed {
+			// Only quotas: Retry-After still goes with the refusal.
+			hv.r = &rendered{}
+			hv.r.vals[valRetryAfter] = strconv.FormatInt(Result{RetryAfter: m.RetryAfter()}.RetryAfterSeconds(), 10)
+		}
+	}
+	return hv
+}

@@ -108,4 +108,7 @@ type Limiter interface {
 	// refused. n must be at least 1: n <= 0 returns an error wrapping
 	// [ErrInvalidLimit], without touching the bucket or the network.
 	AllowN(ctx context.Context, key string, limit Limit, n int) (Result, error)
+	// A Limiter checks several buckets at once too, all or nothing: keys
+	// with named limits, quotas or an identity need it.
+	MultiLimiter
 }

@@ -1,0 +1,164 @@
+package edge
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/ratelimit"
+)
+
+// KeyLimits are the buckets of a key with limits of its own, built once
+// per cached record: its named limits (or its type's default one), and its
+// quota. Every request of the key spends from all of them at once, all or
+// nothing ([ratelimit.MultiLimiter]).
+type KeyLimits struct {
+	// Group holds the buckets: the key's id, or, for a key of an identity,
+	// the identity's, so that what the key and its identity spend is
+	// checked in one step (one Redis hash slot).
+	Group string
+	// Checks are the buckets, in the order their results are reported.
+	// With Default, the first is the key type's limit, whose value is the
+	// configuration's (a reload may change it): see checks.
+	Checks  []ratelimit.Check
+	Default bool
+}
+
+// keyLimitsOf returns the limits of rec, or nil when it has none of its
+// own and so spends from its type's one bucket, as every key did before
+// keys could carry limits. Their buckets are named by key id (a rotated key
+// keeps them) and, within an identity's group, prefixed with it.
+func keyLimitsOf(rec *apikey.Record) *KeyLimits {
+	if rec.Limits == nil && rec.Quota == nil {
+		return nil
+	}
+	kl := &KeyLimits{Group: "key:" + rec.ID, Default: rec.Limits == nil}
+	prefix := ""
+	if rec.Identity != "" {
+		kl.Group = "identity:" + rec.OrgID + "/" + rec.Project + "/" + rec.Identity
+		prefix = "key:" + rec.ID + ":"
+	}
+	if kl.Default {
+		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "default"})
+	}
+	for _, l := range rec.Limits {
+		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "limit:" + l.Name, Limit: l.Limit(), Shadow: l.Shadow})
+	}
+	if q := rec.Quota; q != nil {
+		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "quota", Quota: q.Requests, Period: q.Period})
+	}
+	return kl
+}
+
+// checks returns the buckets to check, with def as the type's limit when
+// the key has no named limits.
+func (kl *KeyLimits) checks(def ratelimit.Limit) []ratelimit.Check {
+	if !kl.Default {
+		return kl.Checks
+	}
+	c := slices.Clone(kl.Checks)
+	c[0].Limit = def
+	return c
+}
+
+// spendAll is spend for a key with limits of its own: n from every bucket
+// of kl, all or nothing, under the same timeout and storage-failure policy.
+// A refusal is RATE_LIMITED, or QUOTA_EXCEEDED when a quota refused, with
+// Retry-After until every refusing bucket would admit the request.
+// wouldLimit reports an admitted request that a shadow bucket would have
+// refused.
+func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, kl *KeyLimits, def ratelimit.Limit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+	checks := kl.checks(def)
+	if cfg.ShadowLimits {
+		checks = shadowed(checks)
+	}
+	res, err := g.allowAll(ctx, cfg, kl.Group, checks, n)
+	switch {
+	case err == errClientGone:
+		return ratelimit.Headers{}, apierror.StorageDown, false
+	case err != nil:
+		g.logStorageError("checking a rate limit", err)
+		switch cfg.OnStorageError {
+		case StorageAllow:
+			for _, c := range checks {
+				if c.Quota == 0 {
+					return ratelimit.LimitOnly(c.Limit), nil, false
+				}
+			}
+			return ratelimit.Headers{}, nil, false
+		case StorageLocal:
+			res, _ = g.local.AllowAll(ctx, kl.Group, cfg.localChecks(checks), n)
+		default:
+			return ratelimit.Headers{}, apierror.StorageDown, false
+		}
+	}
+	h = res.Headers(checks, now)
+	if res.Allowed {
+		return h, nil, res.RetryAfter() > 0
+	}
+	secs := ratelimit.Result{RetryAfter: res.RetryAfter()}.RetryAfterSeconds()
+	if res.QuotaRefused(checks) {
+		return h, apierror.QuotaExceeded(secs), false
+	}
+	return h, apierror.RateLimited(secs), false
+}
+
+// shadowed returns checks with every bucket made Shadow.
+func shadowed(checks []ratelimit.Check) []ratelimit.Check {
+	out := slices.Clone(checks)
+	for i := range out {
+		out[i].Shadow = true
+	}
+	return out
+}
+
+// logShadow logs, at most once a second, that a shadow limit would have
+// refused a request of p's key.
+func (g *Guard) logShadow(p *authz.Principal) {
+	now := time.Now().Unix()
+	last := g.lastShadowLog.Load()
+	if now == last || !g.lastShadowLog.CompareAndSwap(last, now) {
+		return
+	}
+	fields := []zap.Field{zap.String("bucket", "key")}
+	if p != nil && p.Key != nil {
+		fields = append(fields, zap.String("key_id", p.Key.ID), zap.String("project", p.Key.Project))
+	}
+	g.log.Info("a shadow rate limit would have refused a request (admitted; this line is logged at most once a second)", fields...)
+}
+
+// allowAll is allow for several buckets: bounded by the storage timeout,
+// noting whether storage answered.
+func (g *Guard) allowAll(parent context.Context, cfg *Config, group string, checks []ratelimit.Check, n int) (ratelimit.MultiResult, error) {
+	ctx, cancel := parent, context.CancelFunc(nil)
+	if !g.inProcess {
+		ctx, cancel = context.WithTimeout(parent, cfg.Timeout)
+	}
+	res, err := g.limiter.AllowAll(ctx, group, checks, n)
+	if cancel != nil {
+		cancel()
+	}
+	return res, g.noteStorage(parent, cfg, err)
+}
+
+// localChecks are checks as this instance enforces them alone, while
+// storage is down: each limit and quota its share (see LocalLimit).
+func (c *Config) localChecks(checks []ratelimit.Check) []ratelimit.Check {
+	if max(c.LocalInstances, 1) == 1 {
+		return checks
+	}
+	out := slices.Clone(checks)
+	for i := range out {
+		if out[i].Quota > 0 {
+			out[i].Quota = max(out[i].Quota/int64(c.LocalInstances), 1)
+		} else {
+			out[i].Limit = c.LocalLimit(out[i].Limit)
+		}
+	}
+	return out
+}

@@ -1,0 +1,273 @@
+package edge
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/internal/testenv"
+	"github.com/flagbridge/flagbridge/ratelimit"
+	"github.com/flagbridge/flagbridge/store"
+)
+
+// limitsSource is the fixture's key source, giving some keys limits of
+// their own as the key API stores them on the record.
+type limitsSource struct {
+	KeySource
+	set map[string]func(*apikey.Record) // by key id
+}
+
+func (s *limitsSource) LookupKey(ctx context.Context, d apikey.Digest) (*apikey.Record, error) {
+	rec, err := s.KeySource.LookupKey(ctx, d)
+	if rec != nil {
+		if f := s.set[rec.ID]; f != nil {
+			c := *rec
+			f(&c)
+			rec = &c
+		}
+	}
+	return rec, err
+}
+
+// newLimitsFixture is newFixtureOn with the "live" key given limits by set.
+func newLimitsFixture(t *testing.T, st store.Store, lim ratelimit.Limiter, cfg Config, set func(*apikey.Record)) *fixture {
+	t.Helper()
+	f := newFixtureOn(t, st, lim, cfg)
+	src := &limitsSource{KeySource: f.source, set: map[string]func(*apikey.Record){f.records["live"].ID: set}}
+	f.guard = NewGuard(cfg, NewKeyCache(src, KeyCacheOptions{}), f.sessions, f.limiter, nil)
+	return f
+}
+
+func fileStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := store.OpenFile(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func named(name string, n int, w time.Duration) ratelimit.NamedLimit {
+	return ratelimit.NamedLimit{Name: name, Requests: n, Window: ratelimit.Window(w)}
+}
+
+// TestKeyNamedLimits: a key's own limits replace its type's, every one of
+// them must admit a request, and a refusal by one spends from none.
+func TestKeyNamedLimits(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clock := &fakeClock{base: time.Now()}
+			var st store.Store
+			var lim ratelimit.Limiter
+			if backend == "memory" {
+				st, lim = fileStore(t), ratelimit.NewMemoryWithClock(clock.Now)
+			} else {
+				r, err := store.OpenRedis(testenv.StartRedis(t).URL(), store.Options{KeyPrefix: testenv.UniquePrefix(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { r.Close() })
+				st, lim = r, ratelimit.NewRedis(r.Client(), r.Prefix())
+			}
+			f := newLimitsFixture(t, st, lim, DefaultConfig(), func(r *apikey.Record) {
+				r.Limits = []ratelimit.NamedLimit{named("burst", 2, time.Hour), named("sustained", 3, 24*time.Hour)}
+			})
+			live := bearer(f.keys["live"])
+			for i, want := range []struct{ limit, remaining string }{{"2", "1"}, {"2", "0"}} {
+				res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+				if res.status != 200 {
+					t.Fatalf("request %d: %d %s", i, res.status, res.body)
+				}
+				// The nearest limit, by the share left: burst (1 of 2
+				// against 2 of 3), then burst again (0 of 2).
+				if got := [2]string{res.header.Get("X-RateLimit-Limit"), res.header.Get("X-RateLimit-Remaining")}; got != [2]string{want.limit, want.remaining} {
+					t.Fatalf("request %d: X-RateLimit-Limit/Remaining %v, want %s/%s", i, got, want.limit, want.remaining)
+				}
+				if res.header.Get("X-Quota-Limit") != "" {
+					t.Fatalf("request %d: quota headers without a quota: %v", i, res.header)
+				}
+			}
+			res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+			if res.status != 429 || res.header.Get("X-RateLimit-Limit") != "2" || res.header.Get("Retry-After") == "" ||
+				res.body != `{"error":"RATE_LIMITED","message":"Rate limit exceeded; retry in `+res.header.Get("Retry-After")+` seconds"}` {
+				t.Fatalf("past the burst: %d %v %s", res.status, res.header, res.body)
+			}
+			if ra, _ := strconv.Atoi(res.header.Get("Retry-After")); ra < 1790 || ra > 1800 {
+				t.Fatalf("Retry-After %d, want the burst's emission interval, 1800 s", ra)
+			}
+			// The refusal left sustained at 1 of 3: a whole burst later
+			// one request passes, and the next is refused by sustained.
+			if backend == "redis" {
+				return // Redis's clock cannot be moved; the conformance suite covers it.
+			}
+			clock.Advance(time.Hour)
+			if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 || res.header.Get("X-RateLimit-Limit") != "3" || res.header.Get("X-RateLimit-Remaining") != "0" {
+				t.Fatalf("an hour later: %d %v, want admitted with sustained spent (had the refusal spent it, this one would be refused)", res.status, res.header)
+			}
+			if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 429 || res.header.Get("X-RateLimit-Limit") != "3" {
+				t.Fatalf("past sustained: %d %v", res.status, res.header)
+			}
+		})
+	}
+}
+
+// TestKeyQuota: a quota next to the type's default limit, with its
+// X-Quota-* headers, refused with QUOTA_EXCEEDED until the period ends.
+func TestKeyQuota(t *testing.T) {
+	f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), DefaultConfig(), func(r *apikey.Record) {
+		r.Quota = &ratelimit.Quota{Requests: 2, Period: ratelimit.Day}
+	})
+	live := bearer(f.keys["live"])
+	_, end := ratelimit.Day.Bounds(time.Now())
+	for i := range 2 {
+		res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+		if res.status != 200 || res.header.Get("X-Quota-Limit") != "2" || res.header.Get("X-Quota-Remaining") != strconv.Itoa(1-i) ||
+			res.header.Get("X-Quota-Reset") != strconv.FormatInt(end.Unix(), 10) {
+			t.Fatalf("request %d: %d %v", i, res.status, res.header)
+		}
+		// The type's default limit still applies, and is the one reported.
+		if res.header.Get("X-RateLimit-Limit") != strconv.Itoa(DefaultLiveLimit) || res.header.Get("X-RateLimit-Remaining") != strconv.Itoa(DefaultLiveLimit-1-i) {
+			t.Fatalf("request %d: X-RateLimit-* %v, want the live default", i, res.header)
+		}
+	}
+	res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+	ra, _ := strconv.ParseInt(res.header.Get("Retry-After"), 10, 64)
+	until := int64(time.Until(end).Seconds())
+	if res.status != 429 || res.header.Get("X-Quota-Remaining") != "0" || ra < until-2 || ra > until+2 ||
+		res.body != `{"error":"QUOTA_EXCEEDED","message":"Quota exceeded; it renews in `+res.header.Get("Retry-After")+` seconds"}` {
+		t.Fatalf("past the quota: %d %v %s (want Retry-After about %d)", res.status, res.header, res.body, until)
+	}
+	// The refused request spent nothing from the default limit.
+	if res.header.Get("X-RateLimit-Remaining") != strconv.Itoa(DefaultLiveLimit-2) {
+		t.Fatalf("past the quota: X-RateLimit-Remaining %s, want %d: a refusal spends from no bucket", res.header.Get("X-RateLimit-Remaining"), DefaultLiveLimit-2)
+	}
+}
+
+// TestShadowLimits: a shadow limit, or every limit under rate_limit_mode
+// shadow, admits what it would refuse and says so.
+func TestShadowLimits(t *testing.T) {
+	check := func(t *testing.T, f *fixture, bodyLimit string) {
+		t.Helper()
+		live := bearer(f.keys["live"])
+		if d := f.guard.Check(request("POST", "/v1/evaluate", live), tlsReq, Policy{}); d.Err != nil || d.wouldLimit {
+			t.Fatalf("first request: %v, wouldLimit %v", d.Err, d.wouldLimit)
+		}
+		for i := range 2 {
+			d := f.guard.Check(request("POST", "/v1/evaluate", live), tlsReq, Policy{})
+			if d.Err != nil || !d.wouldLimit {
+				t.Fatalf("request %d past a shadow limit: %v, wouldLimit %v; want admitted and marked", i+2, d.Err, d.wouldLimit)
+			}
+			res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+			if res.status != 200 || res.header.Get("X-RateLimit-Limit") != bodyLimit || res.header.Get("X-RateLimit-Remaining") != "0" {
+				t.Fatalf("request past a shadow limit: %d %v, want 200 with the headers enforcement would send", res.status, res.header)
+			}
+		}
+	}
+	t.Run("OneLimit", func(t *testing.T) {
+		f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), DefaultConfig(), func(r *apikey.Record) {
+			tight := named("tight", 1, time.Hour)
+			tight.Shadow = true
+			r.Limits = []ratelimit.NamedLimit{tight, named("wide", 100, time.Hour)}
+		})
+		check(t, f, "1")
+	})
+	t.Run("Mode", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.ShadowLimits = true
+		cfg.Limits[apikey.Live] = ratelimit.Limit{Rate: 1, Period: time.Hour}
+		check(t, newFixtureOn(t, fileStore(t), ratelimit.NewMemory(), cfg), "1")
+	})
+	t.Run("ModeWithKeyLimits", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.ShadowLimits = true
+		f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), cfg, func(r *apikey.Record) {
+			r.Limits = []ratelimit.NamedLimit{named("tight", 1, time.Hour)}
+			r.Quota = &ratelimit.Quota{Requests: 1, Period: ratelimit.Month}
+		})
+		check(t, f, "1")
+	})
+}
+
+// TestChargeWithKeyLimits: a charge of n (GraphQL mutations) spends from
+// every limit of the key, all or nothing.
+func TestChargeWithKeyLimits(t *testing.T) {
+	f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), DefaultConfig(), func(r *apikey.Record) {
+		r.Limits = []ratelimit.NamedLimit{named("burst", 4, time.Hour), named("sustained", 10, time.Hour)}
+	})
+	res := f.do("POST", "/v1/evaluate", bearer(f.keys["live"]), tlsReq, Policy{})
+	if res.status != 200 {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	ctx := context.Background()
+	if err := res.adm.Charge(ctx, 4); err == nil {
+		t.Fatal("a charge of 4 with 3 left of the burst was admitted")
+	}
+	if err := res.adm.Charge(ctx, 3); err != nil {
+		t.Fatalf("a charge of 3 with 3 left, after a refused charge: %v (the refusal spent something)", err)
+	}
+	if h := res.adm.rate; h.IsZero() {
+		t.Fatal("no headers after a charge")
+	}
+}
+
+// TestKeyLimitsStorageFailure: the storage-failure policy applies to keys
+// with limits of their own as to the others.
+func TestKeyLimitsStorageFailure(t *testing.T) {
+	r := testenv.StartRedis(t)
+	st, err := store.OpenRedis(r.URL(), store.Options{Timeout: 200 * time.Millisecond, KeyPrefix: testenv.UniquePrefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	lim := ratelimit.NewRedis(st.Client(), st.Prefix())
+	for _, policy := range []StoragePolicy{StorageDeny, StorageAllow, StorageLocal} {
+		r.Start()
+		cfg := DefaultConfig()
+		cfg.OnStorageError = policy
+		cfg.Timeout = 200 * time.Millisecond
+		f := newLimitsFixture(t, st, lim, cfg, func(r *apikey.Record) {
+			r.Limits = []ratelimit.NamedLimit{named("burst", 2, time.Hour), named("sustained", 50, time.Hour)}
+		})
+		live := bearer(f.keys["live"])
+		if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 {
+			t.Fatalf("Redis up: %d %s", res.status, res.body)
+		}
+		r.Stop()
+		var got []int
+		for range 3 {
+			got = append(got, f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}).status)
+		}
+		want := map[StoragePolicy][]int{
+			StorageDeny:  {503, 503, 503},
+			StorageAllow: {200, 200, 200},
+			// In process, from full buckets: the burst of 2, then refused.
+			StorageLocal: {200, 200, 429},
+		}[policy]
+		if !slices.Equal(got, want) {
+			t.Errorf("%v with Redis down: %v, want %v", policy, got, want)
+		}
+	}
+}
+
+// fakeClock is a clock moved by hand, safe for concurrent reads.
+type fakeClock struct {
+	base time.Time
+	off  atomic.Int64
+}
+
+func (c *fakeClock) Now() time.Time          { return c.base.Add(time.Duration(c.off.Load())) }
+func (c *fakeClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// request is a request carrying the Authorization header auth.
+func request(method, path, auth string) *http.Request {
+	r := httptest.NewRequest(method, path, nil)
+	r.Header.Set("Authorization", auth)
+	return r
+}
