@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -86,5 +87,47 @@ func TestPeriodBounds(t *testing.T) {
 	}
 	if s, e := ratelimit.Month.Bounds(time.Date(2027, 2, 28, 12, 0, 0, 0, time.UTC)); !s.Equal(time.Date(2027, 2, 1, 0, 0, 0, 0, time.UTC)) || !e.Equal(time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("month: %v to %v", s, e)
+	}
+}
+
+// TestMultiResultHeaders: the headers of a multi-bucket check describe
+// the limit nearest to refusing and the quota; a refusal's Retry-After is
+// the longest wait among the refusing buckets.
+func TestMultiResultHeaders(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	checks := []ratelimit.Check{
+		{Key: "a", Limit: ratelimit.Limit{Rate: 10, Period: time.Minute}},
+		{Key: "b", Limit: ratelimit.Limit{Rate: 100, Period: time.Hour}},
+		{Key: "q", Quota: 1000, Period: ratelimit.Month},
+	}
+	header := func(m ratelimit.MultiResult, cs []ratelimit.Check) http.Header {
+		h := http.Header{}
+		m.Headers(cs, now).Apply(h)
+		return h
+	}
+	admitted := ratelimit.MultiResult{Allowed: true, Results: []ratelimit.Result{
+		{Limit: checks[0].Limit, Allowed: true, Remaining: 5, ResetAfter: 30 * time.Second}, // half left
+		{Limit: checks[1].Limit, Allowed: true, Remaining: 20, ResetAfter: time.Hour},       // a fifth left
+		{Allowed: true, Remaining: 400, ResetAfter: 10 * time.Second},
+	}}
+	h := header(admitted, checks)
+	if h.Get("X-RateLimit-Limit") != "100" || h.Get("X-RateLimit-Remaining") != "20" || h.Get("Retry-After") != "" {
+		t.Errorf("admitted: %v, want the limit with the least share left (b)", h)
+	}
+	if h.Get("X-Quota-Limit") != "1000" || h.Get("X-Quota-Remaining") != "400" || h.Get("X-Quota-Reset") != "1800000010" {
+		t.Errorf("admitted: quota headers %v", h)
+	}
+	refused := ratelimit.MultiResult{Results: []ratelimit.Result{
+		{Limit: checks[0].Limit, RetryAfter: 6 * time.Second},
+		{Limit: checks[1].Limit, Allowed: true, Remaining: 20},
+		{RetryAfter: 90 * time.Second, ResetAfter: 90 * time.Second},
+	}}
+	h = header(refused, checks)
+	if h.Get("X-RateLimit-Limit") != "10" || h.Get("X-RateLimit-Remaining") != "0" || h.Get("Retry-After") != "90" || !refused.QuotaRefused(checks) {
+		t.Errorf("refused by a and the quota: %v, want a's headers with the quota's longer Retry-After", h)
+	}
+	only := ratelimit.MultiResult{Results: []ratelimit.Result{{RetryAfter: 5 * time.Second, ResetAfter: 5 * time.Second}}}
+	if h := header(only, checks[2:]); h.Get("Retry-After") != "5" || h.Get("X-Quota-Remaining") != "0" || h.Get("X-RateLimit-Limit") != "" {
+		t.Errorf("refused by a lone quota: %v", h)
 	}
 }
