@@ -1298,6 +1298,7 @@ func TestAuthorization(t *testing.T) {
 		freshKey := func(t *testing.T, project string) string {
 			return e.mint(t, o.root, project, keys.CreateInput{Type: "live", Environment: "production"}).ID
 		}
+		renamed := keys.UpdateInput{Name: set("renamed")}
 		seq := 0
 		freshProject := func(t *testing.T) string {
 			seq++
@@ -1406,6 +1407,18 @@ func TestAuthorization(t *testing.T) {
 			}},
 			{name: "RotateKey/org-wide", write: true, keyOp: true, orgKey: true, rotates: true, do: func(t *testing.T, c *authz.Principal, _ string) error {
 				_, err := e.svc.Keys.RotateKey(ctx, c, orgKey.Record.ID, keys.RotateInput{})
+				return err
+			}},
+			{name: "UpdateKey/own", write: true, keyOp: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.UpdateKey(ctx, c, freshKey(t, p), renamed)
+				return err
+			}},
+			{name: "UpdateKey/other", write: true, keyOp: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Keys.UpdateKey(ctx, c, freshKey(t, p), renamed)
+				return err
+			}},
+			{name: "UpdateKey/org-wide", write: true, keyOp: true, orgKey: true, do: func(t *testing.T, c *authz.Principal, _ string) error {
+				_, err := e.svc.Keys.UpdateKey(ctx, c, orgKey.Record.ID, renamed)
 				return err
 			}},
 			{name: "RevokeKey/own", write: true, keyOp: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {

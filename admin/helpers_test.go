@@ -19,6 +19,7 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/store"
 )
@@ -467,3 +468,9 @@ func refOf(p *authz.Principal, project, env string) flags.Ref {
 	}
 	return ref
 }
+
+// set is an UpdateInput member given as v.
+func set[T any](v T) jsonbody.Optional[T] { return jsonbody.Optional[T]{Set: true, Value: &v} }
+
+// null is an UpdateInput member given as null.
+func null[T any]() jsonbody.Optional[T] { return jsonbody.Optional[T]{Set: true} }

@@ -124,6 +124,20 @@ func (h *Handler) GetKey(w http.ResponseWriter, r *http.Request, p *authz.Princi
 	return nil
 }
 
+// UpdateKey serves PATCH /v1/api-keys/{id}.
+func (h *Handler) UpdateKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in keys.UpdateInput
+	if err := decodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	k, err := h.admin.Keys.UpdateKey(r.Context(), p, r.PathValue("id"), in)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, viewKey(k, time.Now()))
+	return nil
+}
+
 // RotateKey serves POST /v1/api-keys/{id}/rotate.
 func (h *Handler) RotateKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	var in keys.RotateInput

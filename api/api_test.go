@@ -262,6 +262,7 @@ var allRoutes = []struct{ method, path, body string }{
 	{"GET", "/v1/projects/alpha/api-keys", ""},
 	{"POST", "/v1/projects/alpha/api-keys", `{"name":"n","type":"live","environment":"production","expires_in":"1h"}`},
 	{"GET", "/v1/api-keys/{id}", ""},
+	{"PATCH", "/v1/api-keys/{id}", `{"name":"renamed"}`},
 	{"DELETE", "/v1/api-keys/{id}", ""},
 	{"POST", "/v1/api-keys/{id}/rotate", ""},
 }
@@ -316,7 +317,7 @@ func TestRouting(t *testing.T) {
 		{"POST", "/v1/projects/alpha", 405, "GET, DELETE", errorBody("METHOD_NOT_ALLOWED", "POST is not allowed on /v1/projects/alpha; use GET or DELETE")},
 		{"PATCH", "/v1/projects/alpha/environments", 405, "GET, POST", errorBody("METHOD_NOT_ALLOWED", "PATCH is not allowed on /v1/projects/alpha/environments; use GET or POST")},
 		{"DELETE", "/v1/projects/alpha/api-keys", 405, "GET, POST", errorBody("METHOD_NOT_ALLOWED", "DELETE is not allowed on /v1/projects/alpha/api-keys; use GET or POST")},
-		{"PUT", "/v1/api-keys/key_x", 405, "GET, DELETE", errorBody("METHOD_NOT_ALLOWED", "PUT is not allowed on /v1/api-keys/key_x; use GET or DELETE")},
+		{"PUT", "/v1/api-keys/key_x", 405, "GET, PATCH, DELETE", errorBody("METHOD_NOT_ALLOWED", "PUT is not allowed on /v1/api-keys/key_x; use GET or PATCH or DELETE")},
 		{"GET", "/v1/api-keys/key_x/rotate", 405, "POST", errorBody("METHOD_NOT_ALLOWED", "GET is not allowed on /v1/api-keys/key_x/rotate; use POST")},
 	} {
 		res := s.do(t, s.root, tc.method, tc.path, "")
@@ -862,9 +863,11 @@ func TestAuthorizationHTTP(t *testing.T) {
 		{rw, "POST", "/v1/projects/beta/api-keys", `{"name":"n","type":"admin"}`, 403, `This key belongs to project "alpha" and cannot create keys in project "beta"`},
 		{rw, "GET", "/v1/api-keys/" + betaKey.ID, "", 403, `This key belongs to project "alpha" and cannot manage keys of project "beta"`},
 		{rw, "DELETE", "/v1/api-keys/" + betaKey.ID, "", 403, `This key belongs to project "alpha" and cannot manage keys of project "beta"`},
+		{rw, "PATCH", "/v1/api-keys/" + betaKey.ID, `{"identity":"acme"}`, 403, `This key belongs to project "alpha" and cannot manage keys of project "beta"`},
 		{rw, "POST", "/v1/api-keys/" + betaKey.ID + "/rotate", "", 403, `This key belongs to project "alpha" and cannot manage keys of project "beta"`},
 		{rw, "GET", "/v1/api-keys/" + s.root.ID, "", 403, `This key belongs to project "alpha" and cannot manage keys of the whole organization; use an organization-wide admin key`},
 		{rw, "DELETE", "/v1/api-keys/" + s.root.ID, "", 403, `This key belongs to project "alpha" and cannot manage keys of the whole organization; use an organization-wide admin key`},
+		{rw, "PATCH", "/v1/api-keys/" + s.root.ID, `{"identity":"acme"}`, 403, `This key belongs to project "alpha" and cannot manage keys of the whole organization; use an organization-wide admin key`},
 		{rw, "POST", "/v1/api-keys/" + s.root.ID + "/rotate", "", 403, `This key belongs to project "alpha" and cannot manage keys of the whole organization; use an organization-wide admin key`},
 		{ro, "POST", "/v1/projects/alpha/api-keys", `{"name":"n","type":"live","environment":"production","permissions":["READ"]}`, 403,
 			"This key is read-only and cannot make changes"},
@@ -891,6 +894,7 @@ func TestAuthorizationHTTP(t *testing.T) {
 		{"POST", "/v1/projects/alpha/environments", `{"slug":"qa"}`},
 		{"POST", "/v1/projects/alpha/api-keys", `{"name":"n","type":"admin"}`},
 		{"GET", "/v1/api-keys/" + alphaKey.ID, ""},
+		{"PATCH", "/v1/api-keys/" + alphaKey.ID, `{"limits":[{"name":"burst","requests":10,"window":"1s"}]}`},
 		{"POST", "/v1/api-keys/" + alphaKey.ID + "/rotate", ""},
 		{"DELETE", "/v1/api-keys/" + alphaKey.ID, ""},
 	} {
@@ -936,6 +940,7 @@ func TestOtherOrganizationHTTP(t *testing.T) {
 		for _, id := range []string{theirKey.ID, other.Record.ID} {
 			same(t, c, "GET", "/v1/api-keys/{}", id, missing, "")
 			same(t, c, "DELETE", "/v1/api-keys/{}", id, missing, "")
+			same(t, c, "PATCH", "/v1/api-keys/{}", id, missing, `{"identity":"acme"}`)
 			same(t, c, "POST", "/v1/api-keys/{}/rotate", id, missing, `{"grace_period":"1h"}`)
 		}
 	}
@@ -947,7 +952,7 @@ func TestOtherOrganizationHTTP(t *testing.T) {
 	same(t, s.root, "POST", "/v1/projects/{}/api-keys", "theirs", "nothere", `{"name":"n","type":"admin"}`)
 
 	// Their key is untouched, and does not show in our alpha.
-	if r, _ := s.svc.Keys.LookupKey(ctx, apikey.DigestOf(theirKey.Secret)); r == nil || r.RevokedAt != nil || r.RotatedAt != nil {
+	if r, _ := s.svc.Keys.LookupKey(ctx, apikey.DigestOf(theirKey.Secret)); r == nil || r.RevokedAt != nil || r.RotatedAt != nil || r.Identity != "" {
 		t.Fatalf("the other org's key was changed: %+v", r)
 	}
 	if res := s.do(t, s.root, "GET", "/v1/projects/alpha/api-keys", ""); strings.Contains(res.body, theirKey.ID) {

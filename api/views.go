@@ -6,6 +6,7 @@ import (
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
 // keyView is a key as the API shows it: never its secret or digest.
@@ -29,6 +30,11 @@ type keyView struct {
 	// PreviousKeyValidUntil says until when the secret replaced by a
 	// rotation keeps working.
 	PreviousKeyValidUntil *time.Time `json:"previous_key_valid_until,omitempty"`
+	// Limits, Quota and Identity are shown only when set: a key without
+	// them has its type's default limit, no quota and no identity.
+	Limits   []ratelimit.NamedLimit `json:"limits,omitempty"`
+	Quota    *ratelimit.Quota       `json:"quota,omitempty"`
+	Identity string                 `json:"identity,omitempty"`
 }
 
 func viewKey(k *keys.Key, now time.Time) keyView {
@@ -46,6 +52,9 @@ func viewKey(k *keys.Key, now time.Time) keyView {
 		RevokedAt:   k.RevokedAt,
 		RotatedAt:   k.RotatedAt,
 		LastUsedAt:  k.LastUsedAt,
+		Limits:      k.Limits,
+		Quota:       k.Quota,
+		Identity:    k.Identity,
 	}
 	if k.PreviousValidUntil != nil && now.Before(*k.PreviousValidUntil) {
 		v.PreviousKeyValidUntil = k.PreviousValidUntil

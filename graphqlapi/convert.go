@@ -8,6 +8,8 @@ import (
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
+	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
 // The conversions between the admin services' types and the schema's.
@@ -55,6 +57,7 @@ func apiKey(k *keys.Key, owner *Member, now time.Time) *APIKey {
 		Status: KeyStatus(strings.ToUpper(k.Status(now))), Owner: owner,
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
 		RotatedAt: k.RotatedAt, LastUsedAt: k.LastUsedAt,
+		Limits: rateLimits(k.Limits), Quota: quota(k.Quota), Identity: optional(k.Identity),
 	}
 }
 
@@ -64,9 +67,74 @@ func createdKey(k *keys.Created, now time.Time) *CreatedAPIKey {
 		Permissions: permissions(k.Permissions), Project: optional(k.Project),
 		Environment: optional(k.Environment), Resources: k.Resources, Hint: k.Hint,
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
+		Limits: rateLimits(k.Limits), Quota: quota(k.Quota), Identity: optional(k.Identity),
 	}
 	if k.PreviousValidUntil != nil && now.Before(*k.PreviousValidUntil) {
 		out.PreviousKeyValidUntil = k.PreviousValidUntil
+	}
+	return out
+}
+
+func rateLimits(ls []ratelimit.NamedLimit) []*RateLimit {
+	if ls == nil {
+		return nil
+	}
+	out := make([]*RateLimit, len(ls))
+	for i, l := range ls {
+		out[i] = &RateLimit{Name: l.Name, Requests: l.Requests, Window: l.Window.String(), Shadow: l.Shadow}
+	}
+	return out
+}
+
+func quota(q *ratelimit.Quota) *Quota {
+	if q == nil {
+		return nil
+	}
+	return &Quota{Requests: int(q.Requests), Period: QuotaPeriod(strings.ToUpper(string(q.Period)))}
+}
+
+// limitsIn keeps nil (not given) apart from an empty list, which the admin
+// service refuses by name.
+func limitsIn(ls []*RateLimitInput) []keys.LimitInput {
+	if ls == nil {
+		return nil
+	}
+	out := make([]keys.LimitInput, len(ls))
+	for i, l := range ls {
+		out[i] = keys.LimitInput{Name: l.Name, Requests: l.Requests, Window: l.Window}
+		if l.Shadow != nil {
+			out[i].Shadow = *l.Shadow
+		}
+	}
+	return out
+}
+
+func quotaIn(q *QuotaInput) *ratelimit.Quota {
+	if q == nil {
+		return nil
+	}
+	return &ratelimit.Quota{Requests: int64(q.Requests), Period: ratelimit.Period(strings.ToLower(string(q.Period)))}
+}
+
+// updateIn is updateAPIKey's input as the admin service takes it: gqlgen's
+// Omittable says whether a field was given, its nil value that it was null.
+func updateIn(in UpdateAPIKeyInput) keys.UpdateInput {
+	var out keys.UpdateInput
+	if v, ok := in.Name.ValueOK(); ok {
+		out.Name = jsonbody.Optional[string]{Set: true, Value: v}
+	}
+	if v, ok := in.Limits.ValueOK(); ok {
+		out.Limits.Set = true
+		if v != nil {
+			ls := limitsIn(v)
+			out.Limits.Value = &ls
+		}
+	}
+	if v, ok := in.Quota.ValueOK(); ok {
+		out.Quota = jsonbody.Optional[ratelimit.Quota]{Set: true, Value: quotaIn(v)}
+	}
+	if v, ok := in.Identity.ValueOK(); ok {
+		out.Identity = jsonbody.Optional[string]{Set: true, Value: v}
 	}
 	return out
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 type APIKey struct {
@@ -29,6 +31,11 @@ type APIKey struct {
 	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
 	RotatedAt  *time.Time `json:"rotatedAt,omitempty"`
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	// The key's own rate limits, or null for its type's default.
+	Limits []*RateLimit `json:"limits,omitempty"`
+	Quota  *Quota       `json:"quota,omitempty"`
+	// The customer the key belongs to, if any.
+	Identity *string `json:"identity,omitempty"`
 }
 
 type CallingKey struct {
@@ -56,6 +63,11 @@ type CreateAPIKeyInput struct {
 	Environment *string `json:"environment,omitempty"`
 	// Makes a Scoped key: only these projects (within the caller's own scope).
 	Resources []string `json:"resources,omitempty"`
+	// 1 to 4 rate limits replacing the key type's default.
+	Limits []*RateLimitInput `json:"limits,omitempty"`
+	Quota  *QuotaInput       `json:"quota,omitempty"`
+	// The customer the key belongs to: lower-case letters, digits and hyphens.
+	Identity *string `json:"identity,omitempty"`
 }
 
 type CreatedAPIKey struct {
@@ -73,7 +85,10 @@ type CreatedAPIKey struct {
 	CreatedAt   time.Time    `json:"createdAt"`
 	ExpiresAt   *time.Time   `json:"expiresAt,omitempty"`
 	// Until when the replaced secret keeps working, after a rotation with a grace period.
-	PreviousKeyValidUntil *time.Time `json:"previousKeyValidUntil,omitempty"`
+	PreviousKeyValidUntil *time.Time   `json:"previousKeyValidUntil,omitempty"`
+	Limits                []*RateLimit `json:"limits,omitempty"`
+	Quota                 *Quota       `json:"quota,omitempty"`
+	Identity              *string      `json:"identity,omitempty"`
 }
 
 type Environment struct {
@@ -108,9 +123,48 @@ type Project struct {
 type Query struct {
 }
 
+// A number of requests per calendar period, in UTC.
+type Quota struct {
+	Requests int         `json:"requests"`
+	Period   QuotaPeriod `json:"period"`
+}
+
+type QuotaInput struct {
+	Requests int         `json:"requests"`
+	Period   QuotaPeriod `json:"period"`
+}
+
+// A named rate limit: requests per window, in bursts of up to requests. Every limit of a key must admit a request.
+type RateLimit struct {
+	Name     string `json:"name"`
+	Requests int    `json:"requests"`
+	// A duration such as "1s", "10m" or "24h".
+	Window string `json:"window"`
+	// A shadow limit is checked and reported but never refuses.
+	Shadow bool `json:"shadow"`
+}
+
+type RateLimitInput struct {
+	// Lower-case letters, digits and hyphens; unique among the key's limits.
+	Name     string `json:"name"`
+	Requests int    `json:"requests"`
+	// Between "1s" and "24h".
+	Window string `json:"window"`
+	Shadow *bool  `json:"shadow,omitempty"`
+}
+
 type RevokedAPIKey struct {
 	ID        string    `json:"id"`
 	RevokedAt time.Time `json:"revokedAt"`
+}
+
+// What updateAPIKey changes: an omitted field is unchanged; null clears it (limits back to the key type's default, no quota, no identity).
+type UpdateAPIKeyInput struct {
+	// Cannot be null.
+	Name     graphql.Omittable[*string]           `json:"name,omitempty"`
+	Limits   graphql.Omittable[[]*RateLimitInput] `json:"limits,omitempty"`
+	Quota    graphql.Omittable[*QuotaInput]       `json:"quota,omitempty"`
+	Identity graphql.Omittable[*string]           `json:"identity,omitempty"`
 }
 
 type Viewer struct {
@@ -348,6 +402,61 @@ func (e *Permission) UnmarshalJSON(b []byte) error {
 }
 
 func (e Permission) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type QuotaPeriod string
+
+const (
+	QuotaPeriodDay   QuotaPeriod = "DAY"
+	QuotaPeriodMonth QuotaPeriod = "MONTH"
+)
+
+var AllQuotaPeriod = []QuotaPeriod{
+	QuotaPeriodDay,
+	QuotaPeriodMonth,
+}
+
+func (e QuotaPeriod) IsValid() bool {
+	switch e {
+	case QuotaPeriodDay, QuotaPeriodMonth:
+		return true
+	}
+	return false
+}
+
+func (e QuotaPeriod) String() string {
+	return string(e)
+}
+
+func (e *QuotaPeriod) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = QuotaPeriod(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid QuotaPeriod", str)
+	}
+	return nil
+}
+
+func (e QuotaPeriod) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *QuotaPeriod) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e QuotaPeriod) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/authz"
 )
 
 // CreateAPIKey is the resolver for the createAPIKey field.
@@ -30,6 +32,10 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input CreateAPIKeyI
 	}
 	if input.Environment != nil {
 		in.Environment = *input.Environment
+	}
+	in.Limits, in.Quota = limitsIn(input.Limits), quotaIn(input.Quota)
+	if input.Identity != nil {
+		in.Identity = *input.Identity
 	}
 	var project string
 	if input.Project != nil {
@@ -62,6 +68,28 @@ func (r *mutationResolver) RotateAPIKey(ctx context.Context, id string, gracePer
 		return nil, keyByIDError(err)
 	}
 	return createdKey(k, time.Now()), nil
+}
+
+// UpdateAPIKey is the resolver for the updateAPIKey field.
+func (r *mutationResolver) UpdateAPIKey(ctx context.Context, id string, input UpdateAPIKeyInput) (*APIKey, error) {
+	c := caller(ctx)
+	k, err := r.Admin.Keys.UpdateKey(ctx, c, id, updateIn(input))
+	if err != nil {
+		return nil, keyByIDError(err)
+	}
+	// The owner as apiKeys shows it, to a caller that may read (every
+	// caller the edge lets through to GraphQL).
+	var owner *Member
+	if k.OwnerID != "" && authz.Allows(c, authz.Need{Type: apikey.Admin, Permission: apikey.Read}) {
+		m, err := r.Admin.Identity.MemberByID(ctx, c.Org(), k.OwnerID)
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			owner = member(m)
+		}
+	}
+	return apiKey(k, owner, time.Now()), nil
 }
 
 // Viewer is the resolver for the viewer field.

@@ -338,6 +338,9 @@ var requests = map[routes.Name]request{
 	routes.GetKey: {allTargets, func(w *world, t target) call {
 		return call{method: "GET", path: "/v1/api-keys/" + w.keyIn(t), ok: 200}
 	}},
+	routes.UpdateKey: {allTargets, func(w *world, t target) call {
+		return call{method: "PATCH", path: "/v1/api-keys/" + w.keyIn(t), body: `{"limits":[{"name":"burst","requests":10,"window":"1s"}]}`, ok: 200}
+	}},
 	routes.RevokeKey: {allTargets, func(w *world, t target) call {
 		return call{method: "DELETE", path: "/v1/api-keys/" + w.keyIn(t), ok: 200}
 	}},
@@ -454,7 +457,7 @@ func kindOf(n routes.Name) string {
 		return "whole project"
 	case routes.GetProject, routes.ListEnvironments, routes.ListKeys, routes.CreateKey:
 		return "part of a project"
-	case routes.GetKey, routes.RevokeKey, routes.RotateKey:
+	case routes.GetKey, routes.UpdateKey, routes.RevokeKey, routes.RotateKey:
 		return "key by id"
 	case routes.SetOverrides, routes.DeleteSession:
 		return "session by id"

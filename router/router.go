@@ -71,6 +71,7 @@ func New(cfg Config) *Router {
 		routes.ListKeys:          as(rest.ListKeys),
 		routes.CreateKey:         as(rest.CreateKey),
 		routes.GetKey:            as(rest.GetKey),
+		routes.UpdateKey:         as(rest.UpdateKey),
 		routes.RevokeKey:         as(rest.RevokeKey),
 		routes.RotateKey:         as(rest.RotateKey),
 		routes.GetFlagSet:        as(rest.GetFlagSet),

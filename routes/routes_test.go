@@ -83,7 +83,7 @@ func TestAllowedAndPath(t *testing.T) {
 	if got := routes.Allowed("/v1/projects"); !slices.Equal(got, []string{"GET", "POST"}) {
 		t.Fatalf("Allowed = %v", got)
 	}
-	if got := routes.Allowed("/dashboard/api/v1/api-keys/k"); !slices.Equal(got, []string{"GET", "DELETE"}) {
+	if got := routes.Allowed("/dashboard/api/v1/api-keys/k"); !slices.Equal(got, []string{"GET", "PATCH", "DELETE"}) {
 		t.Fatalf("Allowed under the mount = %v", got)
 	}
 	if got := routes.Allowed("/v1/nope"); len(got) != 0 {

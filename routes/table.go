@@ -16,6 +16,7 @@ const (
 	ListKeys          Name = "listKeys"
 	CreateKey         Name = "createKey"
 	GetKey            Name = "getKey"
+	UpdateKey         Name = "updateKey"
 	RevokeKey         Name = "revokeKey"
 	RotateKey         Name = "rotateKey"
 	GetFlagSet        Name = "getFlagSet"
@@ -75,6 +76,7 @@ var table = []Route{
 	{Name: ListKeys, Method: "GET", Pattern: "/v1/projects/{project}/api-keys", Needs: partly(onProject(adminRead))},
 	{Name: CreateKey, Method: "POST", Pattern: "/v1/projects/{project}/api-keys", Needs: doing("create keys in", partly(onProject(adminWrite)))},
 	{Name: GetKey, Method: "GET", Pattern: "/v1/api-keys/{id}", Needs: adminRead},
+	{Name: UpdateKey, Method: "PATCH", Pattern: "/v1/api-keys/{id}", Needs: adminWrite},
 	{Name: RevokeKey, Method: "DELETE", Pattern: "/v1/api-keys/{id}", Needs: adminWrite},
 	{Name: RotateKey, Method: "POST", Pattern: "/v1/api-keys/{id}/rotate", Needs: adminWrite},
 	{Name: GetFlagSet, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags", Needs: onEnvironment(adminRead)},

@@ -16,5 +16,5 @@ const (
 func colKeys(org string) string { return "keys/" + org }
 
 // Topic is the change-feed topic on which a changed key's id is published
-// (revocation, rotation, narrowing, deletion).
+// (revocation, rotation, update, narrowing, deletion).
 const Topic = "keys"

@@ -1,6 +1,7 @@
 // Package keys manages API keys: minting them (the secret is shown once and
-// only its digest is kept), listing, rotating with a grace period, revoking,
-// and finding a key by the digest of a secret for the edge.
+// only its digest is kept), listing, changing their name, limits, quota and
+// identity, rotating with a grace period, revoking, and finding a key by the
+// digest of a secret for the edge.
 package keys
 
 import (
@@ -16,6 +17,8 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/internal/jsonbody"
+	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -30,6 +33,23 @@ type CreateInput struct {
 	ExpiresIn   string   `json:"expires_in,omitempty"`
 	// Resources makes a Scoped organization-wide key: only these projects.
 	Resources []string `json:"resources,omitempty"`
+	// Limits, if given, replace the key type's default rate limit.
+	Limits []LimitInput `json:"limits,omitempty"`
+	// Quota, if given, bounds the key's requests per day or month.
+	Quota *ratelimit.Quota `json:"quota,omitempty"`
+	// Identity, if given, names the customer the key belongs to (a slug).
+	Identity string `json:"identity,omitempty"`
+}
+
+// UpdateInput is the body of PATCH /v1/api-keys/{id}: what to change of a
+// key. A member left out stays as it is; null clears it (limits fall back to
+// the key type's default, the key has no quota, or no identity; a name
+// cannot be cleared). At least one is required.
+type UpdateInput struct {
+	Name     jsonbody.Optional[string]          `json:"name"`
+	Limits   jsonbody.Optional[[]LimitInput]    `json:"limits"`
+	Quota    jsonbody.Optional[ratelimit.Quota] `json:"quota"`
+	Identity jsonbody.Optional[string]          `json:"identity"`
 }
 
 // RotateInput is the (optional) body of POST /v1/api-keys/{id}/rotate.
@@ -85,6 +105,9 @@ type Spec struct {
 	Name        string
 	ExpiresAt   *time.Time
 	Owner       string
+	Limits      []ratelimit.NamedLimit
+	Quota       *ratelimit.Quota
+	Identity    string
 }
 
 // Mint makes a key and its secret and writes it, inside a transaction. It
@@ -112,6 +135,9 @@ func (s *Service) Mint(tx store.Writer, spec Spec) (*apikey.Record, string, erro
 		ExpiresAt:   spec.ExpiresAt,
 		OwnerID:     spec.Owner,
 		Digest:      apikey.DigestOf(secret).String(),
+		Limits:      spec.Limits,
+		Quota:       spec.Quota,
+		Identity:    spec.Identity,
 	}
 	return rec, secret, putKey(tx, rec)
 }
@@ -196,6 +222,15 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 	if err != nil {
 		return nil, err
 	}
+	limits, err := checkLimits(in.Limits, in.Quota)
+	if err != nil {
+		return nil, err
+	}
+	if in.Identity != "" {
+		if err := input.Slug("identity", in.Identity); err != nil {
+			return nil, err
+		}
+	}
 	scope := authz.Scope{Org: p.Org(), Project: project, Environment: in.Environment, Resources: resources}
 	if err := authz.Permits(p, authz.Need{Type: apikey.Admin, Permission: apikey.Write,
 		Grant: &authz.Grant{Permissions: perms, ExpiresAt: expiresAt, Scope: scope, Action: "create a key", Hint: "set expires_in accordingly"}}); err != nil {
@@ -220,6 +255,7 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 		}
 		rec, secret, err := s.Mint(tx, Spec{
 			Scope: scope, Type: typ, Permissions: perms, Name: name, ExpiresAt: expiresAt, Owner: p.Member,
+			Limits: limits, Quota: in.Quota, Identity: in.Identity,
 		})
 		if err != nil {
 			return err
@@ -363,6 +399,113 @@ func withUse(r store.Reader, rec *apikey.Record) (Key, error) {
 		k.LastUsedAt = &t
 	}
 	return k, nil
+}
+
+// change is an UpdateInput checked: the record's new values, for the
+// members that were given.
+type change struct {
+	in       UpdateInput
+	name     string
+	limits   []ratelimit.NamedLimit
+	quota    *ratelimit.Quota
+	identity string
+}
+
+// checkUpdate checks an UpdateInput whole, before anything is read, so that
+// a refusal writes nothing.
+func checkUpdate(in UpdateInput) (*change, error) {
+	if !in.Name.Set && !in.Limits.Set && !in.Quota.Set && !in.Identity.Set {
+		return nil, apierror.Invalid("nothing to change: give at least one of name, limits, quota and identity")
+	}
+	c := &change{in: in, quota: in.Quota.Value}
+	if in.Name.Set {
+		if in.Name.Value == nil {
+			return nil, apierror.Invalid("name cannot be null: a key always has a name")
+		}
+		name, err := input.Name("name", *in.Name.Value, "", true)
+		if err != nil {
+			return nil, err
+		}
+		c.name = name
+	}
+	var limits []LimitInput
+	if in.Limits.Value != nil {
+		// Non-nil even when empty, so that [] is refused rather than
+		// taken for null.
+		limits = *in.Limits.Value
+		if limits == nil {
+			limits = []LimitInput{}
+		}
+	}
+	var err error
+	if c.limits, err = checkLimits(limits, in.Quota.Value); err != nil {
+		return nil, err
+	}
+	if in.Identity.Value != nil {
+		c.identity = *in.Identity.Value
+		if c.identity == "" {
+			return nil, apierror.Invalid("identity must not be empty; null removes it")
+		}
+		if err := input.Slug("identity", c.identity); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// apply sets the given members on rec; null clears.
+func (c *change) apply(rec *apikey.Record) {
+	if c.in.Name.Set {
+		rec.Name = c.name
+	}
+	if c.in.Limits.Set {
+		rec.Limits = c.limits
+	}
+	if c.in.Quota.Set {
+		rec.Quota = c.quota
+	}
+	if c.in.Identity.Set {
+		rec.Identity = c.identity
+	}
+}
+
+// UpdateKey changes a key's name, limits, quota or identity (see
+// UpdateInput), on every instance at once: the change is published like a
+// rotation, so that the key caches drop the old record. It takes what
+// rotating or revoking the key takes, and like a rotation it refuses a key
+// that is revoked or expired.
+func (s *Service) UpdateKey(ctx context.Context, p *authz.Principal, id string, in UpdateInput) (*Key, error) {
+	if err := authz.Permits(p, authz.Need{Type: apikey.Admin, Permission: apikey.Write}); err != nil {
+		return nil, err
+	}
+	c, err := checkUpdate(in)
+	if err != nil {
+		return nil, err
+	}
+	var out Key
+	err = s.env.Update(ctx, func(tx store.Writer) error {
+		rec, err := keyFor(tx, p, id, apikey.Write)
+		if err != nil {
+			return err
+		}
+		switch rec.Status(s.env.Now()) {
+		case "revoked":
+			return apierror.Conflict("API key %q is revoked and cannot be updated", id)
+		case "expired":
+			return apierror.Conflict("API key %q has expired and cannot be updated", id)
+		}
+		c.apply(rec)
+		if err := docs.Put(tx, colKeys(rec.OrgID), rec.ID, rec); err != nil {
+			return err
+		}
+		tx.Publish(Topic, []byte(rec.ID))
+		out, err = withUse(tx, rec)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // RotateKey gives a key a new secret, keeping its id, settings and rate-limit

@@ -126,3 +126,33 @@ func jsonTypeName(kind string) string {
 	}
 	return kind
 }
+
+// Optional is a member of a JSON object that may be absent, null or a value:
+// what a PATCH body needs to tell "leave it" from "clear it", which a
+// pointer cannot (encoding/json leaves it nil for both).
+type Optional[T any] struct {
+	// Set is whether the member was there, null included.
+	Set bool
+	// Value is the member's value, nil if it was null or absent.
+	Value *T
+}
+
+// Null reports whether the member was there and null.
+func (o Optional[T]) Null() bool { return o.Set && o.Value == nil }
+
+// UnmarshalJSON records the member, decoding a value as strictly as the
+// body around it. encoding/json calls it for null too, which is the point.
+func (o *Optional[T]) UnmarshalJSON(b []byte) error {
+	o.Set, o.Value = true, nil
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil
+	}
+	var v T
+	// A type error keeps its path: encoding/json prefixes this member's
+	// name to the field Strict reports.
+	if err := Strict(b, &v); err != nil {
+		return err
+	}
+	o.Value = &v
+	return nil
+}
