@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/flagbridge/flagbridge/internal/slug"
 )
 
 // Bounds of the limits a key or an identity may carry: the one place they
@@ -112,8 +114,8 @@ func (e *SpecError) Error() string { return e.Field + " " + e.Problem }
 // outside 1 to MaxNamedLimits (an empty, non-nil list included; nil means
 // "not given"), a request count below 1, a window outside MinWindow to
 // MaxWindow or not a whole number of milliseconds, two limits of one name,
-// a quota below 1 or of an unknown period. Names are checked by the caller
-// (they are slugs, like every identifier of the API).
+// a name that is not a slug (see package slug), a quota below 1 or of an
+// unknown period.
 func CheckLimits(limits []NamedLimit, quota *Quota) error {
 	if limits != nil && (len(limits) < 1 || len(limits) > MaxNamedLimits) {
 		return &SpecError{"limits", fmt.Sprintf("must hold 1 to %d limits, not %d", MaxNamedLimits, len(limits))}
@@ -132,6 +134,9 @@ func CheckLimits(limits []NamedLimit, quota *Quota) error {
 		}
 		if _, _, err := l.Limit().gcra(); err != nil {
 			return &SpecError{field + ".requests", fmt.Sprintf("%d in %s is more than one request a nanosecond", l.Requests, l.Window)}
+		}
+		if err := slug.Check(l.Name); err != nil {
+			return &SpecError{field + ".name", err.Error()}
 		}
 		for j := range i {
 			if limits[j].Name == l.Name {

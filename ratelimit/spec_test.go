@@ -60,6 +60,8 @@ func TestCheckLimits(t *testing.T) {
 		{"LongWindow", []ratelimit.NamedLimit{ok, lim("b", 1, 25*time.Hour)}, nil, "limits[1].window"},
 		{"SubMillisecond", []ratelimit.NamedLimit{lim("a", 1, time.Second+time.Microsecond)}, nil, "limits[0].window"},
 		{"TooFine", []ratelimit.NamedLimit{lim("a", 2_000_000_000, time.Second)}, nil, "limits[0].requests"},
+		{"NotASlug", []ratelimit.NamedLimit{ok, lim("Per Second", 5, time.Minute)}, nil, "limits[1].name"},
+		{"NoName", []ratelimit.NamedLimit{lim("", 5, time.Minute)}, nil, "limits[0].name"},
 		{"SameName", []ratelimit.NamedLimit{ok, lim("burst", 5, time.Minute)}, nil, "limits[1].name"},
 		{"ZeroQuota", nil, &ratelimit.Quota{Period: ratelimit.Day}, "quota.requests"},
 		{"UnknownPeriod", nil, &ratelimit.Quota{Requests: 5, Period: "week"}, "quota.period"},

@@ -2,10 +2,8 @@ package keys
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 
-	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/ratelimit"
 )
@@ -24,9 +22,10 @@ type LimitInput struct {
 	Shadow bool `json:"shadow,omitempty"`
 }
 
-// checkLimits checks the limits and quota a caller gives a key and returns
-// the limits as the key carries them: nil limits stay nil (not given). Every
-// refusal names the field, as the API's JSON spells it.
+// checkLimits checks the limits and quota a caller gives a key (by
+// ratelimit.CheckLimits, the one place their bounds are written) and
+// returns the limits as the key carries them: nil limits stay nil (not
+// given). Every refusal names the field, as the API's JSON spells it.
 func checkLimits(in []LimitInput, quota *ratelimit.Quota) ([]ratelimit.NamedLimit, error) {
 	var limits []ratelimit.NamedLimit
 	if in != nil {
@@ -48,11 +47,6 @@ func checkLimits(in []LimitInput, quota *ratelimit.Quota) ([]ratelimit.NamedLimi
 			return nil, apierror.Invalid("%s %s", se.Field, se.Problem)
 		}
 		return nil, apierror.Invalid("%v", err)
-	}
-	for i, l := range limits {
-		if err := input.Slug(fmt.Sprintf("limits[%d].name", i), l.Name); err != nil {
-			return nil, err
-		}
 	}
 	return limits, nil
 }

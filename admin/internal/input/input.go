@@ -8,23 +8,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/internal/slug"
 )
 
 // Slug checks a project or environment identifier: it appears in URLs, so
-// it is kept to lower-case letters, digits and inner hyphens.
+// it is kept to lower-case letters, digits and inner hyphens (package
+// slug holds the rule).
 func Slug(field, s string) error {
-	if s == "" {
-		return apierror.Invalid("%s is required", field)
-	}
-	if len(s) > 63 {
-		return apierror.Invalid("%s must be at most 63 characters", field)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' && i > 0 && i < len(s)-1
-		if !ok {
-			return apierror.Invalid("%s %q must be lower-case letters, digits and hyphens, not starting or ending with a hyphen", field, s)
-		}
+	if err := slug.Check(s); err != nil {
+		return apierror.Invalid("%s %v", field, err)
 	}
 	return nil
 }
