@@ -815,5 +815,5 @@ func (l *BatchingRedisLimiter) AllowAll(ctx context.Context, group string, check
 		ctx, cancel = context.WithTimeout(ctx, l.timeout)
 		defer cancel()
 	}
-	return allowAllRedis(ctx, l.client, l.multiPrefix, group, checks, n)
+	return allowAllRedis(ctx, l.client, l.multiPrefix, l.keyPrefix, group, checks, n)
 }

@@ -118,7 +118,7 @@ func TestBatchingConformance(t *testing.T) {
 
 func TestBatchingMultiConformance(t *testing.T) {
 	client := testenv.StartRedis(t).Client()
-	limitertest.RunMulti(t, func(t *testing.T) ratelimit.MultiLimiter {
+	limitertest.RunMulti(t, func(t *testing.T) ratelimit.Limiter {
 		return newBatching(t, client, testenv.UniquePrefix(t), ratelimit.BatchingOptions{})
 	})
 }

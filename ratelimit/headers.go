@@ -299,6 +299,9 @@ func policyFor(name string, q, w int64) *policyField {
 	return p
 }
 
+// HasPolicy reports whether the IETF fields were added (WithPolicy).
+func (hv Headers) HasPolicy() bool { return hv.r != nil && hv.r.vals[valPolicy] != "" }
+
 // IsZero reports whether no header was rendered.
 func (hv Headers) IsZero() bool { return hv.r == nil && hv.q == nil }
 

@@ -200,7 +200,7 @@ func (s *memShard) sweep(now int64) {
 // buckets sees it entirely, or not at all. It never blocks on I/O, so ctx
 // is not consulted.
 func (m *MemoryLimiter) AllowAll(_ context.Context, group string, checks []Check, n int) (MultiResult, error) {
-	if err := checkAll(checks, n); err != nil {
+	if err := checkAll(group, checks, n); err != nil {
 		return MultiResult{}, err
 	}
 	wall := m.now()
@@ -287,6 +287,10 @@ func (m *MemoryLimiter) AllowAll(_ context.Context, group string, checks []Check
 		}
 		if spent > 0 {
 			b.tat += spent * b.emission
+			if c := checks[i]; c.Key == "" {
+				// The group's name may be sliced from a larger buffer.
+				b.key = strings.Clone(b.key)
+			}
 			b.shard.tats[b.key] = b.tat
 			b.shard.peak = max(b.shard.peak, len(b.shard.tats))
 		}

@@ -17,7 +17,7 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func TestMemoryMultiConformance(t *testing.T) {
-	limitertest.RunMulti(t, func(t *testing.T) ratelimit.MultiLimiter { return ratelimit.NewMemory() })
+	limitertest.RunMulti(t, func(t *testing.T) ratelimit.Limiter { return ratelimit.NewMemory() })
 }
 
 // fakeClock is a hand-driven clock, safe for concurrent reads.

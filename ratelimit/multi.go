@@ -14,7 +14,10 @@ import (
 // GCRA bucket under Limit, or, when Quota is set, a quota of Quota requests
 // per calendar Period.
 type Check struct {
-	// Key names the bucket among those of the call's group.
+	// Key names the bucket among those of the call's group. The empty Key
+	// is the group's own bucket: the one Allow and AllowN spend when given
+	// the group as their key, so that a request can spend from it and from
+	// more buckets in one step. It must be a GCRA bucket.
 	Key string
 	// Limit is a GCRA bucket's limit. It is ignored for a quota.
 	Limit Limit
@@ -22,6 +25,9 @@ type Check struct {
 	// from the start of the current Period (UTC) to its end.
 	Quota  int64
 	Period Period
+	// Name is the limit's name in the IETF RateLimit fields; the caller's
+	// choice, unused by the limiter.
+	Name string
 	// Shadow makes the bucket advisory: it is checked and spent like the
 	// others, and its Result says whether it would have refused, but it
 	// never refuses the request.
@@ -68,12 +74,15 @@ func quotaWindow(p Period, now time.Time) (id string, start, end time.Time) {
 }
 
 // checkAll validates a multi-bucket check before any bucket is touched.
-func checkAll(checks []Check, n int) error {
+func checkAll(group string, checks []Check, n int) error {
 	if err := checkN(n); err != nil {
 		return err
 	}
 	if len(checks) == 0 {
 		return fmt.Errorf("%w: no buckets to check", ErrInvalidLimit)
+	}
+	if group == "" || strings.ContainsAny(group, "{}") {
+		return fmt.Errorf("%w: group %q", ErrInvalidLimit, group)
 	}
 	for i, c := range checks {
 		if c.Quota > 0 {
@@ -83,7 +92,7 @@ func checkAll(checks []Check, n int) error {
 		} else if _, _, err := c.Limit.gcra(); err != nil {
 			return err
 		}
-		if c.Key == "" || strings.ContainsAny(c.Key, "{}") {
+		if strings.ContainsAny(c.Key, "{}") || c.Key == "" && c.Quota > 0 {
 			return fmt.Errorf("%w: bucket key %q", ErrInvalidLimit, c.Key)
 		}
 		for j := range i {
@@ -177,10 +186,12 @@ return out
 `)
 
 // allowAllRedis runs allowAllScript for one multi-bucket check, with the
-// buckets under prefix + "{" + group + "}:" + key: the braces put a group's
-// buckets in one hash slot.
-func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, group string, checks []Check, n int) (MultiResult, error) {
-	if err := checkAll(checks, n); err != nil {
+// buckets under prefix + "{" + group + "}:" + key, and the group's own
+// bucket (Key "") under own + group + "}", where the single-bucket
+// limiters keep it: the braces put all of a group's buckets in one hash
+// slot.
+func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, own, group string, checks []Check, n int) (MultiResult, error) {
+	if err := checkAll(group, checks, n); err != nil {
 		return MultiResult{}, err
 	}
 	now := time.Now()
@@ -202,6 +213,9 @@ func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, group str
 		} else {
 			emission, _, _ := c.Limit.gcra()
 			keys[i] = key
+			if c.Key == "" {
+				keys[i] = own + group + "}"
+			}
 			limits[i] = c.Limit
 			args = append(args, "g", emission, c.Limit.burst(), shadow)
 		}
@@ -228,8 +242,14 @@ func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, group str
 }
 
 // groupKey is a bucket's name in the in-process limiter: the group and the
-// check's key, which holds no brace (checkAll), apart.
-func groupKey(group, key string) string { return "{" + group + "}:" + key }
+// check's key, which holds no brace (checkAll), apart; the group itself for
+// its own bucket, which Allow(group) spends.
+func groupKey(group, key string) string {
+	if key == "" {
+		return group
+	}
+	return "{" + group + "}:" + key
+}
 
 // Nearest returns the index in checks of the rate limit (not a quota)
 // nearest to refusing: one that refused, if any did (the one refusing

@@ -42,7 +42,7 @@ func multiPrefix(prefix string) string { return "rate:" + prefix + ":ml:" }
 // group's buckets, on the Redis server's clock (quota periods follow this
 // instance's clock, in UTC). Errors are Allow's.
 func (r *RedisLimiter) AllowAll(ctx context.Context, group string, checks []Check, n int) (MultiResult, error) {
-	return allowAllRedis(ctx, r.client, r.multiPrefix, group, checks, n)
+	return allowAllRedis(ctx, r.client, r.multiPrefix, "rate:"+r.keyPrefix, group, checks, n)
 }
 
 // Allow implements [Limiter]. Redis errors (unreachable server, ctx

@@ -25,7 +25,7 @@ func TestRedisConformance(t *testing.T) {
 
 func TestRedisMultiConformance(t *testing.T) {
 	client := testenv.StartRedis(t).Client()
-	limitertest.RunMulti(t, func(t *testing.T) ratelimit.MultiLimiter {
+	limitertest.RunMulti(t, func(t *testing.T) ratelimit.Limiter {
 		return ratelimit.NewRedis(client, testenv.UniquePrefix(t))
 	})
 }

@@ -15,7 +15,7 @@ import (
 // buckets (named limits, a quota) checked and spent all or nothing. As for
 // Run, newLimiter is called once per subtest and must return a limiter
 // whose buckets are empty; the suite runs on the real clock.
-func RunMulti(t *testing.T, newLimiter func(t *testing.T) ratelimit.MultiLimiter) {
+func RunMulti(t *testing.T, newLimiter func(t *testing.T) ratelimit.Limiter) {
 	ctx := context.Background()
 	// Emission intervals of seconds: nothing refills during a subtest.
 	burst := ratelimit.Check{Key: "burst", Limit: ratelimit.Limit{Rate: 2, Period: 10 * time.Second}}
@@ -126,6 +126,29 @@ func RunMulti(t *testing.T, newLimiter func(t *testing.T) ratelimit.MultiLimiter
 		}
 	})
 
+	t.Run("GroupsOwnBucket", func(t *testing.T) {
+		// The empty key is the bucket Allow spends under the group's name:
+		// one bucket, whichever way it is spent.
+		l := newLimiter(t)
+		own := ratelimit.Limit{Rate: 3, Period: 30 * time.Second}
+		if r := mustAllow(t, l, "key-1", own); !r.Allowed || r.Remaining != 2 {
+			t.Fatalf("Allow: %+v", r)
+		}
+		checks := []ratelimit.Check{{Limit: own}, {Key: "route", Limit: ratelimit.PerMinute(10)}}
+		if r := mustAllowAll(t, l, "key-1", checks, 1); !r.Allowed || r.Results[0].Remaining != 1 || r.Results[1].Remaining != 9 {
+			t.Fatalf("AllowAll after one Allow: %+v, want the own bucket at 1", r)
+		}
+		if r := mustAllow(t, l, "key-1", own); !r.Allowed || r.Remaining != 0 {
+			t.Fatalf("Allow after AllowAll: %+v, want the last request of the bucket", r)
+		}
+		if r := mustAllowAll(t, l, "key-1", checks, 1); r.Allowed || r.Results[1].Remaining != 9 {
+			t.Fatalf("AllowAll on an empty own bucket: %+v, want refused, the route bucket untouched", r)
+		}
+		if _, err := l.AllowAll(ctx, "key-1", []ratelimit.Check{{Quota: 5, Period: ratelimit.Day}}, 1); !errors.Is(err, ratelimit.ErrInvalidLimit) {
+			t.Fatalf("a quota as the own bucket: %v, want ErrInvalidLimit", err)
+		}
+	})
+
 	t.Run("GroupsAreApart", func(t *testing.T) {
 		l := newLimiter(t)
 		one := []ratelimit.Check{{Key: "k", Limit: ratelimit.Limit{Rate: 1, Period: 10 * time.Second}}}
@@ -157,6 +180,11 @@ func RunMulti(t *testing.T, newLimiter func(t *testing.T) ratelimit.MultiLimiter
 		} {
 			if _, err := l.AllowAll(ctx, "g", tc.checks, tc.n); !errors.Is(err, ratelimit.ErrInvalidLimit) {
 				t.Errorf("%s: got %v, want ErrInvalidLimit", tc.name, err)
+			}
+		}
+		for _, group := range []string{"", "a{b}"} {
+			if _, err := l.AllowAll(ctx, group, []ratelimit.Check{good}, 1); !errors.Is(err, ratelimit.ErrInvalidLimit) {
+				t.Errorf("group %q: got %v, want ErrInvalidLimit", group, err)
 			}
 		}
 		if r := mustAllowAll(t, l, "g", []ratelimit.Check{good}, 1); !r.Allowed {
