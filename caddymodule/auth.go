@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
 func init() {
@@ -54,6 +57,12 @@ type Auth struct {
 	// KeepCredentials passes the key on to the next handler, in the header
 	// it came in. By default it is removed, so upstreams never see keys.
 	KeepCredentials bool `json:"keep_credentials,omitempty"`
+	// Limits are the route's own rate limits (1 to 4), spent per key, or
+	// per identity for a key that has one, on top of the key's own.
+	Limits []ratelimit.NamedLimit `json:"limits,omitempty"`
+	// Cost is how many requests the route spends from each of the
+	// caller's limits (default 1).
+	Cost int `json:"cost,omitempty"`
 
 	appHandle
 	policy edge.Policy
@@ -74,7 +83,15 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.logs = newCredLog(ctx)
-	a.policy = edge.Policy{AllowHTTP: a.AllowHTTP, KeepCredentials: a.KeepCredentials}
+	a.policy = edge.Policy{AllowHTTP: a.AllowHTTP, KeepCredentials: a.KeepCredentials, Limits: a.Limits, Cost: a.Cost}
+	if a.Limits != nil {
+		if err := ratelimit.CheckLimits(a.Limits, nil); err != nil {
+			return fmt.Errorf("flagbridge_auth: %v", err)
+		}
+	}
+	if a.Cost < 0 {
+		return fmt.Errorf("flagbridge_auth: cost must be a positive whole number, not %d", a.Cost)
+	}
 	if a.Require != "" {
 		t, err := apikey.ParseType(a.Require)
 		if err != nil {
@@ -187,6 +204,30 @@ func (a *Auth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.KeepCredentials = true
+		case "limit":
+			// limit <name> <requests>[/<window>], as rate_limit writes a
+			// limit; the values are checked by Provision.
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("limit takes a name and a limit, such as: limit search 100/1m")
+			}
+			rl, err := parseRateLimit(args[1])
+			if err != nil {
+				return d.Errf("limit %s: %v", args[0], err)
+			}
+			a.Limits = append(a.Limits, ratelimit.NamedLimit{Name: args[0], Requests: rl.Requests, Window: ratelimit.Window(rl.Window)})
+		case "cost":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("cost: %q is not a positive whole number", d.Val())
+			}
+			a.Cost = n
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		default:
 			return d.Errf("unrecognized flagbridge_auth option %q", d.Val())
 		}

@@ -87,6 +87,10 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 		"flagbridge_auth {\n allow_http yes\n}": "wrong argument count",
 		"flagbridge_auth {\n colour blue\n}":    "unrecognized flagbridge_auth option",
 		"flagbridge_auth admin":                 "wrong argument count",
+		"flagbridge_auth {\n limit search\n}":   "limit takes a name and a limit",
+		"flagbridge_auth {\n limit a 1/x\n}":    `limit a: "1/x": window must be a duration`,
+		"flagbridge_auth {\n cost 0\n}":         `cost: "0" is not a positive whole number`,
+		"flagbridge_auth {\n cost 2 3\n}":       "wrong argument count",
 	}
 	for input, want := range authCases {
 		var a Auth
@@ -277,5 +281,20 @@ func TestRateLimitModeReachesTheGuard(t *testing.T) {
 		if shadow != want {
 			t.Errorf("%q: guard ShadowLimits = %v, want %v", line, shadow, want)
 		}
+	}
+}
+
+// TestAuthRouteLimits: limit and cost in flagbridge_auth's block become
+// the route's limits, in the JSON form.
+func TestAuthRouteLimits(t *testing.T) {
+	var a Auth
+	d := caddyfile.NewTestDispenser("flagbridge_auth {\n require live\n limit search 100/1m\n limit burst 10/1s\n cost 2\n}")
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(a)
+	want := `{"require":"live","limits":[{"name":"search","requests":100,"window":"1m"},{"name":"burst","requests":10,"window":"1s"}],"cost":2}`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }

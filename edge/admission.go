@@ -33,7 +33,9 @@ type Admission struct {
 	// bucket is the caller's rate-limit bucket, whose limit follows from
 	// the principal's type; "" for a request that spent from none.
 	bucket string
-	rate   ratelimit.Headers
+	// route are the route's own limits, which a charge spends from too.
+	route []ratelimit.NamedLimit
+	rate  ratelimit.Headers
 	w      admittedWriter
 }
 
@@ -48,8 +50,8 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 	cfg := a.guard.cfg.Load()
 	var rate ratelimit.Headers
 	var e *apierror.Error
-	if a.Entry != nil && a.Entry.Limits != nil {
-		rate, e, _ = a.guard.spendAll(ctx, cfg, a.guard.now(), a.Entry.Limits, cfg.Limits[a.Principal.Type], n)
+	if a.Entry != nil {
+		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, a.route, n)
 	} else {
 		rate, e = a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
 		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {

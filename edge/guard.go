@@ -140,6 +140,12 @@ type Policy struct {
 	// default they are removed so that upstream services never see
 	// FlagBridge keys.
 	KeepCredentials bool
+	// Limits are the route's own limits (flagbridge_auth's limit), spent
+	// per key, or per identity for a key that has one, on top of the key's
+	// limits; Cost, if above 1, is how many requests the route spends from
+	// each of them (flagbridge_auth's cost).
+	Limits []ratelimit.NamedLimit
+	Cost   int
 }
 
 // Request is what the guard needs to know about a request beyond its
@@ -273,13 +279,13 @@ func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
 	var d Decision
 	switch {
 	case p.Require != 0:
-		d = g.byKey(r, in, cfg, &m, p.Require)
+		d = g.byKey(r, in, cfg, &m, &p)
 	case m.Credential() == routes.Public:
 		d = g.public(r, &m)
 	case m.Credential() == routes.Session || m.Credential() == routes.OptionalSession:
 		d = g.bySession(r, in, cfg, &m)
 	default:
-		d = g.byKey(r, in, cfg, &m, 0)
+		d = g.byKey(r, in, cfg, &m, &p)
 	}
 	d.Style = style
 	if d.admission != nil {
@@ -300,10 +306,11 @@ func (g *Guard) public(r *http.Request, m *routes.Match) Decision {
 }
 
 // byKey authenticates an API key: its shape and checksum (no storage), its
-// record (from the cache, storage only on a miss), then its rate limit,
-// then what the route needs of it, or, in front of other services, the key
-// type require and the method's permission.
-func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match, require apikey.Type) Decision {
+// record (from the cache, storage only on a miss), then its rate limits
+// (and the route's), then what the route needs of it, or, in front of
+// other services, the key type pol.Require and the method's permission.
+func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match, pol *Policy) Decision {
+	require := pol.Require
 	now := g.now()
 	token, err := Credentials(r.Header)
 	if err != nil {
@@ -339,20 +346,8 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 	entry.MarkUsed(now)
 	p := entry.Principal
 	d := Decision{caller: callerOf(p)}
-	var rate ratelimit.Headers
-	var e *apierror.Error
-	if entry.Limits != nil {
-		rate, e, d.wouldLimit = g.spendAll(r.Context(), cfg, now, entry.Limits, cfg.Limits[p.Type], 1)
-	} else {
-		rate, e = g.spend(r.Context(), cfg, now, entry.Bucket, cfg.Limits[p.Type], 1, false)
-		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
-			e, d.wouldLimit = nil, true
-		}
-	}
-	if d.wouldLimit {
-		g.logShadow(p)
-	}
-	d.Rate = rate
+	rate, e, wouldLimit := g.chargeKey(r.Context(), cfg, now, entry, pol.Limits, max(pol.Cost, 1))
+	d.Rate, d.wouldLimit = rate, wouldLimit
 	if e != nil {
 		d.Err = e
 		return d
@@ -367,7 +362,7 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 		d.Err = asAPIError(err)
 		return d
 	}
-	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket}
+	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket, route: pol.Limits}
 	return d
 }
 

@@ -389,7 +389,7 @@ func TestScopeMatrix(t *testing.T) {
 		{"DELETE", "/v1/projects/app"}, {"GET", "/v1/projects/app/environments"},
 		{"POST", "/v1/projects/app/environments"}, {"GET", "/v1/projects/app/api-keys"},
 		{"POST", "/v1/projects/app/api-keys"}, {"GET", "/v1/api-keys/key_x"}, {"POST", "/v1/api-keys/key_x/rotate"},
-		{"DELETE", "/v1/api-keys/key_x"}, {"GET", "/v1/projects/app/environments/production/flags"},
+		{"PATCH", "/v1/api-keys/key_x"}, {"DELETE", "/v1/api-keys/key_x"}, {"GET", "/v1/projects/app/environments/production/flags"},
 		{"PUT", "/v1/projects/app/environments/production/flags"},
 		{"GET", "/v1/projects/app/environments/production/flags/new-checkout"},
 		{"PUT", "/v1/projects/app/environments/production/flags/new-checkout"},

@@ -24,7 +24,7 @@ type KeyLimits struct {
 	Group string
 	// Checks are the buckets, in the order their results are reported.
 	// With Default, the first is the key type's limit, whose value is the
-	// configuration's (a reload may change it): see checks.
+	// configuration's (a reload may change it): see KeyEntry.checks.
 	Checks  []ratelimit.Check
 	Default bool
 }
@@ -44,26 +44,68 @@ func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 		prefix = "key:" + rec.ID + ":"
 	}
 	if kl.Default {
-		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "default"})
+		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "default", Name: rec.Type.String()})
 	}
 	for _, l := range rec.Limits {
-		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "limit:" + l.Name, Limit: l.Limit(), Shadow: l.Shadow})
+		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "limit:" + l.Name, Name: l.Name, Limit: l.Limit(), Shadow: l.Shadow})
 	}
 	if q := rec.Quota; q != nil {
-		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "quota", Quota: q.Requests, Period: q.Period})
+		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "quota", Name: "quota", Quota: q.Requests, Period: q.Period})
 	}
 	return kl
 }
 
-// checks returns the buckets to check, with def as the type's limit when
-// the key has no named limits.
-func (kl *KeyLimits) checks(def ratelimit.Limit) []ratelimit.Check {
-	if !kl.Default {
-		return kl.Checks
+// chargeKey spends n requests of a key: from its type's bucket, or, for a
+// key with limits of its own or on a route with limits, from every bucket
+// at once (see spendAll). wouldLimit reports an admitted request that a
+// shadow limit would have refused, which it logs.
+func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry *KeyEntry, route []ratelimit.NamedLimit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+	def := cfg.Limits[entry.Key.Type]
+	if entry.Limits == nil && len(route) == 0 {
+		h, e = g.spend(ctx, cfg, now, entry.Bucket, def, n, false)
+		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
+			e, wouldLimit = nil, true
+		}
+	} else {
+		group, checks := entry.checks(def, route)
+		h, e, wouldLimit = g.spendAll(ctx, cfg, now, group, checks, n)
 	}
-	c := slices.Clone(kl.Checks)
-	c[0].Limit = def
-	return c
+	if wouldLimit {
+		g.logShadow(entry.Principal)
+	}
+	return h, e, wouldLimit
+}
+
+// checks returns the buckets a request of the entry's key spends from,
+// with def as its type's limit and route as the route's own limits, and
+// their group.
+func (e *KeyEntry) checks(def ratelimit.Limit, route []ratelimit.NamedLimit) (string, []ratelimit.Check) {
+	kl := e.Limits
+	if kl == nil {
+		// The type's bucket is the one a request without route limits
+		// spends from (the group's own: see ratelimit.Check.Key).
+		checks := make([]ratelimit.Check, 1, 1+len(route))
+		checks[0] = ratelimit.Check{Limit: def, Name: e.Key.Type.String()}
+		return e.Bucket, appendRoute(checks, route)
+	}
+	if !kl.Default && len(route) == 0 {
+		return kl.Group, kl.Checks
+	}
+	checks := make([]ratelimit.Check, len(kl.Checks), len(kl.Checks)+len(route))
+	copy(checks, kl.Checks)
+	if kl.Default {
+		checks[0].Limit = def
+	}
+	return kl.Group, appendRoute(checks, route)
+}
+
+// appendRoute appends the buckets of a route's limits: by name, within the
+// caller's group (its key, or its identity).
+func appendRoute(checks []ratelimit.Check, route []ratelimit.NamedLimit) []ratelimit.Check {
+	for _, l := range route {
+		checks = append(checks, ratelimit.Check{Key: "route:" + l.Name, Name: l.Name, Limit: l.Limit(), Shadow: l.Shadow})
+	}
+	return checks
 }
 
 // spendAll is spend for a key with limits of its own: n from every bucket
@@ -72,12 +114,11 @@ func (kl *KeyLimits) checks(def ratelimit.Limit) []ratelimit.Check {
 // Retry-After until every refusing bucket would admit the request.
 // wouldLimit reports an admitted request that a shadow bucket would have
 // refused.
-func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, kl *KeyLimits, def ratelimit.Limit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
-	checks := kl.checks(def)
+func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, group string, checks []ratelimit.Check, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
 	if cfg.ShadowLimits {
 		checks = shadowed(checks)
 	}
-	res, err := g.allowAll(ctx, cfg, kl.Group, checks, n)
+	res, err := g.allowAll(ctx, cfg, group, checks, n)
 	switch {
 	case err == errClientGone:
 		return ratelimit.Headers{}, apierror.StorageDown, false
@@ -92,12 +133,18 @@ func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, kl *Ke
 			}
 			return ratelimit.Headers{}, nil, false
 		case StorageLocal:
-			res, _ = g.local.AllowAll(ctx, kl.Group, cfg.localChecks(checks), n)
+			res, _ = g.local.AllowAll(ctx, group, cfg.localChecks(checks), n)
 		default:
 			return ratelimit.Headers{}, apierror.StorageDown, false
 		}
 	}
 	h = res.Headers(checks, now)
+	if cfg.IETFHeaders {
+		// Named after the limit the X-RateLimit-* headers describe.
+		if i := res.Nearest(checks); i >= 0 {
+			h = h.WithPolicy(checks[i].Name)
+		}
+	}
 	if res.Allowed {
 		return h, nil, res.RetryAfter() > 0
 	}

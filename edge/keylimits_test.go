@@ -271,3 +271,63 @@ func request(method, path, auth string) *http.Request {
 	r.Header.Set("Authorization", auth)
 	return r
 }
+
+// TestRouteLimits: a route's own limits (flagbridge_auth's limit and
+// cost) apply per key on top of the key's limits, and its cost spends
+// from each; the key's type bucket is the one its other routes spend.
+func TestRouteLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Live] = ratelimit.Limit{Rate: 10, Period: time.Hour}
+	cfg.IETFHeaders = true
+	f := newFixtureOn(t, fileStore(t), ratelimit.NewMemory(), cfg)
+	search := Policy{Require: apikey.Live, Limits: []ratelimit.NamedLimit{named("search", 2, time.Hour)}}
+	plain := Policy{Require: apikey.Live}
+	live, test := bearer(f.keys["live"]), bearer(f.keys["test"])
+	for i := range 2 {
+		res := f.do("GET", "/search", live, tlsReq, search)
+		if res.status != 200 || res.header.Get("X-RateLimit-Limit") != "2" || res.header.Get("X-RateLimit-Remaining") != strconv.Itoa(1-i) {
+			t.Fatalf("search %d: %d %v, want the route's limit reported", i, res.status, res.header)
+		}
+		if got := res.header.Get("Ratelimit-Policy"); got != `"search";q=2;w=3600` {
+			t.Fatalf("search %d: RateLimit-Policy %q, want the route limit's name", i, got)
+		}
+	}
+	if res := f.do("GET", "/search", live, tlsReq, search); res.status != 429 {
+		t.Fatalf("third search: %d %v", res.status, res.header)
+	}
+	// Per key: another key has its own route bucket.
+	if res := f.do("GET", "/search", test, tlsReq, search); res.status != 200 {
+		t.Fatalf("another key's search: %d %s", res.status, res.body)
+	}
+	// The two searches spent from the key's type bucket too, and the
+	// refused one did not.
+	if res := f.do("GET", "/orders", live, tlsReq, plain); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "7" {
+		t.Fatalf("another route of the key: %d %v, want 7 of 10 left", res.status, res.header)
+	}
+	// cost 3 spends 3 from every bucket, all or nothing.
+	export := Policy{Require: apikey.Live, Cost: 3}
+	if res := f.do("GET", "/export", live, tlsReq, export); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "4" {
+		t.Fatalf("cost 3: %d %v, want 4 of 10 left", res.status, res.header)
+	}
+	heavy := Policy{Require: apikey.Live, Cost: 5, Limits: []ratelimit.NamedLimit{named("heavy", 100, time.Hour)}}
+	if res := f.do("GET", "/heavy", live, tlsReq, heavy); res.status != 429 {
+		t.Fatalf("cost 5 with 4 left: %d %v", res.status, res.header)
+	}
+	if res := f.do("GET", "/orders", live, tlsReq, plain); res.header.Get("X-RateLimit-Remaining") != "3" {
+		t.Fatalf("after a refused cost 5: %v, want 3 left (4, less this request)", res.header)
+	}
+}
+
+// TestKeyLimitsIETFHeaders: with ietf_headers, the fields are named after
+// the limit the X-RateLimit-* headers describe.
+func TestKeyLimitsIETFHeaders(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.IETFHeaders = true
+	f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), cfg, func(r *apikey.Record) {
+		r.Limits = []ratelimit.NamedLimit{named("burst", 5, time.Second), named("daily", 1000, 24*time.Hour)}
+	})
+	res := f.do("POST", "/v1/evaluate", bearer(f.keys["live"]), tlsReq, Policy{})
+	if res.status != 200 || res.header.Get("Ratelimit-Policy") != `"burst";q=5;w=1` || res.header.Get("Ratelimit") != `"burst";r=4;t=1` {
+		t.Fatalf("%d %v", res.status, res.header)
+	}
+}

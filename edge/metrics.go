@@ -207,7 +207,7 @@ func (g *Guard) finish(r *http.Request, d *Decision) {
 			m.Requests[d.caller][o].Inc()
 		}
 	}
-	if !d.Rate.IsZero() && g.cfg.Load().IETFHeaders {
+	if !d.Rate.IsZero() && !d.Rate.HasPolicy() && g.cfg.Load().IETFHeaders {
 		d.Rate = d.Rate.WithPolicy(PolicyName(d.caller))
 	}
 }
@@ -215,7 +215,7 @@ func (g *Guard) finish(r *http.Request, d *Decision) {
 // finishRate adds the IETF fields, if configured, to headers a charge of
 // p's bucket rendered.
 func (g *Guard) finishRate(rate *ratelimit.Headers, p *authz.Principal) {
-	if g.cfg.Load().IETFHeaders {
+	if !rate.HasPolicy() && g.cfg.Load().IETFHeaders {
 		*rate = rate.WithPolicy(PolicyName(callerOf(p)))
 	}
 }
