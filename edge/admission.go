@@ -36,7 +36,7 @@ type Admission struct {
 	// route are the route's own limits, which a charge spends from too.
 	route []ratelimit.NamedLimit
 	rate  ratelimit.Headers
-	w      admittedWriter
+	w     admittedWriter
 }
 
 // Charge spends n more requests from the caller's rate limit, for work one
