@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"reflect"
 	"strings"
@@ -275,6 +276,52 @@ func TestUpdateKey(t *testing.T) {
 		f.expect(t, k.ID)
 		if got := e.lookup(t, r.Secret); got.Identity != "globex" || !reflect.DeepEqual(got.Limits, one) {
 			t.Fatalf("rotated: %+v", got)
+		}
+	})
+}
+
+// TestLimitedKeysCannotEscapeTheirLimits: a key with limits or a quota of
+// its own can neither lift them (its own, or another key's it could then
+// use) nor hand out a key or a new secret without them; it can still do
+// the rest of what its type allows. A key without limits, and a member,
+// can set them.
+func TestLimitedKeysCannotEscapeTheirLimits(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.newOrg(t, "alpha")
+		for _, spec := range []keys.CreateInput{
+			{Type: "admin", Limits: []keys.LimitInput{{Name: "slow", Requests: 10, Window: "1m"}}},
+			{Type: "admin", Quota: &ratelimit.Quota{Requests: 100, Period: ratelimit.Day}},
+		} {
+			limited := e.mint(t, o.root, "alpha", spec)
+			p := as(limited.Record)
+			other := e.mint(t, o.root, "alpha", keys.CreateInput{Type: "live", Environment: "production"})
+			forbidden := func(what string, err error) {
+				t.Helper()
+				var ae *apierror.Error
+				if !errors.As(err, &ae) || ae.Status != http.StatusForbidden || !strings.Contains(ae.Message, "has rate limits of its own") {
+					t.Errorf("%s by a limited key: %v, want 403 naming its limits", what, err)
+				}
+			}
+			_, err := e.svc.Keys.UpdateKey(ctx, p, limited.ID, keys.UpdateInput{Limits: null[[]keys.LimitInput](), Quota: null[ratelimit.Quota]()})
+			forbidden("lifting its own limits", err)
+			_, err = e.svc.Keys.UpdateKey(ctx, p, other.ID, keys.UpdateInput{Identity: set("acme")})
+			forbidden("moving another key into an identity", err)
+			_, err = e.svc.Keys.CreateKey(ctx, p, "alpha", keys.CreateInput{Name: "unlimited", Type: "admin"})
+			forbidden("creating a key", err)
+			_, err = e.svc.Keys.RotateKey(ctx, p, other.ID, keys.RotateInput{})
+			forbidden("rotating another key", err)
+			if got := e.lookup(t, limited.Secret); got.Limits == nil && got.Quota == nil {
+				t.Fatalf("the limited key lost its limits: %+v", got)
+			}
+			// Renaming changes no limit, and listing is what its type does.
+			if _, err := e.svc.Keys.UpdateKey(ctx, p, other.ID, keys.UpdateInput{Name: set("renamed")}); err != nil {
+				t.Errorf("renaming a key by a limited key: %v", err)
+			}
+			if _, err := e.svc.Keys.ListKeys(ctx, p, "alpha"); err != nil {
+				t.Errorf("listing keys by a limited key: %v", err)
+			}
 		}
 	})
 }

@@ -32,6 +32,8 @@ type Need struct {
 	// phrase whose object the message supplies ("evaluate flags of"
 	// project "p"); the default is "access".
 	Action string
+	// SetsLimits marks a change of a key's limits, quota or identity.
+	SetsLimits bool
 	// TypeDenial and RoleDenial, if set, are the messages of a refusal for
 	// the principal's key type ("Live keys cannot use testing sessions")
 	// or role ("Only owners remove owners"), instead of the generic ones.
@@ -78,6 +80,15 @@ func Permits(p *Principal, n Need) error {
 			return apierror.Forbidden("%s", n.RoleDenial)
 		}
 		return apierror.Forbidden("Only %s may do this", roleHolders(n.Role))
+	}
+	if p.Limited && (n.Grant != nil || n.SetsLimits) {
+		// A key held to limits of its own could otherwise lift them, or
+		// hand out a key, or another key's new secret, without them.
+		what := "change rate limits"
+		if n.Grant != nil {
+			what = action(n.Grant.Action, "hand out a key")
+		}
+		return apierror.Forbidden("%s has rate limits of its own and cannot %s; use a key without limits, or the dashboard", p.subject(), what)
 	}
 	if g := n.Grant; g != nil {
 		return grants(p, g)

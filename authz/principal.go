@@ -40,6 +40,10 @@ type Principal struct {
 	// Revoked marks a key revoked: Permits refuses it whatever it asks.
 	// The edge never admits one; this keeps a stale record from acting.
 	Revoked bool
+	// Limited marks a key with rate limits or a quota of its own: it may
+	// not hand out keys or change limits (see Need.SetsLimits), which
+	// would let it escape them.
+	Limited bool
 	// Key is the key's record, for a key.
 	Key *apikey.Record
 }
@@ -58,6 +62,7 @@ func ForKey(rec *apikey.Record) *Principal {
 		ExpiresAt: rec.ExpiresAt,
 		Member:    rec.OwnerID,
 		Revoked:   rec.RevokedAt != nil,
+		Limited:   rec.Limits != nil || rec.Quota != nil,
 		Key:       rec,
 	}
 }

@@ -475,7 +475,8 @@ func (c *change) apply(rec *apikey.Record) {
 // rotating or revoking the key takes, and like a rotation it refuses a key
 // that is revoked or expired.
 func (s *Service) UpdateKey(ctx context.Context, p *authz.Principal, id string, in UpdateInput) (*Key, error) {
-	if err := authz.Permits(p, authz.Need{Type: apikey.Admin, Permission: apikey.Write}); err != nil {
+	sets := in.Limits.Set || in.Quota.Set || in.Identity.Set
+	if err := authz.Permits(p, authz.Need{Type: apikey.Admin, Permission: apikey.Write, SetsLimits: sets}); err != nil {
 		return nil, err
 	}
 	c, err := checkUpdate(in)
