@@ -33,6 +33,8 @@ const (
 	varKeyType     = "flagbridge.key_type"
 	varProject     = "flagbridge.project"
 	varEnvironment = "flagbridge.environment"
+	// varIdentity is set only for a key with an identity.
+	varIdentity = "flagbridge.identity"
 )
 
 // Auth is the edge guard, http.handlers.flagbridge_auth. It refuses
@@ -136,6 +138,9 @@ func (a *Auth) serveGuard(w http.ResponseWriter, r *http.Request, next caddyhttp
 		caddyhttp.SetVar(ctx, varKeyType, boxed[1])
 		caddyhttp.SetVar(ctx, varProject, boxed[2])
 		caddyhttp.SetVar(ctx, varEnvironment, boxed[3])
+		if boxed[4] != nil {
+			caddyhttp.SetVar(ctx, varIdentity, boxed[4])
+		}
 	}
 	return next.ServeHTTP(adm.Writer(), r)
 }

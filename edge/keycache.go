@@ -76,10 +76,11 @@ type KeyEntry struct {
 	// Limits, for a key with limits of its own (named limits, a quota),
 	// are the buckets it spends from instead of Bucket; nil for the rest.
 	Limits *KeyLimits
-	// Boxed holds the key's id, type, project and environment as interface
-	// values, boxed once here rather than on every request that hands them
-	// to later handlers (Caddy's variables are a map[string]any).
-	Boxed [4]any
+	// Boxed holds the key's id, type, project, environment and identity
+	// (nil without one) as interface values, boxed once here rather than
+	// on every request that hands them to later handlers (Caddy's
+	// variables are a map[string]any).
+	Boxed [5]any
 
 	valid      bool
 	validUntil time.Time // zero: no expiry
@@ -161,7 +162,10 @@ func newEntry(rec *apikey.Record, d apikey.Digest, now time.Time) *KeyEntry {
 		e.Bucket = "key:" + rec.ID
 		e.Limits = keyLimitsOf(rec)
 		e.validUntil, e.valid = rec.ValidUntil(d.String(), now)
-		e.Boxed = [4]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
+		e.Boxed = [5]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
+		if rec.Identity != "" {
+			e.Boxed[4] = rec.Identity
+		}
 	}
 	return e
 }

@@ -39,7 +39,7 @@ func TestKeyCacheEntries(t *testing.T) {
 	if e.Bucket != "key:"+rec.ID {
 		t.Fatalf("bucket %q", e.Bucket)
 	}
-	if e.Boxed != [4]any{rec.ID, "live", "app", "production"} {
+	if e.Boxed != [5]any{rec.ID, "live", "app", "production", nil} {
 		t.Fatalf("boxed %v", e.Boxed)
 	}
 	if again, ok := c.Cached(apikey.DigestOf(f.keys["live"]), now.Add(time.Minute-time.Nanosecond)); !ok || again != e {

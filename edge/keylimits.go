@@ -30,11 +30,11 @@ type KeyLimits struct {
 }
 
 // keyLimitsOf returns the limits of rec, or nil when it has none of its
-// own and so spends from its type's one bucket, as every key did before
-// keys could carry limits. Their buckets are named by key id (a rotated key
+// own and no identity, and so spends from its type's one bucket, as every
+// key did before keys could carry limits. Their buckets are named by key id (a rotated key
 // keeps them) and, within an identity's group, prefixed with it.
 func keyLimitsOf(rec *apikey.Record) *KeyLimits {
-	if rec.Limits == nil && rec.Quota == nil {
+	if rec.Limits == nil && rec.Quota == nil && rec.Identity == "" {
 		return nil
 	}
 	kl := &KeyLimits{Group: "key:" + rec.ID, Default: rec.Limits == nil}
@@ -44,7 +44,13 @@ func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 		prefix = "key:" + rec.ID + ":"
 	}
 	if kl.Default {
-		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "default", Name: rec.Type.String()})
+		// The type's bucket: the key's own (the one it spends without
+		// limits of its own), or, within an identity's group, one by key.
+		c := ratelimit.Check{Name: rec.Type.String()}
+		if prefix != "" {
+			c.Key = prefix + "default"
+		}
+		kl.Checks = append(kl.Checks, c)
 	}
 	for _, l := range rec.Limits {
 		kl.Checks = append(kl.Checks, ratelimit.Check{Key: prefix + "limit:" + l.Name, Name: l.Name, Limit: l.Limit(), Shadow: l.Shadow})

@@ -331,10 +331,13 @@ func (m MultiResult) Headers(checks []Check, now time.Time) Headers {
 	}
 	if qi >= 0 {
 		q := m.Results[qi]
+		// The period's end exactly, not now plus a reset rounded on
+		// another clock.
+		_, end := checks[qi].Period.Bounds(now)
 		hv.q = &[3]string{
 			strconv.FormatInt(checks[qi].Quota, 10),
 			strconv.Itoa(max(q.Remaining, 0)),
-			strconv.FormatInt(ceilUnix(now.Add(q.ResetAfter)), 10),
+			strconv.FormatInt(end.Unix(), 10),
 		}
 		if hv.r == nil && !m.Allowed {
 			// Only quotas: Retry-After still goes with the refusal.
