@@ -187,6 +187,8 @@ type Guard struct {
 	inProcess bool
 
 	lastStorageLog atomic.Int64
+	// identities, if set, holds identities' shared limits (SetIdentities).
+	identities *IdentityCache
 	// lastShadowLog is when a request a shadow limit would have refused
 	// was last logged, in Unix seconds: at most one line a second.
 	lastShadowLog atomic.Int64

@@ -27,6 +27,9 @@ type KeyLimits struct {
 	// configuration's (a reload may change it): see KeyEntry.checks.
 	Checks  []ratelimit.Check
 	Default bool
+	// Identity is the key's identity's tag (IdentityTag), "" without one:
+	// the identity's own buckets join the key's on every request.
+	Identity string
 }
 
 // keyLimitsOf returns the limits of rec, or nil when it has none of its
@@ -40,7 +43,8 @@ func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 	kl := &KeyLimits{Group: "key:" + rec.ID, Default: rec.Limits == nil}
 	prefix := ""
 	if rec.Identity != "" {
-		kl.Group = "identity:" + rec.OrgID + "/" + rec.Project + "/" + rec.Identity
+		kl.Identity = IdentityTag(rec.OrgID, rec.Project, rec.Identity)
+		kl.Group = "identity:" + kl.Identity
 		prefix = "key:" + rec.ID + ":"
 	}
 	if kl.Default {
@@ -73,7 +77,20 @@ func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry
 			e, wouldLimit = nil, true
 		}
 	} else {
-		group, checks := entry.checks(def, route)
+		var shared []ratelimit.Check
+		if kl := entry.Limits; kl != nil && kl.Identity != "" && g.identities != nil {
+			lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			var err error
+			shared, err = g.identities.checks(lctx, kl.Identity, now)
+			cancel()
+			if err != nil {
+				// As for a key the instance cannot look up: its limits
+				// are unknown, so it is refused whatever the policy.
+				g.logStorageError("looking up an identity", err)
+				return ratelimit.Headers{}, apierror.StorageDown, false
+			}
+		}
+		group, checks := entry.checks(def, shared, route)
 		h, e, wouldLimit = g.spendAll(ctx, cfg, now, group, checks, n)
 	}
 	if wouldLimit {
@@ -83,9 +100,9 @@ func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry
 }
 
 // checks returns the buckets a request of the entry's key spends from,
-// with def as its type's limit and route as the route's own limits, and
-// their group.
-func (e *KeyEntry) checks(def ratelimit.Limit, route []ratelimit.NamedLimit) (string, []ratelimit.Check) {
+// with def as its type's limit, shared as its identity's buckets and route
+// as the route's own limits, and their group.
+func (e *KeyEntry) checks(def ratelimit.Limit, shared []ratelimit.Check, route []ratelimit.NamedLimit) (string, []ratelimit.Check) {
 	kl := e.Limits
 	if kl == nil {
 		// The type's bucket is the one a request without route limits
@@ -94,14 +111,15 @@ func (e *KeyEntry) checks(def ratelimit.Limit, route []ratelimit.NamedLimit) (st
 		checks[0] = ratelimit.Check{Limit: def, Name: e.Key.Type.String()}
 		return e.Bucket, appendRoute(checks, route)
 	}
-	if !kl.Default && len(route) == 0 {
+	if !kl.Default && len(shared) == 0 && len(route) == 0 {
 		return kl.Group, kl.Checks
 	}
-	checks := make([]ratelimit.Check, len(kl.Checks), len(kl.Checks)+len(route))
-	copy(checks, kl.Checks)
+	checks := make([]ratelimit.Check, 0, len(kl.Checks)+len(shared)+len(route))
+	checks = append(checks, kl.Checks...)
 	if kl.Default {
 		checks[0].Limit = def
 	}
+	checks = append(checks, shared...)
 	return kl.Group, appendRoute(checks, route)
 }
 

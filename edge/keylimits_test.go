@@ -6,10 +6,12 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/ratelimit"
@@ -329,5 +331,98 @@ func TestKeyLimitsIETFHeaders(t *testing.T) {
 	res := f.do("POST", "/v1/evaluate", bearer(f.keys["live"]), tlsReq, Policy{})
 	if res.status != 200 || res.header.Get("Ratelimit-Policy") != `"burst";q=5;w=1` || res.header.Get("Ratelimit") != `"burst";r=4;t=1` {
 		t.Fatalf("%d %v", res.status, res.header)
+	}
+}
+
+// memIdentities is an IdentitySource over a map, for the guard's tests;
+// the admin service's is tested with it.
+type memIdentities struct {
+	mu sync.Mutex
+	m  map[string]*IdentityLimits
+	n  atomic.Int64
+}
+
+func (s *memIdentities) LookupIdentityLimits(_ context.Context, org, project, identity string) (*IdentityLimits, error) {
+	s.n.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[IdentityTag(org, project, identity)], nil
+}
+
+// TestIdentityLimits: the keys of one identity share its limits, on top of
+// their own, all or nothing; a change of the identity applies once the
+// feed invalidates it.
+func TestIdentityLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	f := newFixtureOn(t, fileStore(t), ratelimit.NewMemory(), cfg)
+	a, b := f.mint("a", keys.CreateInput{Name: "a", Type: "live", Environment: "production"}), f.mint("b", keys.CreateInput{Name: "b", Type: "live", Environment: "production"})
+	src := &limitsSource{KeySource: f.source, set: map[string]func(*apikey.Record){
+		f.records["a"].ID: func(r *apikey.Record) {
+			r.Identity = "acme"
+			r.Limits = []ratelimit.NamedLimit{named("own", 2, time.Hour)}
+		},
+		f.records["b"].ID: func(r *apikey.Record) { r.Identity = "acme" },
+	}}
+	tag := IdentityTag(f.records["a"].OrgID, "app", "acme")
+	ids := &memIdentities{m: map[string]*IdentityLimits{tag: {Limits: []ratelimit.NamedLimit{named("shared", 4, time.Hour)}}}}
+	f.guard = NewGuard(cfg, NewKeyCache(src, KeyCacheOptions{}), f.sessions, f.limiter, nil)
+	cache := NewIdentityCache(ids, 0)
+	f.guard.SetIdentities(cache)
+	status := func(key string) int { return f.do("POST", "/v1/evaluate", bearer(key), tlsReq, Policy{}).status }
+
+	var got []int
+	for _, k := range []string{a, a, a, b, b, b} {
+		got = append(got, status(k))
+	}
+	// a: its own 2, then refused by its own limit without spending the
+	// shared 4; b: the 2 shared left, then refused by the identity.
+	if want := []int{200, 200, 429, 200, 200, 429}; !slices.Equal(got, want) {
+		t.Fatalf("requests of a, a, a, b, b, b: %v, want %v", got, want)
+	}
+	if res := f.do("POST", "/v1/evaluate", bearer(b), tlsReq, Policy{}); res.header.Get("X-RateLimit-Limit") != "4" || res.header.Get("X-RateLimit-Remaining") != "0" {
+		t.Fatalf("b's refusal reports %v, want the identity's limit", res.header)
+	}
+	if status(f.keys["live"]) != 200 {
+		t.Fatal("a key of no identity was limited by one")
+	}
+	if n := ids.n.Load(); n != 1 {
+		t.Fatalf("the identity was read %d times, want once (then cached)", n)
+	}
+	// A new limit for the identity, and the feed's event for it.
+	ids.mu.Lock()
+	ids.m[tag] = &IdentityLimits{Limits: []ratelimit.NamedLimit{named("wider", 10, time.Hour)}}
+	ids.mu.Unlock()
+	if status(b) != 429 {
+		t.Fatal("the identity's change applied before its event")
+	}
+	cache.Invalidate(tag)
+	if res := f.do("POST", "/v1/evaluate", bearer(b), tlsReq, Policy{}); res.status != 200 || res.header.Get("X-RateLimit-Limit") != "10" {
+		t.Fatalf("after the identity's event: %d %v, want its new limit", res.status, res.header)
+	}
+	// An identity without a record shares nothing.
+	delete(ids.m, tag)
+	cache.Invalidate(tag)
+	for range 3 {
+		if status(b) != 200 {
+			t.Fatal("an identity without limits limited its key")
+		}
+	}
+}
+
+// TestRotationKeepsLimitBuckets: a rotated key's limits and quota count
+// on, by key id.
+func TestRotationKeepsLimitBuckets(t *testing.T) {
+	f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), DefaultConfig(), func(r *apikey.Record) {
+		r.Limits = []ratelimit.NamedLimit{named("burst", 3, time.Hour)}
+		r.Quota = &ratelimit.Quota{Requests: 5, Period: ratelimit.Month}
+	})
+	f.do("POST", "/v1/evaluate", bearer(f.keys["live"]), tlsReq, Policy{})
+	rotated, err := f.svc.Keys.RotateKey(context.Background(), f.org, f.records["live"].ID, keys.RotateInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := f.do("POST", "/v1/evaluate", bearer(rotated.Secret), tlsReq, Policy{})
+	if res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "1" || res.header.Get("X-Quota-Remaining") != "3" {
+		t.Fatalf("the rotated key: %d %v, want its second request counted (1 of 3 left, 3 of 5)", res.status, res.header)
 	}
 }

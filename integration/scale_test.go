@@ -110,6 +110,20 @@ func TestChangesReachEveryInstanceWithinASecond(t *testing.T) {
 			return call(t, n, "GET", "/v1/projects", key, "").Status == 401
 		}, func() { mustStatus(t, call(t, a, "DELETE", "/v1/api-keys/"+id, admin, ""), 200) })
 
+		// A limits change: a key at 1 request an hour everywhere, then,
+		// patched on a, at 1,000 on the followers.
+		lid, lkey := createKey(t, a, admin, "app", fmt.Sprintf(`{"name":"m%d","type":"live","environment":"production","limits":[{"name":"tight","requests":1,"window":"1h"}]}`, i))
+		for _, n := range []*testenv.Caddy{b, c} {
+			if r := call(t, n, "POST", "/v1/evaluate", lkey, `{"flag":"n"}`); r.Header.Get("X-Ratelimit-Limit") != "1" {
+				t.Fatalf("key with a limit of 1: %d %v", r.Status, r.Header)
+			}
+		}
+		follow("limits change", func(n *testenv.Caddy) bool {
+			return call(t, n, "POST", "/v1/evaluate", lkey, `{"flag":"n"}`).Header.Get("X-Ratelimit-Limit") == "1000"
+		}, func() {
+			mustStatus(t, call(t, a, "PATCH", "/v1/api-keys/"+lid, admin, `{"limits":[{"name":"wide","requests":1000,"window":"1h"}]}`), 200)
+		})
+
 		// A flag change: the followers evaluate the old value, then the new.
 		if r := call(t, a, "PUT", "/v1/projects/app/environments/production/flags/n", admin,
 			fmt.Sprintf(`{"state":"ENABLED","variants":{"v":%d},"defaultVariant":"v"}`, 2*i)); r.Status != 200 && r.Status != 201 {
