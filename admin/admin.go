@@ -3,6 +3,7 @@
 //
 //   - [tenancy]: organizations, projects and environments;
 //   - [keys]: API keys, their secrets' digests and last use;
+//   - [customers]: identities, the customers whose keys share limits;
 //   - [flags]: each environment's flag set, and testing sessions;
 //   - [identity]: accounts, members, invitations and login sessions.
 //
@@ -19,6 +20,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
@@ -29,13 +31,16 @@ import (
 	"github.com/flagbridge/flagbridge/store"
 )
 
-// Service is the administration backend: the four nouns' services over one
+// Service is the administration backend: the nouns' services over one
 // store and one clock.
 type Service struct {
-	Tenancy  *tenancy.Service
-	Keys     *keys.Service
-	Flags    *flags.Service
-	Identity *identity.Service
+	Tenancy *tenancy.Service
+	Keys    *keys.Service
+	// Identities are the customers whose keys share limits (the API's
+	// "identities"); Identity is the people who log in.
+	Identities *customers.Service
+	Flags      *flags.Service
+	Identity   *identity.Service
 
 	env *docs.Env
 }
@@ -45,11 +50,12 @@ func New(st store.Store) *Service {
 	env := &docs.Env{Store: st, Now: time.Now}
 	ks := keys.New(env)
 	return &Service{
-		Tenancy:  tenancy.New(env),
-		Keys:     ks,
-		Flags:    flags.New(env),
-		Identity: identity.New(env, ks),
-		env:      env,
+		Tenancy:    tenancy.New(env),
+		Keys:       ks,
+		Identities: customers.New(env),
+		Flags:      flags.New(env),
+		Identity:   identity.New(env, ks),
+		env:        env,
 	}
 }
 
@@ -59,8 +65,8 @@ func (s *Service) SetClock(now func() time.Time) { s.env.Now = now }
 // Store returns the underlying store.
 func (s *Service) Store() store.Store { return s.env.Store }
 
-// DeleteProject deletes a project with its environments, keys, flag sets
-// and testing sessions, and takes it out of every Scoped key that lists it,
+// DeleteProject deletes a project with its environments, keys, identities,
+// flag sets and testing sessions, and takes it out of every Scoped key that lists it,
 // in one transaction; every instance drops what it cached of them. It takes
 // a principal covering the whole project.
 func (s *Service) DeleteProject(ctx context.Context, p *authz.Principal, slug string) error {
@@ -78,6 +84,9 @@ func (s *Service) DeleteProject(ctx context.Context, p *authz.Principal, slug st
 			return err
 		}
 		if err := s.Keys.DeleteProject(tx, p.Org(), slug); err != nil {
+			return err
+		}
+		if err := s.Identities.DeleteProject(tx, p.Org(), slug); err != nil {
 			return err
 		}
 		if err := s.Flags.DeleteProject(tx, p.Org(), slug, envs); err != nil {

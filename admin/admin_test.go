@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/store"
 )
 
@@ -1372,6 +1374,26 @@ func TestAuthorization(t *testing.T) {
 			}},
 			{name: "DeleteProject/other", write: true, project: "*", do: func(t *testing.T, c *authz.Principal, p string) error {
 				return e.svc.DeleteProject(ctx, c, p)
+			}},
+			{name: "ListIdentities/other", project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, err := e.svc.Identities.ListIdentities(ctx, c, p)
+				return err
+			}},
+			{name: "PutIdentity/own", write: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, _, err := e.svc.Identities.PutIdentity(ctx, c, p, "acme", customers.PutInput{Quota: &ratelimit.Quota{Requests: 10, Period: ratelimit.Day}})
+				return err
+			}},
+			{name: "PutIdentity/other", write: true, project: "beta", do: func(t *testing.T, c *authz.Principal, p string) error {
+				_, _, err := e.svc.Identities.PutIdentity(ctx, c, p, "acme", customers.PutInput{Quota: &ratelimit.Quota{Requests: 10, Period: ratelimit.Day}})
+				return err
+			}},
+			{name: "DeleteIdentity/own", write: true, project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
+				seq++
+				slug := fmt.Sprintf("gone%d", seq)
+				if _, _, err := e.svc.Identities.PutIdentity(ctx, o.root, p, slug, customers.PutInput{Quota: &ratelimit.Quota{Requests: 1, Period: ratelimit.Day}}); err != nil {
+					t.Fatal(err)
+				}
+				return e.svc.Identities.DeleteIdentity(ctx, c, p, slug)
 			}},
 			{name: "ListKeys/own", project: "alpha", do: func(t *testing.T, c *authz.Principal, p string) error {
 				_, err := e.svc.Keys.ListKeys(ctx, c, p)

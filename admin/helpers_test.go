@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
@@ -327,8 +328,8 @@ func (e *env) subscribe(t *testing.T) *feed {
 	t.Helper()
 	f := &feed{ch: make(chan store.Event, 4096)}
 	unsub := e.st.Subscribe(func(ev store.Event) {
-		// Flag-set events are checked by the flag tests.
-		if ev.Topic != flags.Topic {
+		// Flag-set and identity events are checked by their own tests.
+		if ev.Topic != flags.Topic && ev.Topic != customers.Topic {
 			f.ch <- ev
 		}
 	})

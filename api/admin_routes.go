@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
@@ -161,6 +162,56 @@ func (h *Handler) RevokeKey(w http.ResponseWriter, r *http.Request, p *authz.Pri
 		return err
 	}
 	apierror.WriteJSON(w, http.StatusOK, viewKey(k, time.Now()))
+	return nil
+}
+
+// ListIdentities serves GET /v1/projects/{project}/identities.
+func (h *Handler) ListIdentities(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	ids, err := h.admin.Identities.ListIdentities(r.Context(), p, r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, listOf(ids))
+	return nil
+}
+
+// GetIdentity serves GET /v1/projects/{project}/identities/{identity}.
+func (h *Handler) GetIdentity(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	id, err := h.admin.Identities.GetIdentity(r.Context(), p, r.PathValue("project"), r.PathValue("identity"))
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, id)
+	return nil
+}
+
+// PutIdentity serves PUT /v1/projects/{project}/identities/{identity}: 201
+// when it creates the identity, 200 when it replaces one.
+func (h *Handler) PutIdentity(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in customers.PutInput
+	if err := decodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	id, created, err := h.admin.Identities.PutIdentity(r.Context(), p, r.PathValue("project"), r.PathValue("identity"), in)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", routes.ByName(routes.GetIdentity).Path(id.Project, id.Slug))
+	}
+	apierror.WriteJSON(w, status, id)
+	return nil
+}
+
+// DeleteIdentity serves DELETE /v1/projects/{project}/identities/{identity}.
+func (h *Handler) DeleteIdentity(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	if err := h.admin.Identities.DeleteIdentity(r.Context(), p, r.PathValue("project"), r.PathValue("identity")); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -265,6 +265,9 @@ var allRoutes = []struct{ method, path, body string }{
 	{"PATCH", "/v1/api-keys/{id}", `{"name":"renamed"}`},
 	{"DELETE", "/v1/api-keys/{id}", ""},
 	{"POST", "/v1/api-keys/{id}/rotate", ""},
+	{"GET", "/v1/projects/alpha/identities", ""},
+	{"PUT", "/v1/projects/alpha/identities/acme", `{"quota":{"requests":10,"period":"day"}}`},
+	{"DELETE", "/v1/projects/alpha/identities/acme", ""},
 }
 
 // A request without a key, or with one no record has, is refused before any

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
@@ -262,6 +263,19 @@ func (w *world) flagIn(t target) string {
 	return name
 }
 
+// identityIn puts an identity in the project t names, and returns its slug.
+func (w *world) identityIn(t target) string {
+	root, project, _ := w.place(t)
+	slug := w.unique("identity")
+	_, _, err := w.svc.Identities.PutIdentity(context.Background(), root, project, slug, customers.PutInput{
+		Quota: &ratelimit.Quota{Requests: 1000, Period: ratelimit.Day},
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return slug
+}
+
 // memberIn adds a member to A, or to B for otherOrg, and returns its id.
 func (w *world) memberIn(t target) string {
 	org := w.orgA
@@ -346,6 +360,23 @@ var requests = map[routes.Name]request{
 	}},
 	routes.RotateKey: {allTargets, func(w *world, t target) call {
 		return call{method: "POST", path: "/v1/api-keys/" + w.keyIn(t) + "/rotate", ok: 200}
+	}},
+	routes.ListIdentities: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/identities", ok: 200}
+	}},
+	routes.GetIdentity: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/identities/" + w.identityIn(t), ok: 200}
+	}},
+	routes.PutIdentity: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		return call{method: "PUT", path: "/v1/projects/" + p + "/identities/" + w.unique("new"),
+			body: `{"limits":[{"name":"sustained","requests":100,"window":"1m"}],"quota":{"requests":1000,"period":"day"}}`, ok: 201}
+	}},
+	routes.DeleteIdentity: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		return call{method: "DELETE", path: "/v1/projects/" + p + "/identities/" + w.identityIn(t), ok: 204}
 	}},
 	routes.GetFlagSet: {allTargets, func(w *world, t target) call {
 		_, p, env := w.place(t)
@@ -453,9 +484,9 @@ func kindOf(n routes.Name) string {
 	switch n {
 	case routes.CreateProject, routes.InviteMember, routes.RemoveMember:
 		return "organization"
-	case routes.DeleteProject, routes.CreateEnvironment:
+	case routes.DeleteProject, routes.CreateEnvironment, routes.PutIdentity, routes.DeleteIdentity:
 		return "whole project"
-	case routes.GetProject, routes.ListEnvironments, routes.ListKeys, routes.CreateKey:
+	case routes.GetProject, routes.ListEnvironments, routes.ListKeys, routes.CreateKey, routes.ListIdentities, routes.GetIdentity:
 		return "part of a project"
 	case routes.GetKey, routes.UpdateKey, routes.RevokeKey, routes.RotateKey:
 		return "key by id"

@@ -19,6 +19,10 @@ const (
 	UpdateKey         Name = "updateKey"
 	RevokeKey         Name = "revokeKey"
 	RotateKey         Name = "rotateKey"
+	ListIdentities    Name = "listIdentities"
+	GetIdentity       Name = "getIdentity"
+	PutIdentity       Name = "putIdentity"
+	DeleteIdentity    Name = "deleteIdentity"
 	GetFlagSet        Name = "getFlagSet"
 	PutFlagSet        Name = "putFlagSet"
 	GetFlag           Name = "getFlag"
@@ -79,6 +83,12 @@ var table = []Route{
 	{Name: UpdateKey, Method: "PATCH", Pattern: "/v1/api-keys/{id}", Needs: adminWrite},
 	{Name: RevokeKey, Method: "DELETE", Pattern: "/v1/api-keys/{id}", Needs: adminWrite},
 	{Name: RotateKey, Method: "POST", Pattern: "/v1/api-keys/{id}/rotate", Needs: adminWrite},
+	// Identities are project-wide: an environment key of the project reads
+	// them, and only a key of the whole project changes them.
+	{Name: ListIdentities, Method: "GET", Pattern: "/v1/projects/{project}/identities", Needs: doing("read identities of", partly(onProject(adminRead)))},
+	{Name: GetIdentity, Method: "GET", Pattern: "/v1/projects/{project}/identities/{identity}", Needs: doing("read identities of", partly(onProject(adminRead)))},
+	{Name: PutIdentity, Method: "PUT", Pattern: "/v1/projects/{project}/identities/{identity}", Needs: doing("manage identities of", onProject(adminWrite))},
+	{Name: DeleteIdentity, Method: "DELETE", Pattern: "/v1/projects/{project}/identities/{identity}", Needs: doing("manage identities of", onProject(adminWrite))},
 	{Name: GetFlagSet, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags", Needs: onEnvironment(adminRead)},
 	{Name: PutFlagSet, Method: "PUT", Pattern: "/v1/projects/{project}/environments/{env}/flags", Needs: onEnvironment(adminWrite)},
 	{Name: GetFlag, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags/{flag}", Needs: onEnvironment(adminRead)},

@@ -222,7 +222,7 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 	if err != nil {
 		return nil, err
 	}
-	limits, err := checkLimits(in.Limits, in.Quota)
+	limits, err := input.Limits(in.Limits, in.Quota)
 	if err != nil {
 		return nil, err
 	}
@@ -438,7 +438,7 @@ func checkUpdate(in UpdateInput) (*change, error) {
 		}
 	}
 	var err error
-	if c.limits, err = checkLimits(limits, in.Quota.Value); err != nil {
+	if c.limits, err = input.Limits(limits, in.Quota.Value); err != nil {
 		return nil, err
 	}
 	if in.Identity.Value != nil {

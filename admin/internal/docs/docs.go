@@ -1,6 +1,6 @@
 // Package docs reads and writes the JSON documents of the admin services:
-// the few helpers every noun (tenancy, keys, flags, identity) shares over
-// package store.
+// the few helpers every noun (tenancy, keys, customers, flags, identity)
+// shares over package store.
 package docs
 
 import (
