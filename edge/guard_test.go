@@ -394,6 +394,8 @@ func TestScopeMatrix(t *testing.T) {
 		{"GET", "/v1/projects/app/environments/production/flags/new-checkout"},
 		{"PUT", "/v1/projects/app/environments/production/flags/new-checkout"},
 		{"DELETE", "/v1/projects/app/environments/production/flags/new-checkout"},
+		{"GET", "/v1/projects/app/identities"}, {"GET", "/v1/projects/app/identities/acme"},
+		{"PUT", "/v1/projects/app/identities/acme"}, {"DELETE", "/v1/projects/app/identities/acme"},
 		{"GET", "/v1/members"}, {"POST", "/graphql"}, {"GET", "/graphql"},
 		{"GET", "/v1/anything/else"},
 		// Near misses of the evaluate routes are admin-only, not evaluate.
@@ -412,16 +414,22 @@ func TestScopeMatrix(t *testing.T) {
 		{"GET", "/v1/projects/other/environments/production/flags/f"},
 		{"PUT", "/v1/projects/other/environments/production/flags/f"},
 		{"DELETE", "/v1/projects/other/environments/production/flags/f"},
+		{"GET", "/v1/projects/other/identities"}, {"GET", "/v1/projects/other/identities/acme"},
+		{"PUT", "/v1/projects/other/identities/acme"}, {"DELETE", "/v1/projects/other/identities/acme"},
 	}
 	wholeOrg := []ep{{"POST", "/v1/projects"}, {"POST", "/v1/members/invitations"}, {"DELETE", "/v1/members/m_1"}}
 	const projectKey = `{"error":"FORBIDDEN","message":"This key belongs to project \"app\" and cannot `
 	refusals := map[ep]string{ // the project admin key's answers
-		{"DELETE", "/v1/projects/other"}:            projectKey + `delete project \"other\""}`,
-		{"POST", "/v1/projects/other/environments"}: projectKey + `add environments to project \"other\""}`,
-		{"POST", "/v1/projects/other/api-keys"}:     projectKey + `create keys in project \"other\""}`,
-		{"POST", "/v1/projects"}:                    projectKey + `create projects in the whole organization; use an organization-wide admin key"}`,
-		{"POST", "/v1/members/invitations"}:         projectKey + `manage the members of the whole organization; use an organization-wide admin key"}`,
-		{"DELETE", "/v1/members/m_1"}:               projectKey + `manage the members of the whole organization; use an organization-wide admin key"}`,
+		{"DELETE", "/v1/projects/other"}:                 projectKey + `delete project \"other\""}`,
+		{"POST", "/v1/projects/other/environments"}:      projectKey + `add environments to project \"other\""}`,
+		{"POST", "/v1/projects/other/api-keys"}:          projectKey + `create keys in project \"other\""}`,
+		{"GET", "/v1/projects/other/identities"}:         projectKey + `read identities of project \"other\""}`,
+		{"GET", "/v1/projects/other/identities/acme"}:    projectKey + `read identities of project \"other\""}`,
+		{"PUT", "/v1/projects/other/identities/acme"}:    projectKey + `manage identities of project \"other\""}`,
+		{"DELETE", "/v1/projects/other/identities/acme"}: projectKey + `manage identities of project \"other\""}`,
+		{"POST", "/v1/projects"}:                         projectKey + `create projects in the whole organization; use an organization-wide admin key"}`,
+		{"POST", "/v1/members/invitations"}:              projectKey + `manage the members of the whole organization; use an organization-wide admin key"}`,
+		{"DELETE", "/v1/members/m_1"}:                    projectKey + `manage the members of the whole organization; use an organization-wide admin key"}`,
 	}
 	for _, e := range otherProject {
 		if refusals[e] == "" {
