@@ -217,6 +217,7 @@ func (a *App) Start() error {
 		ttl = feedcache.DefaultTTL
 	}
 	r.Keys.SetTTL(ttl)
+	r.Identities.SetTTL(ttl)
 	setRunning(a)
 	return nil
 }

@@ -148,6 +148,7 @@ func (o *openCore) background(log *zap.Logger) {
 			return
 		case now := <-sweep.C:
 			o.Keys.Sweep(now)
+			o.Identities.Sweep(now)
 			// The in-process limiter also sweeps as it is used; this
 			// frees idle buckets once traffic stops.
 			if m, ok := o.limiter.(*ratelimit.MemoryLimiter); ok {

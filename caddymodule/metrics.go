@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/edge"
@@ -72,7 +73,7 @@ func initMetrics() {
 		}, []string{"operation"})
 		metrics.invalidationLag = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    metricInvalidationLag,
-			Help:    "Time from a change's commit on one instance to its arrival on this one, by change topic (keys, flags).",
+			Help:    "Time from a change's commit on one instance to its arrival on this one, by change topic (keys, flags, identities).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"topic"})
 		metrics.resyncs = prometheus.NewCounter(prometheus.CounterOpts{
@@ -93,8 +94,9 @@ func initMetrics() {
 			LookupErrors: metrics.storageErrors.WithLabelValues("key_lookup"),
 		}
 		metrics.lag = map[string]prometheus.Observer{
-			keys.Topic:  metrics.invalidationLag.WithLabelValues(keys.Topic),
-			flags.Topic: metrics.invalidationLag.WithLabelValues(flags.Topic),
+			keys.Topic:      metrics.invalidationLag.WithLabelValues(keys.Topic),
+			flags.Topic:     metrics.invalidationLag.WithLabelValues(flags.Topic),
+			customers.Topic: metrics.invalidationLag.WithLabelValues(customers.Topic),
 		}
 	})
 }

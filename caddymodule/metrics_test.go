@@ -59,7 +59,7 @@ func TestMetricLabels(t *testing.T) {
 		"outcome":   {"allowed": true, "limited": true, "unauthorized": true, "forbidden": true, "https_required": true, "storage_unavailable": true, "would_limit": true},
 		"result":    {"hit": true, "miss": true},
 		"operation": {"key_lookup": true, "rate_limit": true},
-		"topic":     {"keys": true, "flags": true},
+		"topic":     {"keys": true, "flags": true, "identities": true},
 	}
 	families, err := reg.Gather()
 	if err != nil {
@@ -81,7 +81,7 @@ func TestMetricLabels(t *testing.T) {
 		"flagbridge_rate_limiter_duration_seconds": 1,
 		"flagbridge_key_cache_lookups_total":       2,
 		"flagbridge_storage_errors_total":          2,
-		"flagbridge_invalidation_lag_seconds":      2,
+		"flagbridge_invalidation_lag_seconds":      3,
 		"flagbridge_change_feed_resyncs_total":     1,
 	}
 	for name, n := range want {

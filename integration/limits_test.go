@@ -84,6 +84,19 @@ func TestKeyAndRouteLimits(t *testing.T) {
 	if r := call(t, c, "GET", "/search/1", other, ""); r.Status != 200 || r.Header.Get("X-RateLimit-Remaining") != "1" {
 		t.Fatalf("a key without an identity has the route's limit to itself: %d %v", r.Status, r.Header)
 	}
+	// The identity's own pool, shared by both keys from the next request.
+	mustStatus(t, call(t, c, "PUT", "/v1/projects/shop/identities/acme", org, `{"limits":[{"name":"pool","requests":3,"window":"1h"}]}`), 201)
+	var got []int
+	for _, k := range []string{a, b, a, b} {
+		got = append(got, call(t, c, "POST", "/v1/evaluate", k, `{"flag":"x"}`).Status)
+	}
+	if got[3] != 429 || got[0] == 429 || got[1] == 429 || got[2] == 429 {
+		t.Fatalf("a, b, a, b under acme's pool of 3: %v, want the fourth refused", got)
+	}
+	if r := call(t, c, "POST", "/v1/evaluate", other, `{"flag":"x"}`); r.Status == 429 {
+		t.Fatalf("a key of no identity was refused by acme's pool: %v", r.Header)
+	}
+
 	mu.Lock()
 	defer mu.Unlock()
 	if len(identities) != 2 || identities[0] != "acme" || identities[1] != "" {

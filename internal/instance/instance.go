@@ -6,9 +6,12 @@
 package instance
 
 import (
+	"context"
+
 	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/edge"
@@ -20,11 +23,13 @@ import (
 
 // Instance is one instance's services and request path.
 type Instance struct {
-	Admin    *admin.Service
-	Keys     *edge.KeyCache
-	Registry *evaluation.Registry
-	Guard    *edge.Guard
-	Router   *router.Router
+	Admin *admin.Service
+	Keys  *edge.KeyCache
+	// Identities holds identities' shared limits for the guard.
+	Identities *edge.IdentityCache
+	Registry   *evaluation.Registry
+	Guard      *edge.Guard
+	Router     *router.Router
 }
 
 // New builds an instance over st, limiting with limiter. The guard logs
@@ -34,8 +39,10 @@ func New(st store.Store, limiter ratelimit.Limiter, cfg edge.Config, log *zap.Lo
 	kc := edge.NewKeyCache(svc.Keys, edge.KeyCacheOptions{})
 	reg := evaluation.NewRegistry(svc.Flags, 0)
 	guard := edge.NewGuard(cfg, kc, svc.Identity, limiter, log.Named("edge"))
+	ids := edge.NewIdentityCache(identitySource{svc.Identities}, 0)
+	guard.SetIdentities(ids)
 	return &Instance{
-		Admin: svc, Keys: kc, Registry: reg, Guard: guard,
+		Admin: svc, Keys: kc, Identities: ids, Registry: reg, Guard: guard,
 		Router: router.New(router.Config{Admin: svc, Eval: evaluation.New(svc.Flags, reg), Limits: guard, Log: log}),
 	}
 }
@@ -52,12 +59,28 @@ func (in *Instance) Evict(ev store.Event) (resync bool) {
 		in.Keys.Invalidate(string(ev.Payload))
 	case ev.Topic == flags.Topic:
 		in.Registry.Invalidate(string(ev.Payload))
+	case ev.Topic == customers.Topic:
+		// The payload is customers.Ref's "<org>/<project>/<slug>", the
+		// edge's IdentityTag.
+		in.Identities.Invalidate(string(ev.Payload))
 	}
 	return false
 }
 
-// Purge drops every cached key record and flag set.
+// Purge drops every cached key record, identity and flag set.
 func (in *Instance) Purge() {
 	in.Keys.Purge()
+	in.Identities.Purge()
 	in.Registry.Purge()
+}
+
+// identitySource is the customers service as the edge reads it.
+type identitySource struct{ s *customers.Service }
+
+func (i identitySource) LookupIdentityLimits(ctx context.Context, org, project, identity string) (*edge.IdentityLimits, error) {
+	id, err := i.s.LookupIdentity(ctx, org, project, identity)
+	if err != nil || id == nil {
+		return nil, err
+	}
+	return &edge.IdentityLimits{Limits: id.Limits, Quota: id.Quota}, nil
 }
