@@ -206,6 +206,22 @@ type instance struct {
 	live  string
 	test  string
 	many  []string
+	// limited is a live key of an identity, with two limits and a quota
+	// of its own and the identity's limit beside them (none near
+	// refusing): scenario (h), made by addLimited.
+	limited string
+	must    func(*http.Request, int) map[string]any
+}
+
+// addLimited creates the identity and the key of scenario (h).
+func (in *instance) addLimited() {
+	put, _ := http.NewRequest("PUT", in.c.URL("/v1/projects/bench/identities/acme"),
+		strings.NewReader(`{"limits":[{"name":"shared","requests":1000000000,"window":"1m"}]}`))
+	put.Header.Set("Authorization", "Bearer "+in.admin)
+	in.must(put, 201)
+	in.limited = in.must(post(in.c.URL("/v1/projects/bench/api-keys"), in.admin, `{"name":"limited","type":"live","environment":"production","identity":"acme",
+		"limits":[{"name":"burst","requests":100000000,"window":"1s"},{"name":"sustained","requests":1000000000,"window":"1m"}],
+		"quota":{"requests":1000000000000,"period":"month"}}`), 201)["key"].(string)
 }
 
 // setUp starts an instance of this tree's binary with the given storage
@@ -256,6 +272,7 @@ func setUpBinary(t *testing.T, bin, storage string, nKeys int) *instance {
 	must(put, 200)
 	in.live = must(post(c.URL("/v1/projects/bench/api-keys"), in.admin, `{"name":"live","type":"live","environment":"production"}`), 201)["key"].(string)
 	in.test = must(post(c.URL("/v1/projects/bench/api-keys"), in.admin, `{"name":"flood","type":"test","environment":"production"}`), 201)["key"].(string)
+	in.must = must
 	if nKeys > 0 {
 		in.many = make([]string, nKeys)
 		var wg sync.WaitGroup
@@ -286,6 +303,7 @@ func TestLoad(t *testing.T) {
 
 	base := testenv.NewCaddy(t, testenv.CaddyOptions{Site: `respond "ok" 200`}).Start()
 	fb := setUp(t, redisStorage, *manyKeys)
+	fb.addLimited()
 	embedded := setUp(t, "", *manyKeys)
 	t.Logf("set up; running each scenario for %v with %d connections", *duration, *conns)
 
@@ -324,6 +342,9 @@ func TestLoad(t *testing.T) {
 	add(drive(t, "(g) one key far over its limit", fb.c, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.test, evalStatic), 429
 	}, 0, rc), "a test key limited to 100/min")
+	add(drive(t, "(h) limits, quota, identity", fb.c, fb.http, func(int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.limited, evalStatic), 200
+	}, 0, rc), "as (c), with a key of two limits, a quota and an identity's limit")
 	add(drive(t, "(c) embedded store", embedded.c, embedded.http, func(int) (*http.Request, int) {
 		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
 	}, 0, nil), "as (c), on the embedded store")
