@@ -1,9 +1,9 @@
-// Settings → API Keys: a project's keys; generate them (with rate limits,
-// a quota and an identity if asked), rotate and revoke them. A key's secret
-// is in the answer that created or rotated it and nowhere else: it is shown
-// once in a dialog, and closing the dialog forgets it.
+// Settings → API Keys: a project's keys; generate, rotate and revoke them,
+// and change their rate limits, quota and identity. A key's secret is in
+// the answer that created or rotated it and nowhere else: it is shown once
+// in a dialog, and closing the dialog forgets it.
 
-import { del, get, post, v1 } from '../api.js';
+import { del, get, patch, post, v1 } from '../api.js';
 import { append, formatCount, h, replace, time, uid } from '../dom.js';
 import { remember } from '../prefs.js';
 import {
@@ -58,7 +58,7 @@ export async function render(root, ctx) {
   const newKey = button('Generate New Key', { kind: 'primary', id: 'new-key', disabled: true });
   append(root, [
     pageHeader('API Keys', 'Keys let your applications evaluate flags and let tools manage FlagBridge. Each key belongs to one project.', newKey),
-    readOnlyBanner(ctx.session, 'generating, rotating and revoking keys'),
+    readOnlyBanner(ctx.session, 'generating, limiting, rotating and revoking keys'),
   ]);
   const body = h('div', { class: 'page-body' }, loading('Loading projects…'));
   root.append(body);
@@ -112,6 +112,8 @@ export async function render(root, ctx) {
   function row(k) {
     const active = k.status === 'active';
     const actions = active ? [
+      // "Limits", not "Edit limits": with three actions the table must still fit.
+      button('Limits', { kind: 'secondary', small: true, 'aria-label': `Edit limits of key ${k.name}`, title: 'Edit limits, quota and identity', onClick: () => editLimits(k), className: 'edit-limits' }),
       button('Rotate', { kind: 'secondary', small: true, 'aria-label': `Rotate key ${k.name}`, onClick: () => rotate(k), className: 'rotate-key' }),
       button('Revoke', { kind: 'danger-ghost', small: true, 'aria-label': `Revoke key ${k.name}`, onClick: () => revoke(k), className: 'revoke-key' }),
     ] : null;
@@ -205,6 +207,34 @@ export async function render(root, ctx) {
     });
   }
 
+  async function editLimits(k) {
+    const limits = limitsFields(k, () => k.type);
+    const before = limitsOf(k);
+    const updated = await dialog({
+      id: 'edit-limits-dialog',
+      title: `Limits of “${k.name}”`,
+      intro: 'Changes reach every instance at once and apply from the key’s next request.',
+      submitLabel: 'Save limits',
+      busyLabel: 'Saving…',
+      wide: true,
+      body: limits.body,
+      onSubmit: async () => {
+        // Only what changed, so that the rest stays as it is on the server;
+        // null removes the limits (back to the type's), quota or identity.
+        const now = limits.value();
+        const changes = {};
+        for (const f of ['limits', 'quota', 'identity']) {
+          if (JSON.stringify(now[f]) !== JSON.stringify(before[f])) changes[f] = now[f];
+        }
+        if (Object.keys(changes).length === 0) return k;
+        return patch(v1('api-keys', k.id), changes);
+      },
+    });
+    if (!updated) return;
+    toast(updated === k ? `Nothing changed in “${k.name}”` : `Limits of “${k.name}” saved`);
+    if (updated !== k) load();
+  }
+
   async function rotate(k) {
     const grace = select(GRACE, '', { id: 'rotate-grace' });
     const rotated = await dialog({
@@ -247,6 +277,16 @@ export async function render(root, ctx) {
 
   newKey.addEventListener('click', () => create());
   await load();
+}
+
+// limitsOf reads a key's limits, quota and identity as limitsFields writes
+// them, so that the two compare: null for what the key does not have.
+function limitsOf(k) {
+  return {
+    limits: k.limits && k.limits.length > 0 ? k.limits.map(limitValue) : null,
+    quota: k.quota ? { requests: k.quota.requests, period: k.quota.period } : null,
+    identity: k.identity || null,
+  };
 }
 
 function limitValue(l) {
