@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -567,6 +568,192 @@ func TestDashboardAPIKeys(t *testing.T) {
 	eventually(t, 3*time.Second, "the revoked key refused", func() bool {
 		return d.evaluate(rotated, "new-checkout").Status == 401
 	})
+}
+
+// TestDashboardKeyLimits: generate a key with two limits (one in shadow),
+// a quota and an identity in the key dialog, see them in the list, then
+// edit them: a window the server refuses shows its message in the dialog
+// and changes nothing; removing the quota and changing a limit sends
+// exactly those fields (null for the quota); removing every limit and the
+// identity sends nulls. The REST API confirms what is stored each time.
+func TestDashboardKeyLimits(t *testing.T) {
+	t.Parallel()
+	d := startDashboard(t)
+	mustStatus(t, call(t, d.c, "POST", "/v1/projects", d.admin, `{"slug":"shop","name":"Shop"}`), 201)
+	tab := d.b.Tab()
+	d.login(tab, ownerEmail, ownerPassword)
+
+	d.goTo(tab, "keys?project=shop")
+	d.waitText(tab, "#keys-list", "No keys yet")
+	d.click(tab, "#new-key")
+	d.visible(tab, "#new-key-dialog #key-name")
+	d.typeInto(tab, "#key-name", "Partner API")
+	d.waitText(tab, "#key-limits-default", "10,000/1m") // a live key's default
+	d.click(tab, "#key-type-test")
+	d.waitText(tab, "#key-limits-default", "1,000/1m")
+	d.click(tab, "#key-type-live")
+	d.waitText(tab, "#key-limits-default", "10,000/1m")
+
+	// Up to four limits; then the button is disabled until one goes.
+	limit := func(dlg string, n int, part string) string {
+		return fmt.Sprintf("%s #key-limits .limit-row:nth-child(%d) .limit-%s", dlg, n, part)
+	}
+	rows := func() int { return evalJS[int](d, tab, `document.querySelectorAll('#key-limits .limit-row').length`) }
+	for range 4 {
+		d.click(tab, "#key-limit-add")
+	}
+	if n := rows(); n != 4 || !evalJS[bool](d, tab, `document.querySelector('#key-limit-add').disabled`) {
+		t.Fatalf("after adding four limits: %d rows, and the add button is still enabled", n)
+	}
+	d.click(tab, limit("#new-key-dialog", 4, "remove"))
+	d.click(tab, limit("#new-key-dialog", 3, "remove"))
+	if n := rows(); n != 2 || evalJS[bool](d, tab, `document.querySelector('#key-limit-add').disabled`) {
+		t.Fatalf("after removing two limits: %d rows, and the add button disabled", n)
+	}
+	create := "#new-key-dialog"
+	d.typeInto(tab, limit(create, 1, "name"), "burst")
+	d.typeInto(tab, limit(create, 1, "requests"), "100")
+	d.typeInto(tab, limit(create, 1, "window"), "1s")
+	d.typeInto(tab, limit(create, 2, "name"), "sustained")
+	d.typeInto(tab, limit(create, 2, "requests"), "10000")
+	if w := d.textOf(tab, limit(create, 2, "window")); w != "1m" {
+		t.Errorf("a new limit's window is %q, not 1m", w)
+	}
+	d.click(tab, limit(create, 2, "shadow"))
+	d.typeInto(tab, "#key-quota-requests", "1000000")
+	if p := d.textOf(tab, "#key-quota-period"); p != "month" {
+		t.Errorf("the quota's default period is %q", p)
+	}
+	d.typeInto(tab, "#key-identity", "acme-corp")
+	d.shot(tab, "new-key-limits")
+	d.click(tab, "#new-key-dialog button[type=submit]")
+	d.visible(tab, "#secret-dialog #secret-value")
+	d.click(tab, "#secret-done")
+	d.gone(tab, "#secret-dialog")
+
+	row := `#keys-list tr[data-key-name="Partner API"]`
+	d.visible(tab, row)
+	if got := strings.TrimSpace(d.waitText(tab, row+" .key-limits", "burst")); got != "burst 100/1s · sustained 10,000/1m (shadow)" {
+		t.Errorf("the list shows the limits as %q", got)
+	}
+	d.waitText(tab, row+" .key-quota", "quota 1,000,000/month")
+	d.waitText(tab, row+" .key-identity .badge", "acme-corp")
+	d.shot(tab, "key-limits-listed")
+
+	id := evalJS[string](d, tab, `document.querySelector('`+row+`').dataset.keyId`)
+	stored := func() string {
+		t.Helper()
+		r := mustStatus(t, call(t, d.c, "GET", "/v1/api-keys/"+id, d.admin, ""), 200)
+		var k struct{ Limits, Quota, Identity json.RawMessage }
+		if err := json.Unmarshal([]byte(r.Body), &k); err != nil {
+			t.Fatalf("key: %v\n%s", err, r.Body)
+		}
+		return fmt.Sprintf("limits=%s quota=%s identity=%s", k.Limits, k.Quota, k.Identity)
+	}
+	created := `limits=[{"name":"burst","requests":100,"window":"1s"},{"name":"sustained","requests":10000,"window":"1m","shadow":true}] ` +
+		`quota={"requests":1000000,"period":"month"} identity="acme-corp"`
+	if got := stored(); got != created {
+		t.Fatalf("stored after creating:\n got %s\nwant %s", got, created)
+	}
+
+	// The page's PATCH bodies, as sent.
+	evalJS[bool](d, tab, `window.patches = [];
+		const fetch0 = window.fetch;
+		window.fetch = (url, init) => {
+			if (init && init.method === 'PATCH') window.patches.push(init.body);
+			return fetch0(url, init);
+		}; true`)
+	patches := func() []string { return evalJS[[]string](d, tab, `window.patches`) }
+
+	// Edit: the dialog holds the key's limits, quota and identity.
+	edit := "#edit-limits-dialog"
+	d.click(tab, row+" .edit-limits")
+	d.visible(tab, edit+" #key-limits")
+	for sel, want := range map[string]string{
+		limit(edit, 1, "name"): "burst", limit(edit, 1, "requests"): "100", limit(edit, 1, "window"): "1s",
+		limit(edit, 2, "name"): "sustained", limit(edit, 2, "requests"): "10000", limit(edit, 2, "window"): "1m",
+		edit + " #key-quota-requests": "1000000", edit + " #key-quota-period": "month", edit + " #key-identity": "acme-corp",
+	} {
+		if got := d.textOf(tab, sel); got != want {
+			t.Errorf("%s holds %q, not %q", sel, got, want)
+		}
+	}
+	if !evalJS[bool](d, tab, `document.querySelector('`+limit(edit, 2, "shadow")+`').checked && !document.querySelector('`+limit(edit, 1, "shadow")+`').checked`) {
+		t.Error("the shadow boxes do not show the key's")
+	}
+	if n := rows(); n != 2 {
+		t.Errorf("the dialog shows %d limits", n)
+	}
+
+	// A window the server refuses: its message, in the dialog, and nothing
+	// changed.
+	d.typeInto(tab, limit(edit, 1, "window"), "25h")
+	d.typeInto(tab, limit(edit, 2, "requests"), "20000")
+	d.typeInto(tab, edit+" #key-quota-requests", "")
+	d.click(tab, edit+" button[type=submit]")
+	shown := d.waitText(tab, edit+" [role=alert]", "limits[0].window")
+	if want := "limits[0].window must be between 1s and 24h, not 25h"; strings.TrimSpace(shown) != want {
+		t.Errorf("the dialog shows %q, not %q", shown, want)
+	}
+	d.visible(tab, edit+" #key-limits")
+	d.shot(tab, "edit-limits-refused")
+	if got := stored(); got != created {
+		t.Fatalf("a refused change changed the key:\n got %s\nwant %s", got, created)
+	}
+
+	// Corrected: only the limits and the quota (null) are sent.
+	d.typeInto(tab, limit(edit, 1, "window"), "1s")
+	d.click(tab, edit+" button[type=submit]")
+	d.gone(tab, edit)
+	d.waitText(tab, "#toasts", "saved")
+	want := []string{
+		`{"limits":[{"name":"burst","requests":100,"window":"25h"},{"name":"sustained","requests":20000,"window":"1m","shadow":true}],"quota":null}`,
+		`{"limits":[{"name":"burst","requests":100,"window":"1s"},{"name":"sustained","requests":20000,"window":"1m","shadow":true}],"quota":null}`,
+	}
+	if got := patches(); !slices.Equal(got, want) {
+		t.Errorf("the page sent\n %q\nnot\n %q", got, want)
+	}
+	d.waitText(tab, row+" .key-limits", "sustained 20,000/1m")
+	d.waitText(tab, row+" .key-identity", "acme-corp")
+	if evalJS[bool](d, tab, `!!document.querySelector('`+row+` .key-quota')`) {
+		t.Error("the list still shows a quota")
+	}
+	d.shot(tab, "key-limits-edited")
+	edited := `limits=[{"name":"burst","requests":100,"window":"1s"},{"name":"sustained","requests":20000,"window":"1m","shadow":true}] quota= identity="acme-corp"`
+	if got := stored(); got != edited {
+		t.Fatalf("stored after editing:\n got %s\nwant %s", got, edited)
+	}
+
+	// Saving without a change sends nothing.
+	d.click(tab, row+" .edit-limits")
+	d.visible(tab, edit+" #key-limits")
+	d.click(tab, edit+" button[type=submit]")
+	d.gone(tab, edit)
+	d.waitText(tab, "#toasts", "Nothing changed")
+	if n := len(patches()); n != 2 {
+		t.Errorf("saving an unchanged dialog sent a PATCH (%d in all)", n)
+	}
+
+	// Removing every limit and the identity sends nulls: the key is back
+	// to its type's default.
+	d.click(tab, row+" .edit-limits")
+	d.visible(tab, edit+" #key-limits")
+	d.click(tab, limit(edit, 2, "remove"))
+	d.click(tab, limit(edit, 1, "remove"))
+	d.waitText(tab, edit+" #key-limits-default", "10,000/1m")
+	d.typeInto(tab, edit+" #key-identity", "")
+	d.click(tab, edit+" button[type=submit]")
+	d.gone(tab, edit)
+	d.waitText(tab, "#toasts", "saved")
+	d.gone(tab, row+" .key-limits-line") // nothing but the type's default
+	d.visible(tab, row+" .edit-limits")
+	if got := patches(); len(got) != 3 || got[2] != `{"limits":null,"identity":null}` {
+		t.Errorf("the page sent %q", got)
+	}
+	if got := stored(); got != "limits= quota= identity=" {
+		t.Fatalf("stored after removing everything: %s", got)
+	}
+	d.b.CheckConsole()
 }
 
 // TestDashboardFlags: create a flag in the editor (the server's validation

@@ -83,10 +83,11 @@ function describeStatus(status) {
   return `The request was refused (HTTP ${status}).`;
 }
 
-/** get, post, put and del return the answer's JSON. */
+/** get, post, put, patch and del return the answer's JSON. */
 export const get = async (path, opts) => (await request('GET', path, opts)).data;
 export const post = async (path, body, opts) => (await request('POST', path, { ...opts, body })).data;
 export const put = async (path, body, opts) => (await request('PUT', path, { ...opts, body })).data;
+export const patch = async (path, body, opts) => (await request('PATCH', path, { ...opts, body })).data;
 export const del = async (path, opts) => (await request('DELETE', path, opts)).data;
 
 /** v1 is the REST API's path under the dashboard, with encoded segments. */

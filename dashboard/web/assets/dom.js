@@ -97,6 +97,13 @@ export function time(iso, { rel = false, dateOnly: onlyDate = false } = {}) {
   return h('time', { datetime: iso, title: formatDateTime(iso) }, text);
 }
 
+const count = new Intl.NumberFormat();
+
+/** formatCount renders a count with the locale's digit grouping (10,000). */
+export function formatCount(n) {
+  return count.format(n);
+}
+
 /** slugify turns a display name into a slug the API accepts. */
 export function slugify(name) {
   return name

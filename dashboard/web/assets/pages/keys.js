@@ -1,9 +1,10 @@
-// Settings → API Keys: a project's keys; generate, rotate and revoke them.
-// A key's secret is in the answer that created or rotated it and nowhere
-// else: it is shown once in a dialog, and closing the dialog forgets it.
+// Settings → API Keys: a project's keys; generate, rotate and revoke them,
+// and change their rate limits, quota and identity. A key's secret is in
+// the answer that created or rotated it and nowhere else: it is shown once
+// in a dialog, and closing the dialog forgets it.
 
-import { del, get, post, v1 } from '../api.js';
-import { append, h, replace, time, uid } from '../dom.js';
+import { del, get, patch, post, v1 } from '../api.js';
+import { append, formatCount, h, replace, time, uid } from '../dom.js';
 import { remember } from '../prefs.js';
 import {
   badge, button, confirm, dialog, empty, field, loading, pageHeader, secret, select, table, toast,
@@ -24,6 +25,28 @@ const EXPIRY = [
   { value: '90d', label: '90 days' },
   { value: '365d', label: '365 days' },
 ];
+// Without limits of its own, a key has its type's (see "Rate limits").
+const TYPE_LIMIT = {
+  live: { requests: 10000, window: '1m' },
+  test: { requests: 1000, window: '1m' },
+  admin: { requests: 500, window: '1m' },
+};
+const MAX_LIMITS = 4;
+// Suggested windows; any duration from 1s to 24h can be typed.
+const WINDOWS = [
+  { value: '1s', label: '1 second' },
+  { value: '10s', label: '10 seconds' },
+  { value: '1m', label: '1 minute' },
+  { value: '5m', label: '5 minutes' },
+  { value: '15m', label: '15 minutes' },
+  { value: '1h', label: '1 hour' },
+  { value: '6h', label: '6 hours' },
+  { value: '24h', label: '24 hours' },
+];
+const PERIODS = [
+  { value: 'day', label: 'per day' },
+  { value: 'month', label: 'per month' },
+];
 const GRACE = [
   { value: '', label: 'Immediately: the current secret stops working now' },
   { value: '1h', label: 'After 1 hour' },
@@ -35,7 +58,7 @@ export async function render(root, ctx) {
   const newKey = button('Generate New Key', { kind: 'primary', id: 'new-key', disabled: true });
   append(root, [
     pageHeader('API Keys', 'Keys let your applications evaluate flags and let tools manage FlagBridge. Each key belongs to one project.', newKey),
-    readOnlyBanner(ctx.session, 'generating, rotating and revoking keys'),
+    readOnlyBanner(ctx.session, 'generating, limiting, rotating and revoking keys'),
   ]);
   const body = h('div', { class: 'page-body' }, loading('Loading projects…'));
   root.append(body);
@@ -89,13 +112,16 @@ export async function render(root, ctx) {
   function row(k) {
     const active = k.status === 'active';
     const actions = active ? [
+      // "Limits", not "Edit limits": with three actions the table must still fit.
+      button('Limits', { kind: 'secondary', small: true, 'aria-label': `Edit limits of key ${k.name}`, title: 'Edit limits, quota and identity', onClick: () => editLimits(k), className: 'edit-limits' }),
       button('Rotate', { kind: 'secondary', small: true, 'aria-label': `Rotate key ${k.name}`, onClick: () => rotate(k), className: 'rotate-key' }),
       button('Revoke', { kind: 'danger-ghost', small: true, 'aria-label': `Revoke key ${k.name}`, onClick: () => revoke(k), className: 'revoke-key' }),
     ] : null;
     return h('tr', { dataset: { keyId: k.id, keyName: k.name } },
       h('td', { class: 'cell-name' },
         h('span', { class: 'cell-strong' }, k.name),
-        h('span', { class: 'key-hint', title: 'The key’s first and last characters' }, k.hint)),
+        h('span', { class: 'key-hint', title: 'The key’s first and last characters' }, k.hint),
+        limitsSummary(k)),
       h('td', {}, badge(label(k.type), TYPE_BADGE[k.type])),
       h('td', {}, h('span', { class: 'perm-list' }, (k.permissions || []).map((p) => badge(p, 'neutral')))),
       h('td', {}, k.environment ? h('code', {}, k.environment) : h('span', { class: 'muted' }, 'All')),
@@ -130,7 +156,8 @@ export async function render(root, ctx) {
       env.disabled = t === 'admin';
       if (!permsTouched) write.checked = t !== 'live';
     };
-    radios.forEach((r) => r.addEventListener('change', onType));
+    const limits = limitsFields({}, typeOf);
+    radios.forEach((r) => r.addEventListener('change', () => { onType(); limits.refresh(); }));
     onType();
 
     const created = await dialog({
@@ -153,6 +180,7 @@ export async function render(root, ctx) {
           h('label', { class: 'choice', for: write.id }, write,
             h('span', {}, h('strong', {}, 'WRITE'), h('span', { class: 'choice-text' }, 'Make changes: testing sessions (test keys), everything (admin keys).')))),
         h('div', { class: 'field-row' }, envField, field('Expires after', expiry)),
+        limits.body,
       ],
       onSubmit: async () => {
         const permissions = [read, write].filter((c) => c.checked).map((c) => c.value);
@@ -161,6 +189,10 @@ export async function render(root, ctx) {
         const input = { name: name.value.trim(), type: t, permissions };
         if (t !== 'admin') input.environment = env.value;
         if (expiry.value) input.expires_in = expiry.value;
+        const l = limits.value();
+        if (l.limits) input.limits = l.limits;
+        if (l.quota) input.quota = l.quota;
+        if (l.identity) input.identity = l.identity;
         return post(v1('projects', project, 'api-keys'), input);
       },
     });
@@ -173,6 +205,34 @@ export async function render(root, ctx) {
       lead: `A ${label(created.type).toLowerCase()} key${created.environment ? ` for ${created.environment}` : ''} of project ${project}, with ${created.permissions.join(' and ')}.`,
       warning: 'This is the only time FlagBridge shows this key: it keeps only a digest, so the key cannot be shown again. If you lose it, rotate it.',
     });
+  }
+
+  async function editLimits(k) {
+    const limits = limitsFields(k, () => k.type);
+    const before = limitsOf(k);
+    const updated = await dialog({
+      id: 'edit-limits-dialog',
+      title: `Limits of “${k.name}”`,
+      intro: 'Changes reach every instance at once and apply from the key’s next request.',
+      submitLabel: 'Save limits',
+      busyLabel: 'Saving…',
+      wide: true,
+      body: limits.body,
+      onSubmit: async () => {
+        // Only what changed, so that the rest stays as it is on the server;
+        // null removes the limits (back to the type's), quota or identity.
+        const now = limits.value();
+        const changes = {};
+        for (const f of ['limits', 'quota', 'identity']) {
+          if (JSON.stringify(now[f]) !== JSON.stringify(before[f])) changes[f] = now[f];
+        }
+        if (Object.keys(changes).length === 0) return k;
+        return patch(v1('api-keys', k.id), changes);
+      },
+    });
+    if (!updated) return;
+    toast(updated === k ? `Nothing changed in “${k.name}”` : `Limits of “${k.name}” saved`);
+    if (updated !== k) load();
   }
 
   async function rotate(k) {
@@ -217,6 +277,123 @@ export async function render(root, ctx) {
 
   newKey.addEventListener('click', () => create());
   await load();
+}
+
+// limitsOf reads a key's limits, quota and identity as limitsFields writes
+// them, so that the two compare: null for what the key does not have.
+function limitsOf(k) {
+  return {
+    limits: k.limits && k.limits.length > 0 ? k.limits.map(limitValue) : null,
+    quota: k.quota ? { requests: k.quota.requests, period: k.quota.period } : null,
+    identity: k.identity || null,
+  };
+}
+
+function limitValue(l) {
+  const v = { name: l.name, requests: l.requests, window: l.window };
+  if (l.shadow) v.shadow = true;
+  return v;
+}
+
+/**
+ * limitsFields builds the form's rate limits (up to MAX_LIMITS rows),
+ * quota and identity, filled with key's. typeOf() is the key's type, for
+ * the default limit it has without limits of its own; refresh() shows it
+ * again after the type changed. value() reads the form as the API takes
+ * it, with null for what is left empty. Only emptiness is checked here
+ * (required fields): the server checks the rest and its message is shown.
+ */
+function limitsFields(key, typeOf) {
+  const windows = h('datalist', { id: uid('limit-windows') },
+    WINDOWS.map((w) => h('option', { value: w.value, label: w.label })));
+  const rows = h('div', { class: 'limit-rows', id: 'key-limits' });
+  const add = button('Add limit', { kind: 'secondary', small: true, id: 'key-limit-add' });
+  const none = h('p', { class: 'hint', id: 'key-limits-default' });
+  const limits = [];
+
+  const refresh = () => {
+    const d = TYPE_LIMIT[typeOf()];
+    none.textContent = limits.length > 0
+      ? 'A request must pass every limit; a shadow limit is only reported, never refuses.'
+      : `No limits of its own: the ${typeOf()} key’s default, ${formatCount(d.requests)}/${d.window}.`;
+    add.disabled = limits.length >= MAX_LIMITS;
+    limits.forEach((l, i) => {
+      l.legend.textContent = `Limit ${i + 1}`;
+      l.remove.setAttribute('aria-label', `Remove limit ${i + 1}`);
+    });
+  };
+
+  const addLimit = (l = {}) => {
+    const name = h('input', { type: 'text', class: 'limit-name', required: true, maxlength: '63', value: l.name || '', placeholder: 'e.g. burst', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'none' });
+    const requests = h('input', { type: 'number', class: 'limit-requests', required: true, value: l.requests == null ? '' : String(l.requests), placeholder: 'e.g. 100' });
+    const per = h('input', { type: 'text', class: 'limit-window', required: true, list: windows.id, value: l.window || '1m', placeholder: 'e.g. 1m', autocomplete: 'off', spellcheck: 'false' });
+    const shadow = h('input', { type: 'checkbox', class: 'limit-shadow', id: uid('limit-shadow'), checked: !!l.shadow });
+    const remove = button('Remove', { kind: 'ghost', small: true, className: 'limit-remove' });
+    const legend = h('legend', { class: 'visually-hidden' });
+    const row = h('fieldset', { class: 'limit-row' }, legend,
+      field('Name', name), field('Requests', requests), field('Window', per),
+      h('label', { class: 'limit-check', for: shadow.id, title: 'Checked and reported, but never refuses' }, shadow, 'Shadow'),
+      remove);
+    const entry = { row, legend, remove, name, requests, per, shadow };
+    remove.addEventListener('click', () => {
+      limits.splice(limits.indexOf(entry), 1);
+      row.remove();
+      refresh();
+      add.focus();
+    });
+    limits.push(entry);
+    rows.append(row);
+    refresh();
+    return entry;
+  };
+  (key.limits || []).forEach((l) => addLimit(l));
+  add.addEventListener('click', () => addLimit().name.focus());
+
+  const quota = h('input', { type: 'number', id: 'key-quota-requests', value: key.quota ? String(key.quota.requests) : '', placeholder: 'No quota' });
+  const period = select(PERIODS, key.quota ? key.quota.period : 'month', { id: 'key-quota-period', 'aria-label': 'Quota period' });
+  const quotaHint = h('p', { class: 'hint', id: uid('hint') }, 'Requests per calendar day or month (UTC); leave empty for none.');
+  quota.setAttribute('aria-describedby', quotaHint.id);
+  const identity = h('input', { type: 'text', id: 'key-identity', maxlength: '63', value: key.identity || '', placeholder: 'e.g. acme-corp', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'none' });
+  refresh();
+
+  return {
+    body: [
+      h('fieldset', { class: 'fieldset' },
+        h('legend', {}, 'Rate limits'),
+        none, rows, add, windows),
+      h('div', { class: 'field-row' },
+        h('div', { class: 'field' },
+          h('label', { for: quota.id }, 'Quota'),
+          h('div', { class: 'quota-row' }, quota, period),
+          quotaHint),
+        field('Identity', identity, 'The customer the key belongs to (a slug): route limits count its keys together.')),
+    ],
+    refresh,
+    value: () => ({
+      limits: limits.length > 0
+        ? limits.map((l) => limitValue({ name: l.name.value.trim(), requests: Number(l.requests.value), window: l.per.value.trim(), shadow: l.shadow.checked }))
+        : null,
+      quota: quota.value.trim() ? { requests: Number(quota.value), period: period.value } : null,
+      identity: identity.value.trim() || null,
+    }),
+  };
+}
+
+// limitsSummary is a line of a key's identity, limits and quota in the
+// list ("acme-corp · burst 100/1s · sustained 10,000/1m · quota
+// 1,000,000/month"), or nothing for a key with its type's default limit.
+function limitsSummary(k) {
+  const parts = [
+    k.identity && h('span', { class: 'key-identity', title: 'Identity' }, badge(k.identity, 'info')),
+    k.limits && k.limits.length > 0 && h('span', { class: 'key-limits', title: 'Rate limits' }, k.limits.map((l, i) => [
+      i > 0 && ' · ',
+      h('span', { class: 'key-limit' }, `${l.name} ${formatCount(l.requests)}/${l.window}`),
+      l.shadow && h('span', { class: 'muted', title: 'Reported, never refuses' }, ' (shadow)'),
+    ])),
+    k.quota && h('span', { class: 'key-quota', title: 'Quota (UTC)' }, `quota ${formatCount(k.quota.requests)}/${k.quota.period}`),
+  ].filter(Boolean);
+  if (parts.length === 0) return null;
+  return h('span', { class: 'key-limits-line' }, parts.map((p, i) => [i > 0 && h('span', { class: 'muted' }, ' · '), p]));
 }
 
 function label(s) {
