@@ -55,7 +55,7 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 	} else {
 		rate, e = a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
 		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
-			e = nil
+			rate, e = rate.Admitted(), nil
 		}
 	}
 	if !rate.IsZero() {

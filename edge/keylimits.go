@@ -74,7 +74,7 @@ func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry
 	if entry.Limits == nil && len(route) == 0 {
 		h, e = g.spend(ctx, cfg, now, entry.Bucket, def, n, false)
 		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
-			e, wouldLimit = nil, true
+			h, e, wouldLimit = h.Admitted(), nil, true
 		}
 	} else {
 		var shared []ratelimit.Check

@@ -167,7 +167,7 @@ func TestShadowLimits(t *testing.T) {
 				t.Fatalf("request %d past a shadow limit: %v, wouldLimit %v; want admitted and marked", i+2, d.Err, d.wouldLimit)
 			}
 			res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
-			if res.status != 200 || res.header.Get("X-RateLimit-Limit") != bodyLimit || res.header.Get("X-RateLimit-Remaining") != "0" {
+			if res.status != 200 || res.header.Get("X-RateLimit-Limit") != bodyLimit || res.header.Get("X-RateLimit-Remaining") != "0" || res.header.Get("Retry-After") != "" {
 				t.Fatalf("request past a shadow limit: %d %v, want 200 with the headers enforcement would send", res.status, res.header)
 			}
 		}

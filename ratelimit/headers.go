@@ -299,6 +299,18 @@ func policyFor(name string, q, w int64) *policyField {
 	return p
 }
 
+// Admitted returns hv as for an admitted request: without Retry-After, for
+// a request a shadow limit would have refused (its other values say what
+// enforcement would). The IETF RateLimit field keeps its t.
+func (hv Headers) Admitted() Headers {
+	if hv.r == nil || hv.r.vals[valRetryAfter] == "" {
+		return hv
+	}
+	c := *hv.r
+	c.vals[valRetryAfter] = ""
+	return Headers{r: &c, q: hv.q}
+}
+
 // HasPolicy reports whether the IETF fields were added (WithPolicy).
 func (hv Headers) HasPolicy() bool { return hv.r != nil && hv.r.vals[valPolicy] != "" }
 
