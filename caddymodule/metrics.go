@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ var metrics struct {
 	once sync.Once
 
 	requests        *prometheus.CounterVec // key_type, outcome
+	nearLimit       *prometheus.CounterVec // key_type, threshold
 	limiterSeconds  prometheus.Histogram
 	cacheLookups    *prometheus.CounterVec   // result
 	storageErrors   *prometheus.CounterVec   // operation
@@ -47,6 +49,7 @@ const (
 	metricStorageErrors   = "flagbridge_storage_errors_total"
 	metricInvalidationLag = "flagbridge_invalidation_lag_seconds"
 	metricResyncs         = "flagbridge_change_feed_resyncs_total"
+	metricNearLimit       = "flagbridge_rate_limit_near_total"
 )
 
 // initMetrics creates the collectors and resolves every label combination
@@ -58,6 +61,10 @@ func initMetrics() {
 			Name: metricRequests,
 			Help: "Requests decided by flagbridge_auth, by caller (the type of the authenticated key, member for a dashboard session, none without either) and outcome.",
 		}, []string{"key_type", "outcome"})
+		metrics.nearLimit = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricNearLimit,
+			Help: "Admitted key requests after which the limit nearest to refusing had at least threshold (0.8, 0.95) of its window spent, by key type.",
+		}, []string{"key_type", "threshold"})
 		metrics.limiterSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    metricLimiterSeconds,
 			Help:    "Time taken by each check of the shared rate limiter, failed checks included.",
@@ -86,6 +93,11 @@ func initMetrics() {
 				metrics.guard.Requests[c][o] = metrics.requests.WithLabelValues(c.String(), o.String())
 			}
 		}
+		for _, c := range []edge.Caller{edge.CallerLive, edge.CallerTest, edge.CallerAdmin} {
+			for i, th := range edge.NearThresholds {
+				metrics.guard.NearLimit[c][i] = metrics.nearLimit.WithLabelValues(c.String(), strconv.FormatFloat(th, 'f', -1, 64))
+			}
+		}
 		metrics.guard.LimiterSeconds = metrics.limiterSeconds
 		metrics.guard.LimiterErrors = metrics.storageErrors.WithLabelValues("rate_limit")
 		metrics.cache = edge.KeyCacheMetrics{
@@ -111,7 +123,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{
-		metrics.requests, metrics.limiterSeconds, metrics.cacheLookups,
+		metrics.requests, metrics.nearLimit, metrics.limiterSeconds, metrics.cacheLookups,
 		metrics.storageErrors, metrics.invalidationLag, metrics.resyncs,
 	} {
 		if err := reg.Register(c); err != nil {

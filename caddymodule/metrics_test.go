@@ -60,6 +60,7 @@ func TestMetricLabels(t *testing.T) {
 		"result":    {"hit": true, "miss": true},
 		"operation": {"key_lookup": true, "rate_limit": true},
 		"topic":     {"keys": true, "flags": true, "identities": true},
+		"threshold": {"0.8": true, "0.95": true},
 	}
 	families, err := reg.Gather()
 	if err != nil {
@@ -78,6 +79,7 @@ func TestMetricLabels(t *testing.T) {
 	}
 	want := map[string]int{
 		"flagbridge_guard_requests_total":          5 * 7,
+		"flagbridge_rate_limit_near_total":         3 * 2,
 		"flagbridge_rate_limiter_duration_seconds": 1,
 		"flagbridge_key_cache_lookups_total":       2,
 		"flagbridge_storage_errors_total":          2,

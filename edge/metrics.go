@@ -152,7 +152,15 @@ type Metrics struct {
 	// LimiterErrors counts checks of the shared rate limiter that failed
 	// (its storage did not answer in time, or answered with an error).
 	LimiterErrors Counter
+	// NearLimit counts, by key type and threshold (NearThresholds),
+	// admitted key requests after which the limit nearest to refusing
+	// (the one X-RateLimit-* describe) had at least that share of its
+	// window spent: keys approaching their limits, without naming them.
+	NearLimit [NumCallers][len(NearThresholds)]Counter
 }
+
+// NearThresholds are the spent shares of a limit that NearLimit counts.
+var NearThresholds = [...]float64{0.80, 0.95}
 
 type nopCounter struct{}
 
@@ -178,6 +186,13 @@ func (m *Metrics) filled() *Metrics {
 	}
 	if c.LimiterErrors == nil {
 		c.LimiterErrors = nopCounter{}
+	}
+	for t := range c.NearLimit {
+		for i := range c.NearLimit[t] {
+			if c.NearLimit[t][i] == nil {
+				c.NearLimit[t][i] = nopCounter{}
+			}
+		}
 	}
 	return &c
 }
@@ -205,6 +220,15 @@ func (g *Guard) finish(r *http.Request, d *Decision) {
 		// else worth counting.
 		if o != OutcomeStorageUnavailable || r.Context().Err() == nil {
 			m.Requests[d.caller][o].Inc()
+		}
+		if d.Err == nil && d.caller != CallerNone && d.caller != CallerMember {
+			if spent, ok := d.Rate.SpentShare(); ok {
+				for i, th := range NearThresholds {
+					if spent >= th {
+						m.NearLimit[d.caller][i].Inc()
+					}
+				}
+			}
 		}
 	}
 	if !d.Rate.IsZero() && !d.Rate.HasPolicy() && g.cfg.Load().IETFHeaders {

@@ -391,3 +391,42 @@ func BenchmarkGuardHotPathIETF(b *testing.B) {
 		g.SetConfig(cfg)
 	})
 }
+
+// TestNearLimitMetrics: admitted key requests are counted once the limit
+// nearest to refusing has 80% and 95% of its window spent, by key type.
+func TestNearLimitMetrics(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Limits[apikey.Live] = ratelimit.Limit{Rate: 20, Period: time.Hour}
+	f := newFixtureOn(t, fileStore(t), ratelimit.NewMemory(), cfg)
+	var near [NumCallers][len(NearThresholds)]testCounter
+	gm := &Metrics{}
+	for c := range gm.NearLimit {
+		for i := range gm.NearLimit[c] {
+			gm.NearLimit[c][i] = &near[c][i]
+		}
+	}
+	f.guard.SetMetrics(gm)
+	live := bearer(f.keys["live"])
+	counts := func() [2]int64 { return [2]int64{near[CallerLive][0].n.Load(), near[CallerLive][1].n.Load()} }
+	for range 15 {
+		f.do("POST", "/v1/evaluate", live, tlsReq, Policy{})
+	}
+	if got := counts(); got != [2]int64{0, 0} {
+		t.Fatalf("15 of 20 spent: near counts %v, want none", got)
+	}
+	for range 3 {
+		f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}) // 16, 17, 18 of 20: 80%, 85%, 90%
+	}
+	if got := counts(); got != [2]int64{3, 0} {
+		t.Fatalf("18 of 20 spent: near counts %v, want 3 at 80%% and none at 95%%", got)
+	}
+	f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}) // 19: 95%
+	f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}) // 20: 100%
+	f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}) // refused: not counted
+	if got := counts(); got != [2]int64{5, 2} {
+		t.Fatalf("all 20 spent, then a refusal: near counts %v, want 5 and 2", got)
+	}
+	if n := near[CallerTest][0].n.Load(); n != 0 {
+		t.Fatalf("test keys counted %d", n)
+	}
+}

@@ -311,6 +311,21 @@ func (hv Headers) Admitted() Headers {
 	return Headers{r: &c, q: hv.q}
 }
 
+// SpentShare is the share of the reported limit that is spent (1 -
+// Remaining/Limit), for metrics; false without both values.
+func (hv Headers) SpentShare() (float64, bool) {
+	if hv.r == nil || hv.r.vals[valRemaining] == "" {
+		return 0, false
+	}
+	// Formatted by strconv from ints: they parse back.
+	q, _ := strconv.ParseInt(hv.r.vals[valLimit], 10, 64)
+	r, _ := strconv.ParseInt(hv.r.vals[valRemaining], 10, 64)
+	if q <= 0 {
+		return 0, false
+	}
+	return 1 - float64(r)/float64(q), true
+}
+
 // HasPolicy reports whether the IETF fields were added (WithPolicy).
 func (hv Headers) HasPolicy() bool { return hv.r != nil && hv.r.vals[valPolicy] != "" }
 
