@@ -97,11 +97,14 @@ type BatchingOptions struct {
 //     too; the waiters after the a admitted see the bucket set as any
 //     refused request after them would. A cost-n check, or one of
 //     another bucket set, is the head of the queue alone (cost n in "all
-//     or none" mode), in its place in arrival order. A group's batch
-//     shares pipelines with single buckets' batches. There is no deny
-//     cache for bucket sets: a refused run is still one script run per
-//     round trip for all of its group's waiters. Quotas count in the
-//     period current when the batch is sent.
+//     or none" mode), in its place in arrival order. A hot group thus
+//     costs one script run per round trip, as a hot key does. A group's
+//     batches share pipelines with single buckets' batches; the group's
+//     own bucket (Check.Key "") is queued apart from Allow's checks of the
+//     same bucket, which are not ordered with the group's, but each script
+//     run is atomic. There is no deny cache for bucket sets: a refused run
+//     is still one script run per round trip for all of its group's
+//     waiters. Quotas count in the period current when the batch is sent.
 //   - Pipelining: checks of different buckets that wait at the same time go
 //     in one pipeline (one EVALSHA per bucket or group), with at most
 //     [BatchingOptions.MaxInFlight] round trips in flight. No check waits
