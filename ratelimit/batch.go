@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrClosed is returned by [BatchingRedisLimiter.Allow] and
-// [BatchingRedisLimiter.AllowN] once the limiter is closed, including to
-// calls that were still waiting for Redis.
+// ErrClosed is returned by [BatchingRedisLimiter.Allow],
+// [BatchingRedisLimiter.AllowN] and [BatchingRedisLimiter.AllowAll] once
+// the limiter is closed, including to calls that were still waiting for
+// Redis.
 var ErrClosed = errors.New("ratelimit: limiter closed")
 
 // Defaults of [BatchingOptions].
@@ -40,8 +42,9 @@ type BatchingOptions struct {
 	// check still leaves at once.
 	MaxInFlight int
 	// MaxKeysPerTrip caps the buckets checked in one pipeline (default
-	// DefaultMaxKeysPerTrip), so that one round trip's reply stays small and
-	// a burst of keys is spread over the round trips in flight.
+	// DefaultMaxKeysPerTrip; a group's bucket set counts as one), so that
+	// one round trip's reply stays small and a burst of keys is spread over
+	// the round trips in flight.
 	MaxKeysPerTrip int
 	// Timeout bounds each round trip, if positive. Like every deadline it
 	// takes effect only if the client has ContextTimeoutEnabled; otherwise
@@ -76,8 +79,34 @@ type BatchingOptions struct {
 //     its queue, so its checks are still answered as if applied one after
 //     another in arrival order; a cost-n check may share a pipeline with
 //     other buckets' batches.
+//   - Multi-bucket checks ([BatchingRedisLimiter.AllowAll]) coalesce the
+//     same way, per group: while a check of group G is in flight, further
+//     checks of G queue; then the head of the queue, the longest run of
+//     cost-1 checks of one bucket set (the same buckets, limits, quotas
+//     and shadow flags, in the same order), goes as one "admit at most k"
+//     run of the multi-bucket script. It admits a = min(k, what each
+//     bucket that is not Shadow holds): a prefix again, since a refused
+//     request spends from no bucket and so changes nothing for the next.
+//     Each bucket spends a, a Shadow bucket min(a, what it holds). The
+//     reply is, per bucket, what it held before and its reset after, from
+//     which each waiter's MultiResult is rebuilt exactly as if the k had
+//     run one after another: the i-th waiter sees, in each bucket, the
+//     min(i, a, held) spent before it, its own request if admitted and
+//     the bucket had room, and the reset as of then (the later spending
+//     taken back), so that a Shadow bucket's Allowed is right per waiter
+//     too; the waiters after the a admitted see the bucket set as any
+//     refused request after them would. A cost-n check, or one of
+//     another bucket set, is the head of the queue alone (cost n in "all
+//     or none" mode), in its place in arrival order. A hot group thus
+//     costs one script run per round trip, as a hot key does. A group's
+//     batches share pipelines with single buckets' batches; the group's
+//     own bucket (Check.Key "") is queued apart from Allow's checks of the
+//     same bucket, which are not ordered with the group's, but each script
+//     run is atomic. There is no deny cache for bucket sets: a refused run
+//     is still one script run per round trip for all of its group's
+//     waiters. Quotas count in the period current when the batch is sent.
 //   - Pipelining: checks of different buckets that wait at the same time go
-//     in one pipeline (one EVALSHA per bucket), with at most
+//     in one pipeline (one EVALSHA per bucket or group), with at most
 //     [BatchingOptions.MaxInFlight] round trips in flight. No check waits
 //     for a timer: one that finds nothing else waiting and a round trip free
 //     is sent at once, from the caller's own goroutine; the others wait at
@@ -108,8 +137,9 @@ type BatchingOptions struct {
 //
 // Buckets live under the key RedisLimiter uses, "rate:<prefix>:rl:{<key>}",
 // in the same format, so that the two limiters share buckets (see
-// allowAtMostScript). The braces are a Redis Cluster hash tag: on a
-// ClusterClient a pipeline is split per node by go-redis.
+// allowAtMostScript); so do a group's buckets (see allowAllScript). The
+// braces are a Redis Cluster hash tag: on a ClusterClient a pipeline is
+// split per node by go-redis.
 //
 // Cancellation: a caller whose ctx ends while its check waits, or travels
 // in a batch, returns ctx.Err() at once (or its answer, if that has already
@@ -148,6 +178,8 @@ type BatchingRedisLimiter struct {
 	mu      sync.Mutex
 	work    sync.Cond // signalled when ready gains buckets, or on Close
 	buckets map[string]*bucketState
+	// groups holds the multi-bucket checks' queues, one per group.
+	groups map[string]*bucketState
 	// ready lists, oldest first, the buckets with waiters and no check in
 	// flight: the next round trip's work.
 	ready     []*bucketState
@@ -155,17 +187,21 @@ type BatchingRedisLimiter struct {
 	closed    bool
 	nextSweep int64 // when settle next sweeps buckets, on the epoch clock
 	peak      int   // largest len(buckets) since the map was allocated
+	groupPeak int   // largest len(groups) since the map was allocated
 }
 
-// bucketState is what the limiter knows of one bucket between round trips.
-// It exists only while the bucket has waiters, a check in flight or a deny
-// entry; all fields are guarded by BatchingRedisLimiter.mu.
+// bucketState is what the limiter knows of one bucket between round trips,
+// or, if multi, of one group's multi-bucket checks (AllowAll), which queue
+// and travel the same way but have no deny entry. It exists only while it
+// has waiters, a check in flight or a deny entry; all fields are guarded
+// by BatchingRedisLimiter.mu.
 type bucketState struct {
-	redisKey string    // keyPrefix + key + "}"
-	key      string    // the caller's key, a substring of redisKey
+	redisKey string    // keyPrefix + key + "}"; unused if multi
+	key      string    // the caller's key (a substring of redisKey), or group
 	queue    []*waiter // waiting to be sent, in arrival order
 	inFlight bool      // a batch of this bucket is on its way to Redis
 	ready    bool      // listed in BatchingRedisLimiter.ready
+	multi    bool      // a group's queue, in BatchingRedisLimiter.groups
 	deny     denial
 }
 
@@ -233,26 +269,32 @@ const (
 	waiterAbandoned                    // left before it was sent: skip it
 )
 
-// waiter is one Allow or AllowN call waiting for its answer. The worker
-// that takes it owns res and err until it signals done; the caller reads
-// them after.
+// waiter is one Allow, AllowN or AllowAll call waiting for its answer. The
+// worker that takes it owns res (mres for AllowAll) and err until it
+// signals done; the caller reads them after.
 type waiter struct {
-	limit Limit
-	n     int         // the check's cost, >= 1
-	state waiterState // guarded by BatchingRedisLimiter.mu
-	res   Result
-	err   error
-	done  chan struct{} // capacity 1: the answer never blocks the worker
+	limit  Limit
+	checks []Check     // AllowAll's bucket set, nil for Allow and AllowN
+	n      int         // the check's cost, >= 1
+	state  waiterState // guarded by BatchingRedisLimiter.mu
+	res    Result
+	mres   MultiResult
+	err    error
+	done   chan struct{} // capacity 1: the answer never blocks the worker
 }
 
 // batch is one bucket's share of a round trip: the waiters sent together
-// (worker.waiters[lo:hi]) under one limit. n is their cost: 1 for a run of
-// coalesced checks ("admit at most hi-lo"), or the cost of the one waiter
-// of a cost-n check ("admit all n or none"; then hi-lo = 1).
+// (worker.waiters[lo:hi]) under one limit, or, for a group, one bucket set
+// (checks; then call is its script run, built outside the lock). n is their
+// cost: 1 for a run of coalesced checks ("admit at most hi-lo"), or the
+// cost of the one waiter of a cost-n check ("admit all n or none"; then
+// hi-lo = 1).
 type batch struct {
 	b        *bucketState
 	limit    Limit
 	emission int64
+	checks   []Check
+	call     *multiCall
 	n        int
 	lo, hi   int
 	cmd      *redis.Cmd
@@ -281,6 +323,7 @@ func NewBatchingRedis(client redis.UniversalClient, prefix string, opts Batching
 		ctx:            ctx,
 		cancel:         cancel,
 		buckets:        make(map[string]*bucketState),
+		groups:         make(map[string]*bucketState),
 		nextSweep:      int64(sweepEvery),
 	}
 	l.work.L = &l.mu
@@ -356,8 +399,20 @@ func (l *BatchingRedisLimiter) allowN(ctx context.Context, key string, limit Lim
 		b.inFlight = true
 		l.trips++
 		l.mu.Unlock()
-		return l.solo(ctx, b, w)
+		l.solo(ctx, b, w)
+		return l.answer(w)
 	}
+	l.enqueueLocked(b, w)
+	l.mu.Unlock()
+	if !l.wait(ctx, w) {
+		return Result{Limit: limit}, ctx.Err()
+	}
+	return l.answer(w)
+}
+
+// enqueueLocked queues w behind b's other checks and, if b has no batch
+// in flight, lists b as ready.
+func (l *BatchingRedisLimiter) enqueueLocked(b *bucketState, w *waiter) {
 	b.queue = append(b.queue, w)
 	if !b.inFlight && !b.ready {
 		b.ready = true
@@ -368,20 +423,23 @@ func (l *BatchingRedisLimiter) allowN(ctx context.Context, key string, limit Lim
 			l.work.Signal()
 		}
 	}
-	l.mu.Unlock()
-	return l.wait(ctx, w)
 }
 
 // solo sends w, a check of b that nothing else waits for, as a round trip
 // of its own from the caller's goroutine, under the caller's ctx: it then
 // behaves exactly as a RedisLimiter call, cancellation included. Checks of
-// b that arrive meanwhile queue behind it as usual.
-func (l *BatchingRedisLimiter) solo(ctx context.Context, b *bucketState, w *waiter) (Result, error) {
-	emission, _, _ := w.limit.gcra() // checked by allowN
-	batches := [1]batch{{b: b, limit: w.limit, emission: emission, n: w.n, lo: 0, hi: 1}}
+// b that arrive meanwhile queue behind it as usual. w's answer is ready
+// when it returns.
+func (l *BatchingRedisLimiter) solo(ctx context.Context, b *bucketState, w *waiter) {
+	batches := [1]batch{{b: b, checks: w.checks, n: w.n, lo: 0, hi: 1}}
+	if !b.multi {
+		emission, _, _ := w.limit.gcra() // checked by allowN
+		batches[0].limit, batches[0].emission = w.limit, emission
+	}
 	waiters := []*waiter{w}
 	sent := l.now()
 	l.roundTrip(ctx, batches[:])
+	answerMulti(batches[:], waiters)
 	l.mu.Lock()
 	waiters = l.settleLocked(batches[:], waiters, sent)
 	l.endTripLocked()
@@ -389,7 +447,6 @@ func (l *BatchingRedisLimiter) solo(ctx context.Context, b *bucketState, w *wait
 	for _, o := range waiters[1:] {
 		o.done <- struct{}{}
 	}
-	return l.answer(w)
 }
 
 // endTripLocked frees a round trip and, if work is waiting for one, wakes
@@ -401,11 +458,12 @@ func (l *BatchingRedisLimiter) endTripLocked() {
 	}
 }
 
-// wait waits for w's answer or the end of ctx.
-func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) (Result, error) {
+// wait waits for w's answer, and reports whether it came before the end
+// of ctx. If not, w must not be used again.
+func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) bool {
 	select {
 	case <-w.done:
-		return l.answer(w)
+		return true
 	case <-ctx.Done():
 	}
 	l.mu.Lock()
@@ -421,12 +479,12 @@ func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) (Result, err
 		case <-w.done:
 			// The answer beat the cancellation: it is the truth, and for an
 			// admitted request the one the caller has paid for.
-			return l.answer(w)
+			return true
 		default:
 		}
 	}
 	// w is not recycled: a worker may still send to it.
-	return Result{Limit: w.limit}, ctx.Err()
+	return false
 }
 
 func (l *BatchingRedisLimiter) answer(w *waiter) (Result, error) {
@@ -445,9 +503,13 @@ func (l *BatchingRedisLimiter) newBucket(key string) *bucketState {
 	return b
 }
 
-// dropBucketLocked forgets an idle bucket.
+// dropBucketLocked forgets an idle bucket or group.
 func (l *BatchingRedisLimiter) dropBucketLocked(b *bucketState) {
-	delete(l.buckets, b.key)
+	if b.multi {
+		delete(l.groups, b.key)
+	} else {
+		delete(l.buckets, b.key)
+	}
 	clear(b.queue[:cap(b.queue)])
 	*b = bucketState{queue: b.queue[:0]}
 	l.bucketPool.Put(b)
@@ -488,6 +550,7 @@ func (l *BatchingRedisLimiter) worker() {
 
 		sent := l.now()
 		l.roundTrip(l.ctx, batches)
+		answerMulti(batches, waiters)
 
 		l.mu.Lock()
 		waiters = l.settleLocked(batches, waiters, sent)
@@ -501,20 +564,22 @@ func (l *BatchingRedisLimiter) worker() {
 	}
 }
 
-// takeLocked moves up to maxKeysPerTrip buckets from ready into batches.
-// Each batch is the head of its bucket's queue: the longest run of cost-1
-// checks under one Limit (a reload can leave two in a queue), or a single
-// cost-n check, which is never merged with others (see
-// [BatchingRedisLimiter]); waiters that left are dropped on the way. The
-// rest of the queue waits for this batch to return.
+// takeLocked moves up to maxKeysPerTrip buckets (and groups) from ready
+// into batches. Each batch is the head of its bucket's queue: the longest
+// run of cost-1 checks under one Limit (a reload can leave two in a queue)
+// or, for a group, of one bucket set (sameChecks), or a single cost-n
+// check, which is never merged with others (see [BatchingRedisLimiter]);
+// waiters that left are dropped on the way. The rest of the queue waits
+// for this batch to return.
 func (l *BatchingRedisLimiter) takeLocked(batches []batch, waiters []*waiter) ([]batch, []*waiter) {
 	n := min(len(l.ready), l.maxKeysPerTrip)
 	for _, b := range l.ready[:n] {
 		b.ready = false
 		lo, i := len(waiters), 0
 		var (
-			limit Limit
-			cost  int
+			limit  Limit
+			checks []Check
+			cost   int
 		)
 		for ; i < len(b.queue); i++ {
 			w := b.queue[i]
@@ -522,8 +587,8 @@ func (l *BatchingRedisLimiter) takeLocked(batches []batch, waiters []*waiter) ([
 				continue
 			}
 			if len(waiters) == lo {
-				limit, cost = w.limit, w.n
-			} else if w.limit != limit || w.n != 1 || cost != 1 {
+				limit, checks, cost = w.limit, w.checks, w.n
+			} else if w.limit != limit || w.n != 1 || cost != 1 || b.multi && !sameChecks(w.checks, checks) {
 				break
 			}
 			w.state = waiterTaken
@@ -538,8 +603,15 @@ func (l *BatchingRedisLimiter) takeLocked(batches []batch, waiters []*waiter) ([
 			}
 			continue
 		}
-		emission, _, _ := limit.gcra() // checked by allowN
 		b.inFlight = true
+		if b.multi {
+			// The head's caller may leave, and then reuse its slice, while
+			// the batch is in flight.
+			checks = slices.Clone(checks)
+			batches = append(batches, batch{b: b, checks: checks, n: cost, lo: lo, hi: len(waiters)})
+			continue
+		}
+		emission, _, _ := limit.gcra() // checked by allowN
 		batches = append(batches, batch{b: b, limit: limit, emission: emission, n: cost, lo: lo, hi: len(waiters)})
 	}
 	rest := copy(l.ready, l.ready[n:])
@@ -557,22 +629,27 @@ func (l *BatchingRedisLimiter) roundTrip(ctx context.Context, batches []batch) {
 		ctx, cancel = context.WithTimeout(ctx, l.timeout)
 		defer cancel()
 	}
-	hash := allowAtMostScript.Hash()
+	now := time.Now()
+	for i := range batches {
+		if bt := &batches[i]; bt.b.multi {
+			bt.call = newMultiCall(l.multiPrefix, l.keyPrefix, bt.b.key, bt.checks, bt.n, bt.hi-bt.lo, now)
+		}
+	}
 	if len(batches) == 1 {
 		bt := &batches[0]
 		keys, args := bt.scriptArgs()
-		bt.cmd = l.client.EvalSha(ctx, hash, keys, args...)
+		bt.cmd = l.client.EvalSha(ctx, bt.script().Hash(), keys, args...)
 		if isNoScript(bt.cmd.Err()) {
 			// NOSCRIPT: the script did not run, so sending it again cannot
 			// count the requests twice. EVAL also caches it for next time.
-			bt.cmd = l.client.Eval(ctx, allowAtMostSource, keys, args...)
+			bt.cmd = l.client.Eval(ctx, bt.source(), keys, args...)
 		}
 		return
 	}
 	pipe := l.client.Pipeline()
 	for i := range batches {
 		keys, args := batches[i].scriptArgs()
-		batches[i].cmd = pipe.EvalSha(ctx, hash, keys, args...)
+		batches[i].cmd = pipe.EvalSha(ctx, batches[i].script().Hash(), keys, args...)
 	}
 	// Exec's error is also each failed command's; they are read one by one.
 	_, _ = pipe.Exec(ctx)
@@ -585,7 +662,7 @@ func (l *BatchingRedisLimiter) roundTrip(ctx context.Context, batches []batch) {
 				pipe, retry = l.client.Pipeline(), true
 			}
 			keys, args := batches[i].scriptArgs()
-			batches[i].cmd = pipe.Eval(ctx, allowAtMostSource, keys, args...)
+			batches[i].cmd = pipe.Eval(ctx, batches[i].source(), keys, args...)
 		}
 	}
 	if retry {
@@ -593,7 +670,24 @@ func (l *BatchingRedisLimiter) roundTrip(ctx context.Context, batches []batch) {
 	}
 }
 
+func (bt *batch) script() *redis.Script {
+	if bt.call != nil {
+		return allowAllScript
+	}
+	return allowAtMostScript
+}
+
+func (bt *batch) source() string {
+	if bt.call != nil {
+		return allowAllSource
+	}
+	return allowAtMostSource
+}
+
 func (bt *batch) scriptArgs() ([]string, []any) {
+	if bt.call != nil {
+		return bt.call.keys, bt.call.args
+	}
 	if bt.n > 1 {
 		return []string{bt.b.redisKey}, []any{bt.emission, bt.limit.burst(), bt.n, scriptAllOrNone}
 	}
@@ -614,7 +708,9 @@ func (l *BatchingRedisLimiter) settleLocked(batches []batch, waiters []*waiter, 
 		bt := &batches[i]
 		b := bt.b
 		b.inFlight = false
-		l.distribute(bt, waiters[bt.lo:bt.hi], sent, now)
+		if !b.multi { // answered by answerMulti
+			l.distribute(bt, waiters[bt.lo:bt.hi], sent, now)
+		}
 		if b.deny.until != 0 && b.deny.until > now {
 			// Checks that queued during the round trip and that the fresh
 			// entry refuses need not go to Redis either.
@@ -753,6 +849,13 @@ func (l *BatchingRedisLimiter) sweepLocked(now int64) {
 		}
 		l.buckets, l.peak = buckets, n
 	}
+	if n := len(l.groups); l.groupPeak >= batchShrinkMin && n <= l.groupPeak/4 {
+		groups := make(map[string]*bucketState, n)
+		for k, b := range l.groups {
+			groups[k] = b
+		}
+		l.groups, l.groupPeak = groups, n
+	}
 }
 
 // Close stops the limiter's goroutines and waits for them. Their round
@@ -776,19 +879,22 @@ func (l *BatchingRedisLimiter) Close() error {
 	// No worker is left to send what is still queued.
 	var orphans []*waiter
 	l.mu.Lock()
-	for _, b := range l.buckets {
-		for _, w := range b.queue {
-			if w.state == waiterQueued {
-				w.state, w.res, w.err = waiterTaken, Result{Limit: w.limit}, ErrClosed
-				orphans = append(orphans, w)
+	for _, m := range []map[string]*bucketState{l.buckets, l.groups} {
+		for _, b := range m {
+			for _, w := range b.queue {
+				if w.state == waiterQueued {
+					w.state, w.res, w.err = waiterTaken, Result{Limit: w.limit}, ErrClosed
+					orphans = append(orphans, w)
+				}
 			}
+			// Emptied, so that a caller's own round trip (see solo), which
+			// Close does not wait for, finds nothing to answer when it ends.
+			clear(b.queue)
+			b.queue = b.queue[:0]
 		}
-		// Emptied, so that a caller's own round trip (see solo), which
-		// Close does not wait for, finds nothing to answer when it ends.
-		clear(b.queue)
-		b.queue = b.queue[:0]
 	}
 	clear(l.buckets)
+	clear(l.groups)
 	clear(l.ready)
 	l.ready = nil
 	l.mu.Unlock()
@@ -796,24 +902,4 @@ func (l *BatchingRedisLimiter) Close() error {
 		w.done <- struct{}{}
 	}
 	return nil
-}
-
-// AllowAll implements [MultiLimiter] as [RedisLimiter.AllowAll] does, on
-// the same buckets: one atomic script run per call, sent at once from the
-// caller's goroutine and bounded by ctx and [BatchingOptions.Timeout]. It
-// is not coalesced with other checks yet, so it costs one round trip per
-// request, where a single bucket's checks share them.
-func (l *BatchingRedisLimiter) AllowAll(ctx context.Context, group string, checks []Check, n int) (MultiResult, error) {
-	l.mu.Lock()
-	closed := l.closed
-	l.mu.Unlock()
-	if closed {
-		return MultiResult{}, ErrClosed
-	}
-	if l.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, l.timeout)
-		defer cancel()
-	}
-	return allowAllRedis(ctx, l.client, l.multiPrefix, l.keyPrefix, group, checks, n)
 }

@@ -61,3 +61,21 @@ func PolicyCacheLen() int {
 
 // MaxPolicies is the bound of the RateLimit-Policy cache.
 const MaxPolicies = maxPolicies
+
+// BatchingGroupQueueLen returns the number of multi-bucket checks of group
+// waiting to be sent, so that a test can queue checks in a known order.
+func BatchingGroupQueueLen(l *BatchingRedisLimiter, group string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if g := l.groups[group]; g != nil {
+		return len(g.queue)
+	}
+	return 0
+}
+
+// BatchingGroupsLen returns the number of groups l holds state for.
+func BatchingGroupsLen(l *BatchingRedisLimiter) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.groups)
+}

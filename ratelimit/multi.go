@@ -113,132 +113,240 @@ func quotaLimit(c Check, start, end time.Time) Limit {
 // allowAllScript checks and spends several buckets of one hash slot in one
 // atomic run: GCRA buckets in redis_rate's stored format (see tatLua), and
 // quotas as plain counters that expire when their period ends. KEYS are the
-// buckets; ARGV[1] is n, then four arguments per bucket: the kind ("g" or
-// "q"), then for "g" the emission interval in ns and the burst, for "q"
-// the quota and the period's end in Unix milliseconds, and last "1" for a
-// Shadow bucket, "0" otherwise. It returns a flat list: 1 or 0 (the request
-// was admitted), then per bucket {fits, remaining, retry_after_ns,
-// reset_after_ns}.
-var allowAllScript = redis.NewScript(tatLua + `
+// buckets; ARGV[1] is n and ARGV[2] the mode, then four arguments per
+// bucket: the kind ("g" or "q"), then for "g" the emission interval in ns
+// and the burst, for "q" the quota and the period's end in Unix
+// milliseconds, and last "1" for a Shadow bucket, "0" otherwise.
+//
+// In mode [allowAllAllOrNone] it is one request of cost n: admitted if
+// every bucket that is not Shadow holds n, and then each bucket that holds
+// n spends it. In mode [allowAllAtMost] it is n requests of cost 1, one
+// after another: they are admitted up to the least that a bucket which is
+// not Shadow holds (a prefix, since a refusal spends nothing and so changes
+// nothing for the next one), and each bucket spends one per admission while
+// it has room. The two agree for n = 1.
+//
+// It returns a flat list: how many of n were admitted (n or 0 in "all or
+// none" mode), then per bucket {available, reset_ns}: what the bucket held
+// before the run (negative for a limit lowered under its use), and, after
+// it, the GCRA bucket's TAT relative to now, or the time until the quota's
+// period ends. That is enough for multiCall.result to rebuild every
+// request's answer exactly, so the reply stays two numbers per bucket
+// however many requests a run answers.
+var allowAllScript = redis.NewScript(allowAllSource)
+
+// The modes of allowAllScript.
+const (
+	allowAllAllOrNone = "all"
+	allowAllAtMost    = "most"
+)
+
+const allowAllSource = tatLua + `
 local n = tonumber(ARGV[1])
+local at_most = ARGV[2] == '` + allowAllAtMost + `'
 local now_ms = (tonumber(t[1]) * 1000) + math.floor(tonumber(t[2]) / 1000)
 local state = {}
-local allowed = true
+local admitted = n
 for i = 1, #KEYS do
-  local a = 1 + (i - 1) * 4
+  local a = 2 + (i - 1) * 4
   local b = {kind = ARGV[a + 1], shadow = ARGV[a + 4] == '1'}
   if b.kind == 'g' then
     b.emission = tonumber(ARGV[a + 2])
-    b.burst = tonumber(ARGV[a + 3])
-    b.offset = b.emission * b.burst
+    b.offset = b.emission * tonumber(ARGV[a + 3])
     b.tat = read_tat(KEYS[i])
     -- As in allowAtMostScript: how many requests of cost 1 fit now.
     b.available = math.floor((b.offset - b.tat) / b.emission)
   else
-    b.quota = tonumber(ARGV[a + 2])
     b.ends = tonumber(ARGV[a + 3])
-    b.used = tonumber(redis.call('GET', KEYS[i]) or '0')
-    b.available = b.quota - b.used
+    b.available = tonumber(ARGV[a + 2]) - tonumber(redis.call('GET', KEYS[i]) or '0')
   end
-  b.fits = b.available >= n
-  if not b.fits and not b.shadow then allowed = false end
+  if not b.shadow and b.available < admitted then
+    if at_most then admitted = b.available else admitted = 0 end
+  end
   state[i] = b
 end
+if admitted < 0 then admitted = 0 end
 
-local out = {allowed and 1 or 0}
+local out = {admitted}
 for i = 1, #KEYS do
   local b = state[i]
-  local spent = 0
-  if allowed and b.fits then spent = n end
-  local remaining = b.available - spent
-  if remaining < 0 then remaining = 0 end
-  local retry_after, reset_after = 0, 0
+  -- A bucket short of what was admitted (a Shadow one) spends what it
+  -- holds, one request at a time; a cost-n request is not split.
+  local spent = admitted
+  if b.available < spent then
+    if at_most and b.available > 0 then spent = b.available else spent = 0 end
+  end
+  local reset
   if b.kind == 'g' then
     if spent > 0 then
       b.tat = b.tat + spent * b.emission
       write_tat(KEYS[i], b.tat)
     end
-    reset_after = b.tat
-    if not b.fits then
-      if n > b.burst then
-        -- Never admissible: report the time until the bucket is full.
-        retry_after = b.tat
-      else
-        -- n more requests need tat + n*emission <= now + offset.
-        retry_after = b.tat + n * b.emission - b.offset
-      end
-    end
+    reset = b.tat
   else
     if spent > 0 then
       redis.call('INCRBY', KEYS[i], spent)
       redis.call('PEXPIREAT', KEYS[i], b.ends)
     end
-    reset_after = (b.ends - now_ms) * 1e6
-    if reset_after < 0 then reset_after = 0 end
-    if not b.fits then retry_after = reset_after end
+    reset = (b.ends - now_ms) * 1e6
+    if reset < 0 then reset = 0 end
   end
-  out[#out + 1] = b.fits and 1 or 0
-  out[#out + 1] = remaining
-  out[#out + 1] = retry_after
-  out[#out + 1] = reset_after
+  out[#out + 1] = b.available
+  out[#out + 1] = reset
 end
 return out
-`)
+`
+
+// multiCall is one run of allowAllScript: k requests of cost n from one
+// group's bucket set, with its keys and arguments, and what it takes to
+// read the reply.
+type multiCall struct {
+	checks    []Check
+	n, k      int
+	allOrNone bool // k = 1, cost n: admitted whole or not at all
+	keys      []string
+	args      []any
+	limits    []Limit // each bucket's Limit as its Result reports it
+	emission  []int64 // GCRA buckets' emission intervals, 0 for quotas
+}
+
+// newMultiCall builds the run of allowAllScript for k requests of cost n
+// (k = 1 if n > 1), with the buckets under prefix + "{" + group + "}:" +
+// key, the group's own bucket (Key "") under own + group + "}", where the
+// single-bucket limiters keep it, and the quotas in their periods as of
+// now. The braces put all of a group's buckets in one hash slot. checks
+// must have passed checkAll.
+func newMultiCall(prefix, own, group string, checks []Check, n, k int, now time.Time) *multiCall {
+	c := &multiCall{
+		checks:    checks,
+		n:         n,
+		k:         k,
+		allOrNone: n > 1,
+		keys:      make([]string, len(checks)),
+		args:      make([]any, 2, 2+4*len(checks)),
+		limits:    make([]Limit, len(checks)),
+		emission:  make([]int64, len(checks)),
+	}
+	c.args[0], c.args[1] = k, allowAllAtMost
+	if c.allOrNone {
+		c.args[0], c.args[1] = n, allowAllAllOrNone
+	}
+	for i, ch := range checks {
+		key := prefix + "{" + group + "}:" + ch.Key
+		shadow := "0"
+		if ch.Shadow {
+			shadow = "1"
+		}
+		if ch.Quota > 0 {
+			id, start, end := quotaWindow(ch.Period, now)
+			c.keys[i] = key + ":" + id
+			c.limits[i] = quotaLimit(ch, start, end)
+			c.args = append(c.args, "q", ch.Quota, end.UnixMilli(), shadow)
+		} else {
+			c.emission[i], _, _ = ch.Limit.gcra()
+			c.keys[i] = key
+			if ch.Key == "" {
+				c.keys[i] = own + group + "}"
+			}
+			c.limits[i] = ch.Limit
+			c.args = append(c.args, "g", c.emission[i], ch.Limit.burst(), shadow)
+		}
+	}
+	return c
+}
+
+// parse checks a reply of c's run and returns how many requests it
+// admitted and the per-bucket values.
+func (c *multiCall) parse(cmd *redis.Cmd) (admitted int, vals []int64, err error) {
+	vals, err = cmd.Int64Slice()
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(vals) != 1+2*len(c.checks) {
+		return 0, nil, fmt.Errorf("%d values in the answer, want %d", len(vals), 1+2*len(c.checks))
+	}
+	a := vals[0]
+	if c.allOrNone && a != 0 && a != int64(c.n) || !c.allOrNone && (a < 0 || a > int64(c.k)) {
+		return 0, nil, fmt.Errorf("%d admitted, asked for %d of cost %d", a, c.k, c.n)
+	}
+	for i := 2; i < len(vals); i += 2 {
+		if vals[i] < 0 {
+			return 0, nil, fmt.Errorf("unexpected script reply %v", vals)
+		}
+	}
+	return int(a), vals[1:], nil
+}
+
+// result is the answer of the i-th (from 0) of c's k requests, of which
+// admitted were admitted, from the per-bucket values of the reply: what it
+// would have got had the k run one after another. For each bucket, the
+// requests before it spent before = min(i, admitted, what the bucket held),
+// it spent its own if admitted and the bucket then had room, and the later
+// ones spent the rest of the bucket's total; its view is the bucket after
+// its own spending, the later ones' taken back.
+func (c *multiCall) result(i, admitted int, vals []int64) MultiResult {
+	res := MultiResult{Results: make([]Result, len(c.checks))}
+	n := int64(c.n)
+	if c.allOrNone {
+		res.Allowed = admitted == c.n
+	} else {
+		res.Allowed = i < admitted
+	}
+	for j, ch := range c.checks {
+		avail, reset := vals[2*j], vals[2*j+1]
+		var before, spent, after int64
+		if c.allOrNone {
+			if res.Allowed && avail >= n {
+				spent = n
+			}
+		} else {
+			total := min(int64(admitted), max(avail, 0))
+			before = min(int64(i), total)
+			if res.Allowed && avail-before >= 1 {
+				spent = 1
+			}
+			after = total - before - spent
+		}
+		r := &res.Results[j]
+		r.Limit = c.limits[j]
+		left := avail - before
+		r.Allowed = left >= n
+		r.Remaining = int(max(left-spent, 0))
+		if ch.Quota > 0 {
+			r.ResetAfter = time.Duration(reset)
+			if !r.Allowed {
+				r.RetryAfter = r.ResetAfter
+			}
+			continue
+		}
+		e := c.emission[j]
+		r.ResetAfter = time.Duration(reset - after*e)
+		switch {
+		case r.Allowed:
+		case c.n > ch.Limit.burst():
+			// Never admissible: the time until the bucket is full.
+			r.RetryAfter = r.ResetAfter
+		default:
+			// n more requests need tat + n*emission <= now + offset; n*e
+			// is within the burst offset, which gcra bounds.
+			r.RetryAfter = r.ResetAfter + time.Duration((n-int64(ch.Limit.burst()))*e)
+		}
+	}
+	return res
+}
 
 // allowAllRedis runs allowAllScript for one multi-bucket check, with the
-// buckets under prefix + "{" + group + "}:" + key, and the group's own
-// bucket (Key "") under own + group + "}", where the single-bucket
-// limiters keep it: the braces put all of a group's buckets in one hash
-// slot.
+// keys of newMultiCall.
 func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, own, group string, checks []Check, n int) (MultiResult, error) {
 	if err := checkAll(group, checks, n); err != nil {
 		return MultiResult{}, err
 	}
-	now := time.Now()
-	keys := make([]string, len(checks))
-	args := make([]any, 1, 1+4*len(checks))
-	args[0] = n
-	limits := make([]Limit, len(checks))
-	for i, c := range checks {
-		key := prefix + "{" + group + "}:" + c.Key
-		shadow := "0"
-		if c.Shadow {
-			shadow = "1"
-		}
-		if c.Quota > 0 {
-			id, start, end := quotaWindow(c.Period, now)
-			keys[i] = key + ":" + id
-			limits[i] = quotaLimit(c, start, end)
-			args = append(args, "q", c.Quota, end.UnixMilli(), shadow)
-		} else {
-			emission, _, _ := c.Limit.gcra()
-			keys[i] = key
-			if c.Key == "" {
-				keys[i] = own + group + "}"
-			}
-			limits[i] = c.Limit
-			args = append(args, "g", emission, c.Limit.burst(), shadow)
-		}
-	}
-	vals, err := allowAllScript.Run(ctx, client, keys, args...).Int64Slice()
+	c := newMultiCall(prefix, own, group, checks, n, 1, time.Now())
+	admitted, vals, err := c.parse(allowAllScript.Run(ctx, client, c.keys, c.args...))
 	if err != nil {
 		return MultiResult{}, fmt.Errorf("ratelimit: redis multi-bucket check: %w", err)
 	}
-	if len(vals) != 1+4*len(checks) {
-		return MultiResult{}, fmt.Errorf("ratelimit: redis multi-bucket check: %d values in the answer, want %d", len(vals), 1+4*len(checks))
-	}
-	res := MultiResult{Allowed: vals[0] == 1, Results: make([]Result, len(checks))}
-	for i := range checks {
-		v := vals[1+4*i:]
-		res.Results[i] = Result{
-			Limit:      limits[i],
-			Allowed:    v[0] == 1,
-			Remaining:  int(v[1]),
-			RetryAfter: time.Duration(v[2]),
-			ResetAfter: time.Duration(v[3]),
-		}
-	}
-	return res, nil
+	return c.result(0, admitted, vals), nil
 }
 
 // groupKey is a bucket's name in the in-process limiter: the group and the

@@ -43,10 +43,11 @@
 //     Redis work per request: concurrent checks of one bucket go to Redis as
 //     one "admit at most n" script run and are answered as if made one after
 //     another (a check of cost n > 1 goes alone, in the script's "all or
-//     none" mode, in its place in that order); checks of different buckets
-//     share pipelines, with a bounded number of round trips in flight; and
-//     a bucket Redis reported empty is refused locally until GCRA could
-//     admit again. It runs FlagBridge's own script, in exact integer
+//     none" mode, in its place in that order), and so do concurrent
+//     multi-bucket checks of one group and bucket set; checks of different
+//     buckets share pipelines, with a bounded number of round trips in
+//     flight; and a bucket Redis reported empty is refused locally until
+//     GCRA could admit again. It runs FlagBridge's own script, in exact integer
 //     nanoseconds, on the buckets RedisLimiter uses (same keys, same stored
 //     format), so the two can share a fleet.
 //   - [MemoryLimiter] runs the same arithmetic on a local clock, so that the
