@@ -136,7 +136,7 @@ func drive(t *testing.T, name string, server *testenv.Caddy, client *http.Client
 // scriptInner are commands FlagBridge sends only from inside its Lua
 // scripts: Redis counts them in commandstats too, but they cost no round
 // trip, so they are left out (the script call itself counts).
-var scriptInner = map[string]bool{"cmdstat_get": true, "cmdstat_set": true, "cmdstat_time": true, "cmdstat_info": true}
+var scriptInner = map[string]bool{"cmdstat_get": true, "cmdstat_set": true, "cmdstat_time": true, "cmdstat_info": true, "cmdstat_incrby": true, "cmdstat_pexpireat": true}
 
 // redisCalls is the total of Redis's own per-command call counters: the
 // commands clients sent, leaving out the ones run inside scripts and INFO

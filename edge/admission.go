@@ -33,10 +33,8 @@ type Admission struct {
 	// bucket is the caller's rate-limit bucket, whose limit follows from
 	// the principal's type; "" for a request that spent from none.
 	bucket string
-	// route are the route's own limits, which a charge spends from too.
-	route []ratelimit.NamedLimit
-	rate  ratelimit.Headers
-	w     admittedWriter
+	rate   ratelimit.Headers
+	w      admittedWriter
 }
 
 // Charge spends n more requests from the caller's rate limit, for work one
@@ -51,7 +49,9 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 	var rate ratelimit.Headers
 	var e *apierror.Error
 	if a.Entry != nil {
-		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, a.route, n)
+		// The key's and its identity's limits: a route's own limits
+		// (flagbridge_auth's limit) count requests, not the work in them.
+		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, nil, n)
 	} else {
 		rate, e = a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
 		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {

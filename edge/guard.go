@@ -364,7 +364,7 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 		d.Err = asAPIError(err)
 		return d
 	}
-	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket, route: pol.Limits}
+	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket}
 	return d
 }
 
