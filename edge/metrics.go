@@ -222,7 +222,7 @@ func (g *Guard) finish(r *http.Request, d *Decision) {
 			m.Requests[d.caller][o].Inc()
 		}
 		if d.Err == nil && d.caller != CallerNone && d.caller != CallerMember {
-			if spent, ok := d.Rate.SpentShare(); ok {
+			if spent, ok := d.Rate.SpentAtLeast(NearThresholds[0]); ok {
 				for i, th := range NearThresholds {
 					if spent >= th {
 						m.NearLimit[d.caller][i].Inc()

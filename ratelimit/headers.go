@@ -311,19 +311,32 @@ func (hv Headers) Admitted() Headers {
 	return Headers{r: &c, q: hv.q}
 }
 
-// SpentShare is the share of the reported limit that is spent (1 -
-// Remaining/Limit), for metrics; false without both values.
-func (hv Headers) SpentShare() (float64, bool) {
-	if hv.r == nil || hv.r.vals[valRemaining] == "" {
+// SpentAtLeast returns the share of the reported limit that is spent (1 -
+// Remaining/Limit), and whether it is at least least (at most 0.8) and
+// both values are there, for metrics of keys near their limits. Most
+// responses are far from theirs: those are told apart without parsing.
+func (hv Headers) SpentAtLeast(least float64) (float64, bool) {
+	if hv.r == nil || least > 0.8 {
+		return 0, false
+	}
+	rem, lim := hv.r.vals[valRemaining], hv.r.vals[valLimit]
+	if rem == "" || lim == "" {
+		return 0, false
+	}
+	// With as many digits as the limit and a first digit of 2 or more,
+	// Remaining is at least 2*10^(d-1), more than a fifth of any limit
+	// below 10^d: less than 80% is spent.
+	if len(rem) == len(lim) && rem[0] >= '2' {
 		return 0, false
 	}
 	// Formatted by strconv from ints: they parse back.
-	q, _ := strconv.ParseInt(hv.r.vals[valLimit], 10, 64)
-	r, _ := strconv.ParseInt(hv.r.vals[valRemaining], 10, 64)
+	q, _ := strconv.ParseInt(lim, 10, 64)
+	r, _ := strconv.ParseInt(rem, 10, 64)
 	if q <= 0 {
 		return 0, false
 	}
-	return 1 - float64(r)/float64(q), true
+	spent := 1 - float64(r)/float64(q)
+	return spent, spent >= least
 }
 
 // HasPolicy reports whether the IETF fields were added (WithPolicy).

@@ -135,3 +135,25 @@ func TestMultiResultHeaders(t *testing.T) {
 		t.Errorf("refused by a lone quota: %v", h)
 	}
 }
+
+// TestSpentAtLeast: the share spent of the reported limit, exact around
+// the shortcut that skips parsing.
+func TestSpentAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		limit, remaining int
+		ok               bool
+	}{
+		{10, 2, true}, {10, 3, false}, {9, 2, false}, {9, 1, true}, {100, 20, true}, {100, 21, false},
+		{1000, 200, true}, {1000, 199, true}, {5, 1, true}, {5, 0, true}, {10000, 9999, false},
+	} {
+		h := ratelimit.Result{Limit: ratelimit.Limit{Rate: tc.limit, Period: time.Minute}, Allowed: true, Remaining: tc.remaining}.Headers(time.Now())
+		share, ok := h.SpentAtLeast(0.8)
+		want := 1 - float64(tc.remaining)/float64(tc.limit)
+		if ok != tc.ok || ok && share != want {
+			t.Errorf("%d of %d left: %v, %v; want %v, %v", tc.remaining, tc.limit, share, ok, want, tc.ok)
+		}
+	}
+	if _, ok := ratelimit.LimitOnly(ratelimit.PerMinute(10)).SpentAtLeast(0.8); ok {
+		t.Error("headers without Remaining reported a share")
+	}
+}
