@@ -861,8 +861,21 @@ func BenchmarkBatchingRedisAllow(b *testing.B) {
 // hot key and on 4096 keys, and reports what each call costs Redis: script
 // runs and round trips.
 func benchLimiters(b *testing.B, newLimiter func(*testing.B, redis.UniversalClient, string) ratelimit.Limiter) {
-	srv := testenv.StartRedis(b)
 	lim := ratelimit.PerMinute(1 << 30) // admits everything
+	benchRedisCalls(b, func(b *testing.B, c redis.UniversalClient, prefix string) func(string) error {
+		l := newLimiter(b, c, prefix)
+		return func(key string) error {
+			_, err := l.Allow(context.Background(), key, lim)
+			return err
+		}
+	})
+}
+
+// benchRedisCalls runs the call newCall makes under 16 callers per CPU, on
+// one hot key (or group) and on 4096, and reports what each call costs
+// Redis and this process.
+func benchRedisCalls(b *testing.B, newCall func(*testing.B, redis.UniversalClient, string) func(key string) error) {
+	srv := testenv.StartRedis(b)
 	keys := make([]string, 4096)
 	for i := range keys {
 		keys[i] = "apikey:" + strconv.Itoa(i)
@@ -873,7 +886,7 @@ func benchLimiters(b *testing.B, newLimiter func(*testing.B, redis.UniversalClie
 	}{{"OneKey", keys[:1]}, {"ManyKeys", keys}} {
 		b.Run(tc.name, func(b *testing.B) {
 			client, hook := hookedClient(b, srv)
-			l := newLimiter(b, client, testenv.UniquePrefix(b))
+			call := newCall(b, client, testenv.UniquePrefix(b))
 			stats := srv.Client()
 			runs, trips := scriptRuns(b, stats), hook.trips()
 			cpu0, rcpu0 := processCPU(b), serverCPU(b, stats)
@@ -884,7 +897,7 @@ func benchLimiters(b *testing.B, newLimiter func(*testing.B, redis.UniversalClie
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(next.Add(1)) * 997
 				for pb.Next() {
-					if _, err := l.Allow(context.Background(), tc.keys[i%len(tc.keys)], lim); err != nil {
+					if err := call(tc.keys[i%len(tc.keys)]); err != nil {
 						b.Error(err)
 						return
 					}

@@ -3,14 +3,11 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
@@ -39,44 +36,16 @@ func BenchmarkRedisAllowAll(b *testing.B) {
 }
 
 // benchMulti is benchLimiters for multi-bucket checks: benchChecks under 16
-// callers per CPU, on one hot group and on 4096 groups, reporting what each
-// call costs Redis.
+// callers per CPU, on one hot group and on 4096 groups.
 func benchMulti(b *testing.B, newLimiter func(*testing.B, redis.UniversalClient, string) ratelimit.MultiLimiter) {
-	srv := testenv.StartRedis(b)
-	groups := make([]string, 4096)
-	for i := range groups {
-		groups[i] = "apikey:" + strconv.Itoa(i)
-	}
-	for _, tc := range []struct {
-		name   string
-		groups []string
-	}{{"OneKey", groups[:1]}, {"ManyKeys", groups}} {
-		b.Run(tc.name, func(b *testing.B) {
-			client, hook := hookedClient(b, srv)
-			l := newLimiter(b, client, testenv.UniquePrefix(b))
-			stats := srv.Client()
-			runs, trips := scriptRuns(b, stats), hook.trips()
-			cpu0, rcpu0 := processCPU(b), serverCPU(b, stats)
-			var next atomic.Int64
-			b.SetParallelism(16)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(next.Add(1)) * 997
-				for pb.Next() {
-					r, err := l.AllowAll(context.Background(), tc.groups[i%len(tc.groups)], benchChecks, 1)
-					if err != nil || !r.Allowed {
-						b.Error(r, err)
-						return
-					}
-					i++
-				}
-			})
-			b.StopTimer()
-			b.ReportMetric(float64(scriptRuns(b, stats)-runs)/float64(b.N), "scripts/op")
-			b.ReportMetric(float64(hook.trips()-trips)/float64(b.N), "trips/op")
-			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "client-cpu-ns/op")
-			b.ReportMetric(float64(serverCPU(b, stats)-rcpu0)/float64(b.N), "redis-cpu-ns/op")
-		})
-	}
+	benchRedisCalls(b, func(b *testing.B, c redis.UniversalClient, prefix string) func(string) error {
+		l := newLimiter(b, c, prefix)
+		return func(group string) error {
+			r, err := l.AllowAll(context.Background(), group, benchChecks, 1)
+			if err == nil && !r.Allowed {
+				err = fmt.Errorf("refused: %+v", r)
+			}
+			return err
+		}
+	})
 }
