@@ -329,7 +329,9 @@ func TestBatchingMultiErrors(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if took := time.Since(start); took > 2*time.Second {
+		// Each round trip gives up after 200 ms; 3 s leaves room for a
+		// loaded CI machine under -race and still tells fast from stuck.
+		if took := time.Since(start); took > 3*time.Second {
 			t.Errorf("64 calls took %v", took)
 		}
 		return errs
@@ -480,7 +482,9 @@ func TestBatchingMultiGroupsShareTrips(t *testing.T) {
 	wg.Wait()
 	trips, runs := hook.trips()-tripsBefore, scriptRuns(t, srv.Client())-runsBefore
 	t.Logf("%d groups: %d round trips, %d script runs", groups, trips, runs)
-	if trips >= groups/10 {
+	// One round trip per group would be 200; sharing pipelines takes a
+	// few, and a loaded machine that starts the callers apart a few more.
+	if trips >= groups/4 {
 		t.Errorf("%d groups checked together took %d round trips, want far fewer", groups, trips)
 	}
 	if runs != groups {
