@@ -199,7 +199,7 @@ func TestMetrics(t *testing.T) {
 	for _, s := range m {
 		for k := range s.labels {
 			switch k {
-			case "key_type", "outcome", "result", "operation", "topic", "le":
+			case "key_type", "outcome", "result", "operation", "topic", "threshold", "le":
 			default:
 				t.Errorf("%s has label %s", s.name, k)
 			}
