@@ -63,17 +63,18 @@ func NewIdentityCache(source IdentitySource, ttl time.Duration) *IdentityCache {
 }
 
 // identityChecks are an identity's buckets in its group, beside its keys'
-// (whose names start with "key:").
+// (whose names start with "key:"); their policy names (IETF fields) start
+// with "identity-", apart from the key's own.
 func identityChecks(l *IdentityLimits) []ratelimit.Check {
 	if l == nil {
 		return nil
 	}
 	var checks []ratelimit.Check
 	for _, n := range l.Limits {
-		checks = append(checks, ratelimit.Check{Key: "identity:limit:" + n.Name, Name: n.Name, Limit: n.Limit(), Shadow: n.Shadow})
+		checks = append(checks, ratelimit.Check{Key: "identity:limit:" + n.Name, Name: "identity-" + n.Name, Limit: n.Limit(), Shadow: n.Shadow})
 	}
 	if q := l.Quota; q != nil {
-		checks = append(checks, ratelimit.Check{Key: "identity:quota", Name: "quota", Quota: q.Requests, Period: q.Period})
+		checks = append(checks, ratelimit.Check{Key: "identity:quota", Name: "identity-quota", Quota: q.Requests, Period: q.Period})
 	}
 	return checks
 }

@@ -127,7 +127,7 @@ func (e *KeyEntry) checks(def ratelimit.Limit, shared []ratelimit.Check, route [
 // caller's group (its key, or its identity).
 func appendRoute(checks []ratelimit.Check, route []ratelimit.NamedLimit) []ratelimit.Check {
 	for _, l := range route {
-		checks = append(checks, ratelimit.Check{Key: "route:" + l.Name, Name: l.Name, Limit: l.Limit(), Shadow: l.Shadow})
+		checks = append(checks, ratelimit.Check{Key: "route:" + l.Name, Name: "route-" + l.Name, Limit: l.Limit(), Shadow: l.Shadow})
 	}
 	return checks
 }
@@ -164,10 +164,9 @@ func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, group 
 	}
 	h = res.Headers(checks, now)
 	if cfg.IETFHeaders {
-		// Named after the limit the X-RateLimit-* headers describe.
-		if i := res.Nearest(checks); i >= 0 {
-			h = h.WithPolicy(checks[i].Name)
-		}
+		// Every bucket's policy, and the one the X-RateLimit-* headers
+		// describe as the current one.
+		h = res.WithPolicies(h, checks)
 	}
 	if res.Allowed {
 		return h, nil, res.RetryAfter() > 0

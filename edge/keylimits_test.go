@@ -290,8 +290,11 @@ func TestRouteLimits(t *testing.T) {
 		if res.status != 200 || res.header.Get("X-RateLimit-Limit") != "2" || res.header.Get("X-RateLimit-Remaining") != strconv.Itoa(1-i) {
 			t.Fatalf("search %d: %d %v, want the route's limit reported", i, res.status, res.header)
 		}
-		if got := res.header.Get("Ratelimit-Policy"); got != `"search";q=2;w=3600` {
-			t.Fatalf("search %d: RateLimit-Policy %q, want the route limit's name", i, got)
+		if got := res.header.Get("Ratelimit-Policy"); got != `"live";q=10;w=3600, "route-search";q=2;w=3600` {
+			t.Fatalf("search %d: RateLimit-Policy %q, want the key type's and the route's policies", i, got)
+		}
+		if got := res.header.Get("Ratelimit"); got != `"route-search";r=`+strconv.Itoa(1-i)+`;t=`+strconv.Itoa(1800*(i+1)) {
+			t.Fatalf("search %d: RateLimit %q, want the route limit's, the nearest", i, got)
 		}
 	}
 	if res := f.do("GET", "/search", live, tlsReq, search); res.status != 429 {
@@ -320,8 +323,9 @@ func TestRouteLimits(t *testing.T) {
 	}
 }
 
-// TestKeyLimitsIETFHeaders: with ietf_headers, the fields are named after
-// the limit the X-RateLimit-* headers describe.
+// TestKeyLimitsIETFHeaders: with ietf_headers, RateLimit-Policy lists
+// every limit of the key and RateLimit reports the one the X-RateLimit-*
+// headers describe.
 func TestKeyLimitsIETFHeaders(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.IETFHeaders = true
@@ -329,7 +333,7 @@ func TestKeyLimitsIETFHeaders(t *testing.T) {
 		r.Limits = []ratelimit.NamedLimit{named("burst", 5, time.Second), named("daily", 1000, 24*time.Hour)}
 	})
 	res := f.do("POST", "/v1/evaluate", bearer(f.keys["live"]), tlsReq, Policy{})
-	if res.status != 200 || res.header.Get("Ratelimit-Policy") != `"burst";q=5;w=1` || res.header.Get("Ratelimit") != `"burst";r=4;t=1` {
+	if res.status != 200 || res.header.Get("Ratelimit-Policy") != `"burst";q=5;w=1, "daily";q=1000;w=86400` || res.header.Get("Ratelimit") != `"burst";r=4;t=1` {
 		t.Fatalf("%d %v", res.status, res.header)
 	}
 }

@@ -455,3 +455,28 @@ func (m MultiResult) Headers(checks []Check, now time.Time) Headers {
 	}
 	return hv
 }
+
+// WithPolicies adds the IETF fields to hv, the headers of m for checks
+// (see [MultiResult.Headers]): RateLimit-Policy lists the policy of every
+// bucket, by its Check.Name (a quota's window is its period's length), and
+// RateLimit reports the nearest rate limit's, as the X-RateLimit-* headers
+// do. Without a rate limit among checks it returns hv unchanged.
+func (m MultiResult) WithPolicies(hv Headers, checks []Check) Headers {
+	i := m.Nearest(checks)
+	if i < 0 || hv.r == nil {
+		return hv
+	}
+	hv = hv.WithPolicy(checks[i].Name) // a copy of hv's values
+	parts := make([]string, len(checks))
+	for j, c := range checks {
+		q, w := int64(c.Limit.Rate), max(ceilSeconds(c.Limit.Period), 1)
+		if c.Quota > 0 {
+			q, w = c.Quota, max(ceilSeconds(m.Results[j].Limit.Period), 1)
+		}
+		parts[j] = policyFor(c.Name, q, w).field
+	}
+	// Each part is a serialized List of one Item: joined, they are one
+	// List (RFC 9651, section 3.1).
+	hv.r.vals[valPolicy] = strings.Join(parts, ", ")
+	return hv
+}

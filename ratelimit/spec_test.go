@@ -157,3 +157,27 @@ func TestSpentAtLeast(t *testing.T) {
 		t.Error("headers without Remaining reported a share")
 	}
 }
+
+// TestWithPolicies: RateLimit-Policy lists every bucket, quotas with their
+// period as the window; RateLimit is the nearest rate limit's.
+func TestWithPolicies(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	checks := []ratelimit.Check{
+		{Key: "a", Name: "burst", Limit: ratelimit.Limit{Rate: 10, Period: time.Second}},
+		{Key: "b", Name: "daily", Limit: ratelimit.Limit{Rate: 1000, Period: 24 * time.Hour}},
+		{Key: "q", Name: "quota", Quota: 5000, Period: ratelimit.Month},
+	}
+	m := ratelimit.MultiResult{Allowed: true, Results: []ratelimit.Result{
+		{Limit: checks[0].Limit, Allowed: true, Remaining: 9, ResetAfter: 100 * time.Millisecond},
+		{Limit: checks[1].Limit, Allowed: true, Remaining: 999, ResetAfter: 86 * time.Second},
+		{Limit: ratelimit.Limit{Rate: 5000, Period: 31 * 24 * time.Hour}, Allowed: true, Remaining: 4000},
+	}}
+	h := http.Header{}
+	m.WithPolicies(m.Headers(checks, now), checks).Apply(h)
+	if got := h.Get("Ratelimit-Policy"); got != `"burst";q=10;w=1, "daily";q=1000;w=86400, "quota";q=5000;w=2678400` {
+		t.Errorf("RateLimit-Policy %q", got)
+	}
+	if got := h.Get("Ratelimit"); got != `"burst";r=9;t=1` {
+		t.Errorf("RateLimit %q", got)
+	}
+}
