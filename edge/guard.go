@@ -190,8 +190,9 @@ type Guard struct {
 	// identities, if set, holds identities' shared limits (SetIdentities).
 	identities *IdentityCache
 	// lastShadowLog is when a request a shadow limit would have refused
-	// was last logged, in Unix seconds: at most one line a second.
-	lastShadowLog atomic.Int64
+	// was last logged, in Unix seconds, per kind of bucket (bucketKinds):
+	// at most one line a second each.
+	lastShadowLog [numKinds]atomic.Int64
 	// metrics, if set, are what the guard records into; see SetMetrics.
 	metrics atomic.Pointer[Metrics]
 	// storageDown is set by a failed limiter call and cleared, with a log

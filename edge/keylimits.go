@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -71,10 +72,11 @@ func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 // shadow limit would have refused, which it logs.
 func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry *KeyEntry, route []ratelimit.NamedLimit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
 	def := cfg.Limits[entry.Key.Type]
+	var shadows bucketKinds
 	if entry.Limits == nil && len(route) == 0 {
 		h, e = g.spend(ctx, cfg, now, entry.Bucket, def, n, false)
 		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
-			h, e, wouldLimit = h.Admitted(), nil, true
+			h, e, shadows = h.Admitted(), nil, kindKey
 		}
 	} else {
 		var shared []ratelimit.Check
@@ -91,12 +93,36 @@ func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry
 			}
 		}
 		group, checks := entry.checks(def, shared, route)
-		h, e, wouldLimit = g.spendAll(ctx, cfg, now, group, checks, n)
+		h, e, shadows = g.spendAll(ctx, cfg, now, group, checks, n)
 	}
-	if wouldLimit {
-		g.logShadow(entry.Principal)
+	if shadows != 0 {
+		g.logShadow(entry.Principal, shadows)
 	}
-	return h, e, wouldLimit
+	return h, e, shadows != 0
+}
+
+// bucketKinds is a set of the kinds of bucket a request spends from, for
+// the shadow log: its key's own, its identity's, its route's.
+type bucketKinds uint8
+
+const (
+	kindKey bucketKinds = 1 << iota
+	kindIdentity
+	kindRoute
+	numKinds = 3
+)
+
+var kindNames = [numKinds]string{"key", "identity", "route"}
+
+// kindOf is the kind of a bucket, by the names KeyEntry.checks gives.
+func kindOf(c ratelimit.Check) bucketKinds {
+	switch {
+	case strings.HasPrefix(c.Key, "identity:"):
+		return kindIdentity
+	case strings.HasPrefix(c.Key, "route:"):
+		return kindRoute
+	}
+	return kindKey
 }
 
 // checks returns the buckets a request of the entry's key spends from,
@@ -136,30 +162,30 @@ func appendRoute(checks []ratelimit.Check, route []ratelimit.NamedLimit) []ratel
 // of kl, all or nothing, under the same timeout and storage-failure policy.
 // A refusal is RATE_LIMITED, or QUOTA_EXCEEDED when a quota refused, with
 // Retry-After until every refusing bucket would admit the request.
-// wouldLimit reports an admitted request that a shadow bucket would have
-// refused.
-func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, group string, checks []ratelimit.Check, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+// shadows are, for an admitted request, the kinds of the shadow buckets
+// that would have refused it.
+func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, group string, checks []ratelimit.Check, n int) (h ratelimit.Headers, e *apierror.Error, shadows bucketKinds) {
 	if cfg.ShadowLimits {
 		checks = shadowed(checks)
 	}
 	res, err := g.allowAll(ctx, cfg, group, checks, n)
 	switch {
 	case err == errClientGone:
-		return ratelimit.Headers{}, apierror.StorageDown, false
+		return ratelimit.Headers{}, apierror.StorageDown, 0
 	case err != nil:
 		g.logStorageError("checking a rate limit", err)
 		switch cfg.OnStorageError {
 		case StorageAllow:
 			for _, c := range checks {
 				if c.Quota == 0 {
-					return ratelimit.LimitOnly(c.Limit), nil, false
+					return ratelimit.LimitOnly(c.Limit), nil, 0
 				}
 			}
-			return ratelimit.Headers{}, nil, false
+			return ratelimit.Headers{}, nil, 0
 		case StorageLocal:
 			res, _ = g.local.AllowAll(ctx, group, cfg.localChecks(checks), n)
 		default:
-			return ratelimit.Headers{}, apierror.StorageDown, false
+			return ratelimit.Headers{}, apierror.StorageDown, 0
 		}
 	}
 	h = res.Headers(checks, now)
@@ -169,13 +195,18 @@ func (g *Guard) spendAll(ctx context.Context, cfg *Config, now time.Time, group 
 		h = res.WithPolicies(h, checks)
 	}
 	if res.Allowed {
-		return h, nil, res.RetryAfter() > 0
+		for i, r := range res.Results {
+			if !r.Allowed {
+				shadows |= kindOf(checks[i])
+			}
+		}
+		return h, nil, shadows
 	}
 	secs := ratelimit.Result{RetryAfter: res.RetryAfter()}.RetryAfterSeconds()
 	if res.QuotaRefused(checks) {
-		return h, apierror.QuotaExceeded(secs), false
+		return h, apierror.QuotaExceeded(secs), 0
 	}
-	return h, apierror.RateLimited(secs), false
+	return h, apierror.RateLimited(secs), 0
 }
 
 // shadowed returns checks with every bucket made Shadow.
@@ -187,19 +218,27 @@ func shadowed(checks []ratelimit.Check) []ratelimit.Check {
 	return out
 }
 
-// logShadow logs, at most once a second, that a shadow limit would have
-// refused a request of p's key.
-func (g *Guard) logShadow(p *authz.Principal) {
+// logShadow logs that shadow buckets of the kinds given would have refused
+// a request of p's key: at most one line a second per kind.
+func (g *Guard) logShadow(p *authz.Principal, kinds bucketKinds) {
 	now := time.Now().Unix()
-	last := g.lastShadowLog.Load()
-	if now == last || !g.lastShadowLog.CompareAndSwap(last, now) {
-		return
+	for k := range numKinds {
+		if kinds&(1<<k) == 0 {
+			continue
+		}
+		last := g.lastShadowLog[k].Load()
+		if now == last || !g.lastShadowLog[k].CompareAndSwap(last, now) {
+			continue
+		}
+		fields := []zap.Field{zap.String("bucket", kindNames[k])}
+		if p != nil && p.Key != nil {
+			fields = append(fields, zap.String("key_id", p.Key.ID), zap.String("project", p.Key.Project))
+			if p.Key.Identity != "" {
+				fields = append(fields, zap.String("identity", p.Key.Identity))
+			}
+		}
+		g.log.Info("a shadow rate limit would have refused a request (admitted; logged at most once a second per kind of bucket)", fields...)
 	}
-	fields := []zap.Field{zap.String("bucket", "key")}
-	if p != nil && p.Key != nil {
-		fields = append(fields, zap.String("key_id", p.Key.ID), zap.String("project", p.Key.Project))
-	}
-	g.log.Info("a shadow rate limit would have refused a request (admitted; this line is logged at most once a second)", fields...)
 }
 
 // allowAll is allow for several buckets: bounded by the storage timeout,

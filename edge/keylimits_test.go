@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/internal/testenv"
@@ -428,5 +431,37 @@ func TestRotationKeepsLimitBuckets(t *testing.T) {
 	res := f.do("POST", "/v1/evaluate", bearer(rotated.Secret), tlsReq, Policy{})
 	if res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "1" || res.header.Get("X-Quota-Remaining") != "3" {
 		t.Fatalf("the rotated key: %d %v, want its second request counted (1 of 3 left, 3 of 5)", res.status, res.header)
+	}
+}
+
+// TestShadowLogPerKind: what shadow limits would have refused is logged at
+// most once a second per kind of bucket (the key's, the route's).
+func TestShadowLogPerKind(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := DefaultConfig()
+	f := newLimitsFixture(t, fileStore(t), ratelimit.NewMemory(), cfg, func(r *apikey.Record) {
+		l := named("tight", 1, time.Hour)
+		l.Shadow = true
+		r.Limits = []ratelimit.NamedLimit{l}
+	})
+	f.guard = NewGuard(cfg, f.guard.Keys(), f.sessions, f.limiter, zap.New(core))
+	route := named("search", 1, time.Hour)
+	route.Shadow = true
+	pol := Policy{Require: apikey.Live, Limits: []ratelimit.NamedLimit{route}}
+	for range 5 {
+		if res := f.do("GET", "/search", bearer(f.keys["live"]), tlsReq, pol); res.status != 200 {
+			t.Fatalf("%d %s", res.status, res.body)
+		}
+	}
+	var kinds []string
+	for _, e := range logs.FilterMessageSnippet("shadow rate limit").All() {
+		kinds = append(kinds, e.ContextMap()["bucket"].(string))
+	}
+	slices.Sort(kinds)
+	// Four requests past both limits within (about) a second: one line
+	// each for the key's bucket and the route's, two at most if the second
+	// turned meanwhile.
+	if len(kinds) < 2 || len(kinds) > 4 || !slices.Contains(kinds, "key") || !slices.Contains(kinds, "route") {
+		t.Fatalf("shadow log lines by bucket kind: %v, want one each for key and route", kinds)
 	}
 }
