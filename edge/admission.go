@@ -53,10 +53,7 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 		// (flagbridge_auth's limit) count requests, not the work in them.
 		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, nil, n)
 	} else {
-		rate, e = a.guard.spend(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, false)
-		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
-			rate, e = rate.Admitted(), nil
-		}
+		rate, e, _ = a.guard.spendCaller(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n)
 	}
 	if !rate.IsZero() {
 		a.guard.finishRate(&rate, a.Principal)

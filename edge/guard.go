@@ -417,8 +417,11 @@ func (g *Guard) bySession(r *http.Request, in Request, cfg *Config, m *routes.Ma
 	limit := cfg.Limits[apikey.Admin]
 	if m.Route == nil || !m.Route.Unmetered {
 		bucket = "member:" + p.ID
-		rate, e := g.spend(r.Context(), cfg, g.now(), bucket, limit, 1, false)
-		d.Rate = rate
+		rate, e, wouldLimit := g.spendCaller(r.Context(), cfg, g.now(), bucket, limit, 1)
+		d.Rate, d.wouldLimit = rate, wouldLimit
+		if wouldLimit {
+			g.logShadow(p, kindKey)
+		}
 		if e != nil {
 			d.Err = e
 			return d

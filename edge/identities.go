@@ -86,12 +86,14 @@ func splitTag(tag string) (org, project, identity string) {
 	return org, project, identity
 }
 
-// checks returns the identity's buckets, from the cache or storage
-// (bounded by ctx).
-func (c *IdentityCache) checks(ctx context.Context, tag string, now time.Time) ([]ratelimit.Check, error) {
+// checks returns the identity's buckets: from the cache, or else from
+// storage, bounded by timeout (armed only then: a hit needs no timer).
+func (c *IdentityCache) checks(ctx context.Context, tag string, now time.Time, timeout time.Duration) ([]ratelimit.Check, error) {
 	if e, ok := c.cache.Cached(tag, now); ok {
 		return e.checks, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	e, err := c.cache.Get(ctx, tag, now)
 	if err != nil {
 		return nil, err

@@ -35,8 +35,9 @@ type KeyLimits struct {
 
 // keyLimitsOf returns the limits of rec, or nil when it has none of its
 // own and no identity, and so spends from its type's one bucket, as every
-// key did before keys could carry limits. Their buckets are named by key id (a rotated key
-// keeps them) and, within an identity's group, prefixed with it.
+// key did before keys could carry limits. Their buckets are named by key
+// id (a rotated key keeps them) and, within an identity's group, prefixed
+// with it.
 func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 	if rec.Limits == nil && rec.Quota == nil && rec.Identity == "" {
 		return nil
@@ -74,17 +75,16 @@ func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry
 	def := cfg.Limits[entry.Key.Type]
 	var shadows bucketKinds
 	if entry.Limits == nil && len(route) == 0 {
-		h, e = g.spend(ctx, cfg, now, entry.Bucket, def, n, false)
-		if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
-			h, e, shadows = h.Admitted(), nil, kindKey
+		var wouldLimit bool
+		h, e, wouldLimit = g.spendCaller(ctx, cfg, now, entry.Bucket, def, n)
+		if wouldLimit {
+			shadows = kindKey
 		}
 	} else {
 		var shared []ratelimit.Check
 		if kl := entry.Limits; kl != nil && kl.Identity != "" && g.identities != nil {
-			lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 			var err error
-			shared, err = g.identities.checks(lctx, kl.Identity, now)
-			cancel()
+			shared, err = g.identities.checks(ctx, kl.Identity, now, cfg.Timeout)
 			if err != nil {
 				// As for a key the instance cannot look up: its limits
 				// are unknown, so it is refused whatever the policy.

@@ -50,6 +50,18 @@ func (g *Guard) spend(ctx context.Context, cfg *Config, now time.Time, bucket st
 	return res.Headers(now), nil
 }
 
+// spendCaller is spend for a caller's own bucket (a key's type bucket, a
+// member's), where rate_limit_mode shadow applies: a refusal is then
+// admitted, with the headers enforcement would send but no Retry-After,
+// and wouldLimit set. Logins (Spend) are never shadowed.
+func (g *Guard) spendCaller(ctx context.Context, cfg *Config, now time.Time, bucket string, limit ratelimit.Limit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+	h, e = g.spend(ctx, cfg, now, bucket, limit, n, false)
+	if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
+		return h.Admitted(), nil, true
+	}
+	return h, e, false
+}
+
 // Spend spends one request from bucket under limit through the guard's
 // limiter path and storage policy, for limits that are not the guard's own
 // (the dashboard's login attempts, by address and by account); the allow
