@@ -736,20 +736,34 @@ func TestFailedAuthenticationIsLimitedPerIP(t *testing.T) {
 	}
 }
 
-func TestStorageFailurePolicy(t *testing.T) {
+// stoppableRedis is a redis-server that a test stops and starts, with a
+// store and the plain Redis limiter over it, both bounded by 200 ms.
+func stoppableRedis(t *testing.T) (*testenv.Redis, store.Store, ratelimit.Limiter) {
+	t.Helper()
 	r := testenv.StartRedis(t)
 	st, err := store.OpenRedis(r.URL(), store.Options{Timeout: 200 * time.Millisecond, KeyPrefix: testenv.UniquePrefix(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	lim := ratelimit.NewRedis(st.Client(), st.Prefix())
+	return r, st, ratelimit.NewRedis(st.Client(), st.Prefix())
+}
+
+// failureConfig is the default configuration under a storage policy,
+// with the 200 ms storage timeout of stoppableRedis.
+func failureConfig(policy StoragePolicy) Config {
+	cfg := DefaultConfig()
+	cfg.OnStorageError = policy
+	cfg.Timeout = 200 * time.Millisecond
+	return cfg
+}
+
+func TestStorageFailurePolicy(t *testing.T) {
+	r, st, lim := stoppableRedis(t)
 
 	for _, policy := range []StoragePolicy{StorageDeny, StorageAllow, StorageLocal} {
 		r.Start()
-		cfg := DefaultConfig()
-		cfg.OnStorageError = policy
-		cfg.Timeout = 200 * time.Millisecond
+		cfg := failureConfig(policy)
 		f := newFixtureOn(t, st, lim, cfg)
 		live := bearer(f.keys["live"])
 		if res := f.do("POST", "/v1/evaluate", live, tlsReq, Policy{}); res.status != 200 {

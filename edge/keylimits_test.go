@@ -225,18 +225,10 @@ func TestChargeWithKeyLimits(t *testing.T) {
 // TestKeyLimitsStorageFailure: the storage-failure policy applies to keys
 // with limits of their own as to the others.
 func TestKeyLimitsStorageFailure(t *testing.T) {
-	r := testenv.StartRedis(t)
-	st, err := store.OpenRedis(r.URL(), store.Options{Timeout: 200 * time.Millisecond, KeyPrefix: testenv.UniquePrefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	lim := ratelimit.NewRedis(st.Client(), st.Prefix())
+	r, st, lim := stoppableRedis(t)
 	for _, policy := range []StoragePolicy{StorageDeny, StorageAllow, StorageLocal} {
 		r.Start()
-		cfg := DefaultConfig()
-		cfg.OnStorageError = policy
-		cfg.Timeout = 200 * time.Millisecond
+		cfg := failureConfig(policy)
 		f := newLimitsFixture(t, st, lim, cfg, func(r *apikey.Record) {
 			r.Limits = []ratelimit.NamedLimit{named("burst", 2, time.Hour), named("sustained", 50, time.Hour)}
 		})

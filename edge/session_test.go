@@ -14,10 +14,8 @@ import (
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
-	"github.com/flagbridge/flagbridge/internal/testenv"
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/routes"
-	"github.com/flagbridge/flagbridge/store"
 )
 
 const (
@@ -398,19 +396,11 @@ func TestSessionPlainHTTPNotLookedUp(t *testing.T) {
 // authentication never fails open, even where the rate limit would (a key
 // already cached is admitted under allow at the same moment).
 func TestSessionStorageFailure(t *testing.T) {
-	r := testenv.StartRedis(t)
-	st, err := store.OpenRedis(r.URL(), store.Options{Timeout: 200 * time.Millisecond, KeyPrefix: testenv.UniquePrefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	lim := ratelimit.NewRedis(st.Client(), st.Prefix())
+	r, st, lim := stoppableRedis(t)
 
 	for _, policy := range []StoragePolicy{StorageDeny, StorageAllow, StorageLocal} {
 		r.Start()
-		cfg := DefaultConfig()
-		cfg.OnStorageError = policy
-		cfg.Timeout = 200 * time.Millisecond
+		cfg := failureConfig(policy)
 		f := newFixtureOn(t, st, lim, cfg)
 		s := f.login(t)
 		live := bearer(f.keys["live"])
