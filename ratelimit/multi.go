@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -107,7 +108,8 @@ func checkAll(group string, checks []Check, n int) error {
 // quotaLimit is how a quota reports itself as a Limit: Quota requests per
 // period length.
 func quotaLimit(c Check, start, end time.Time) Limit {
-	return Limit{Rate: int(min(c.Quota, int64(^uint(0)>>1))), Period: end.Sub(start), Burst: int(min(c.Quota, int64(^uint(0)>>1)))}
+	q := int(min(c.Quota, math.MaxInt)) // an int64 quota on a 32-bit int
+	return Limit{Rate: q, Period: end.Sub(start), Burst: q}
 }
 
 // allowAllScript checks and spends several buckets of one hash slot in one
