@@ -47,6 +47,8 @@ const (
 	// rate limit cannot pay for. It is not a request error: gqlgen answers
 	// it with 200, which operationStatus turns into 429, as REST answers.
 	codeRateLimited = apierror.CodeRateLimited
+	// codeQuotaExceeded is the same refusal by the caller's quota.
+	codeQuotaExceeded = apierror.CodeQuotaExceeded
 	// codeBadRequest is the code of gqlgen's own errors about a request it
 	// could not read (such as a body member of the wrong type), which carry
 	// none.
@@ -185,8 +187,10 @@ func operationStatus(body []byte) int {
 			return http.StatusOK
 		}
 	}
-	if len(resp.Errors) == 1 && resp.Errors[0].Extensions.Code == codeRateLimited {
-		return http.StatusTooManyRequests
+	if len(resp.Errors) == 1 {
+		if c := resp.Errors[0].Extensions.Code; c == codeRateLimited || c == codeQuotaExceeded {
+			return http.StatusTooManyRequests
+		}
 	}
 	for _, e := range resp.Errors {
 		if e.Extensions.Code != "FORBIDDEN" {

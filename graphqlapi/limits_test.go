@@ -239,3 +239,30 @@ func TestGraphQLUpdatesAreCharged(t *testing.T) {
 		t.Fatalf("a refused operation updated the key: %s", before["keys/"+rec.ID])
 	}
 }
+
+// TestGraphQLMutationsChargeTheQuota: a key's quota pays for mutations as
+// its rate limit does; an operation it cannot pay for is refused whole,
+// 429 with QUOTA_EXCEEDED, and nothing runs.
+func TestGraphQLMutationsChargeTheQuota(t *testing.T) {
+	t.Parallel()
+	w := fileWorld(t)
+	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
+	metered, _ := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "metered", Type: "admin", Quota: &ratelimit.Quota{Requests: 2, Period: ratelimit.Day}})
+	var ids []string
+	for range 3 {
+		_, rec := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "victim", Type: "live", Environment: "production"})
+		ids = append(ids, rec.ID)
+	}
+	// Three revocations cost three: the request the edge counted, then two
+	// more, of which the quota of 2 has one left.
+	r := w.gql(t, metered, `mutation { a: revokeAPIKey(id: "`+ids[0]+`") { id } b: revokeAPIKey(id: "`+ids[1]+`") { id } c: revokeAPIKey(id: "`+ids[2]+`") { id } }`, nil).
+		refused(t, http.StatusTooManyRequests, "QUOTA_EXCEEDED")
+	if r.Header.Get("X-Quota-Remaining") != "1" {
+		t.Fatalf("quota headers of the refusal: %v, want 1 left (only the edge's request spent)", r.Header)
+	}
+	for _, id := range ids {
+		if rec, err := w.svc.Keys.GetKey(context.Background(), o.rootP, id); err != nil || rec.RevokedAt != nil {
+			t.Fatalf("key %s after the refused operation: %+v, %v", id, rec, err)
+		}
+	}
+}
