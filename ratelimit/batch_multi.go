@@ -52,6 +52,14 @@ func (l *BatchingRedisLimiter) AllowAll(ctx context.Context, group string, check
 	return l.answerAll(w)
 }
 
+// PeekAll implements [MultiLimiter] with one read-only script run of its
+// own, outside the batches: it is for reports of usage, not the hot path.
+// Like every check it sees what Redis holds, not the requests still
+// queued here.
+func (l *BatchingRedisLimiter) PeekAll(ctx context.Context, group string, checks []Check) (MultiResult, error) {
+	return peekAllRedis(ctx, l.client, l.multiPrefix, l.keyPrefix, group, checks)
+}
+
 func (l *BatchingRedisLimiter) answerAll(w *waiter) (MultiResult, error) {
 	res, err := w.mres, w.err
 	w.mres, w.err, w.checks = MultiResult{}, nil, nil

@@ -203,6 +203,21 @@ func (m *MemoryLimiter) AllowAll(_ context.Context, group string, checks []Check
 	if err := checkAll(group, checks, n); err != nil {
 		return MultiResult{}, err
 	}
+	return m.allowAll(group, checks, n, false), nil
+}
+
+// PeekAll implements [MultiLimiter]: AllowAll's reading of the buckets,
+// under the same locks, without its spending.
+func (m *MemoryLimiter) PeekAll(_ context.Context, group string, checks []Check) (MultiResult, error) {
+	if err := checkAll(group, checks, 1); err != nil {
+		return MultiResult{}, err
+	}
+	return peeked(m.allowAll(group, checks, 1, true), checks), nil
+}
+
+// allowAll is AllowAll for checks that passed checkAll; peek makes it
+// spend nothing.
+func (m *MemoryLimiter) allowAll(group string, checks []Check, n int, peek bool) MultiResult {
 	wall := m.now()
 	now := int64(wall.Sub(m.epoch))
 	type bucket struct {
@@ -271,7 +286,7 @@ func (m *MemoryLimiter) AllowAll(_ context.Context, group string, checks []Check
 		b, r := &bs[i], &res.Results[i]
 		r.Allowed = b.fits
 		spent := int64(0)
-		if res.Allowed && b.fits {
+		if res.Allowed && b.fits && !peek {
 			spent = int64(n)
 		}
 		r.Remaining = int(max(b.available-spent, 0))
@@ -304,5 +319,5 @@ func (m *MemoryLimiter) AllowAll(_ context.Context, group string, checks []Check
 			r.RetryAfter = time.Duration(b.tat + int64(n)*b.emission - b.offset - now)
 		}
 	}
-	return res, nil
+	return res
 }

@@ -61,6 +61,14 @@ type MultiLimiter interface {
 	// Quota must come with a known Period; a bad one returns an error
 	// wrapping [ErrInvalidLimit] without touching any bucket.
 	AllowAll(ctx context.Context, group string, checks []Check, n int) (MultiResult, error)
+	// PeekAll reports what the buckets of checks hold now, without
+	// spending from any: each Result is what AllowAll of cost 1 would see
+	// (Remaining is what the bucket holds, Allowed whether it holds one
+	// request), and MultiResult.Allowed whether such a request would be
+	// admitted. It reads the buckets AllowAll spends, under the same
+	// rules for group and checks, for reports of usage; it is no
+	// reservation, since any request may spend meanwhile.
+	PeekAll(ctx context.Context, group string, checks []Check) (MultiResult, error)
 }
 
 // quotaWindow returns, for a quota bucket at time now, the period's
@@ -349,6 +357,33 @@ func allowAllRedis(ctx context.Context, client redis.Scripter, prefix, own, grou
 		return MultiResult{}, fmt.Errorf("ratelimit: redis multi-bucket check: %w", err)
 	}
 	return c.result(0, admitted, vals), nil
+}
+
+// peekAllRedis is PeekAll on Redis: allowAllScript asked for zero
+// requests of cost 1, which spends nothing and writes nothing, but reports
+// what every bucket holds.
+func peekAllRedis(ctx context.Context, client redis.Scripter, prefix, own, group string, checks []Check) (MultiResult, error) {
+	if err := checkAll(group, checks, 1); err != nil {
+		return MultiResult{}, err
+	}
+	c := newMultiCall(prefix, own, group, checks, 1, 0, time.Now())
+	admitted, vals, err := c.parse(allowAllScript.Run(ctx, client, c.keys, c.args...))
+	if err != nil {
+		return MultiResult{}, fmt.Errorf("ratelimit: redis multi-bucket peek: %w", err)
+	}
+	return peeked(c.result(0, admitted, vals), checks), nil
+}
+
+// peeked sets a peek's Allowed: whether every bucket that is not Shadow
+// holds a request.
+func peeked(res MultiResult, checks []Check) MultiResult {
+	res.Allowed = true
+	for i, c := range checks {
+		if !c.Shadow && !res.Results[i].Allowed {
+			res.Allowed = false
+		}
+	}
+	return res
 }
 
 // groupKey is a bucket's name in the in-process limiter: the group and the

@@ -45,6 +45,11 @@ func (r *RedisLimiter) AllowAll(ctx context.Context, group string, checks []Chec
 	return allowAllRedis(ctx, r.client, r.multiPrefix, "rate:"+r.keyPrefix, group, checks, n)
 }
 
+// PeekAll implements [MultiLimiter] with one read-only script run.
+func (r *RedisLimiter) PeekAll(ctx context.Context, group string, checks []Check) (MultiResult, error) {
+	return peekAllRedis(ctx, r.client, r.multiPrefix, "rate:"+r.keyPrefix, group, checks)
+}
+
 // Allow implements [Limiter]. Redis errors (unreachable server, ctx
 // deadline) are returned wrapped, with a zero Result: whether to fail open
 // or closed is the caller's policy, not the limiter's. An unusable limit

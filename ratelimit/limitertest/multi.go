@@ -56,6 +56,58 @@ func RunMulti(t *testing.T, newLimiter func(t *testing.T) ratelimit.Limiter) {
 		}
 	})
 
+	t.Run("PeekSpendsNothing", func(t *testing.T) {
+		l := newLimiter(t)
+		quota := ratelimit.Check{Key: "quota", Quota: 3, Period: ratelimit.Day}
+		shadow := ratelimit.Check{Key: "tight", Limit: ratelimit.Limit{Rate: 1, Period: 10 * time.Second}, Shadow: true}
+		checks := []ratelimit.Check{burst, sustained, quota, shadow}
+		peek := func(what string) ratelimit.MultiResult {
+			t.Helper()
+			r, err := l.PeekAll(ctx, "g", checks)
+			if err != nil {
+				t.Fatalf("PeekAll %s: %v", what, err)
+			}
+			if len(r.Results) != len(checks) {
+				t.Fatalf("PeekAll %s: %d results for %d buckets", what, len(r.Results), len(checks))
+			}
+			return r
+		}
+		if r := peek("of fresh buckets"); !r.Allowed || r.Results[0].Remaining != 2 || r.Results[1].Remaining != 5 || r.Results[2].Remaining != 3 || r.Results[3].Remaining != 1 {
+			t.Fatalf("peek of fresh buckets: %+v, want every bucket full", r)
+		}
+		mustAllowAll(t, l, "g", checks, 1)
+		for i := range 3 {
+			r := peek("after one request")
+			b, s, q, sh := r.Results[0], r.Results[1], r.Results[2], r.Results[3]
+			if !r.Allowed || b.Remaining != 1 || s.Remaining != 4 || q.Remaining != 2 || sh.Remaining != 0 {
+				t.Fatalf("peek %d after one request: %+v, want 1, 4, 2 and 0 left and a request admissible", i, r)
+			}
+			if sh.Allowed || !b.Allowed || b.Limit != burst.Limit || q.Limit.Rate != 3 || q.ResetAfter <= 0 || q.ResetAfter > 24*time.Hour {
+				t.Fatalf("peek %d: %+v, want the shadow bucket empty, the others admitting, under their limits", i, r.Results)
+			}
+			if b.ResetAfter <= 4*time.Second || b.ResetAfter > 5*time.Second+floatSlack {
+				t.Fatalf("peek %d: burst ResetAfter %v, want about one emission interval (5s)", i, b.ResetAfter)
+			}
+		}
+		// Had the peeks spent, this would be refused by the burst of 2.
+		if r := mustAllowAll(t, l, "g", checks, 1); !r.Allowed || r.Results[0].Remaining != 0 {
+			t.Fatalf("second request after three peeks: %+v, want admitted with the burst spent", r)
+		}
+		if r := peek("of a spent burst"); r.Allowed || r.Results[0].Allowed || r.Results[1].Remaining != 3 {
+			t.Fatalf("peek of a spent burst: %+v, want a request refused, sustained at 3", r)
+		}
+		// The group's own bucket is the one Allow spends.
+		own := ratelimit.Limit{Rate: 4, Period: 40 * time.Second}
+		mustAllow(t, l, "own", own)
+		r, err := l.PeekAll(ctx, "own", []ratelimit.Check{{Limit: own}})
+		if err != nil || r.Results[0].Remaining != 3 {
+			t.Fatalf("peek of the bucket Allow spent once: %+v, %v, want 3 left", r, err)
+		}
+		if _, err := l.PeekAll(ctx, "g", nil); !errors.Is(err, ratelimit.ErrInvalidLimit) {
+			t.Fatalf("peek of no buckets: %v, want ErrInvalidLimit", err)
+		}
+	})
+
 	t.Run("CostN", func(t *testing.T) {
 		l := newLimiter(t)
 		checks := []ratelimit.Check{sustained}
