@@ -1,15 +1,20 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/routes"
 )
 
@@ -83,19 +88,67 @@ func (h *Handler) CreateEnvironment(w http.ResponseWriter, r *http.Request, p *a
 	return nil
 }
 
-// ListKeys serves GET /v1/projects/{project}/api-keys.
+// ListKeys serves GET /v1/projects/{project}/api-keys. With usage=true
+// each key carries what its buckets hold; near_limit=true lists only the
+// keys with a bucket at least edge.NearLimitShare spent (with usage).
 func (h *Handler) ListKeys(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	withUsage, err := queryBool(r, "usage")
+	if err != nil {
+		return err
+	}
+	near, err := queryBool(r, "near_limit")
+	if err != nil {
+		return err
+	}
 	keys, err := h.admin.Keys.ListKeys(r.Context(), p, r.PathValue("project"))
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	views := make([]keyView, len(keys))
+	views := make([]keyView, 0, len(keys))
 	for i := range keys {
-		views[i] = viewKey(&keys[i], now)
+		v := viewKey(&keys[i], now)
+		if withUsage || near {
+			u, err := h.keyUsage(r.Context(), keys[i].Record)
+			if err != nil {
+				return err
+			}
+			if near && !u.Near() {
+				continue
+			}
+			v.Usage = u
+		}
+		views = append(views, v)
 	}
 	apierror.WriteJSON(w, http.StatusOK, listOf(views))
 	return nil
+}
+
+// keyUsage is what rec's buckets hold; a limiter that does not answer is
+// a storage failure, as for a request it could not check.
+func (h *Handler) keyUsage(ctx context.Context, rec *apikey.Record) (edge.KeyUsage, error) {
+	if h.usage == nil {
+		// Only a router built without the guard, which serves nothing.
+		return nil, apierror.Internal
+	}
+	u, err := h.usage.KeyUsage(ctx, rec)
+	if err != nil {
+		h.log.Error("reading a key's rate-limit usage", zap.String("key_id", rec.ID), zap.Error(err))
+		return nil, apierror.StorageDown
+	}
+	return u, nil
+}
+
+// queryBool reads an optional boolean query parameter: absent is false.
+func queryBool(r *http.Request, name string) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, apierror.Invalid("%s: %q is not a boolean; use true or false", name, v)
+	}
 }
 
 // CreateKey serves POST /v1/projects/{project}/api-keys.
@@ -115,13 +168,24 @@ func (h *Handler) CreateKey(w http.ResponseWriter, r *http.Request, p *authz.Pri
 	return nil
 }
 
-// GetKey serves GET /v1/api-keys/{id}.
+// GetKey serves GET /v1/api-keys/{id}; with usage=true the key carries
+// what its buckets hold.
 func (h *Handler) GetKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	withUsage, err := queryBool(r, "usage")
+	if err != nil {
+		return err
+	}
 	k, err := h.admin.Keys.GetKey(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	apierror.WriteJSON(w, http.StatusOK, viewKey(k, time.Now()))
+	v := viewKey(k, time.Now())
+	if withUsage {
+		if v.Usage, err = h.keyUsage(r.Context(), k.Record); err != nil {
+			return err
+		}
+	}
+	apierror.WriteJSON(w, http.StatusOK, v)
 	return nil
 }
 

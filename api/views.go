@@ -6,6 +6,7 @@ import (
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apikey"
+	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/ratelimit"
 )
 
@@ -35,6 +36,8 @@ type keyView struct {
 	Limits   []ratelimit.NamedLimit `json:"limits,omitempty"`
 	Quota    *ratelimit.Quota       `json:"quota,omitempty"`
 	Identity string                 `json:"identity,omitempty"`
+	// Usage is what the key's buckets hold now, when asked for.
+	Usage edge.KeyUsage `json:"usage,omitempty"`
 }
 
 func viewKey(k *keys.Key, now time.Time) keyView {

@@ -155,12 +155,16 @@ func (c *KeyCache) retire(e *KeyEntry) {
 	c.retiredMu.Unlock()
 }
 
+// keyBuckets are the rate-limit buckets of rec's key (see KeyEntry).
+func keyBuckets(rec *apikey.Record) (string, *KeyLimits) {
+	return "key:" + rec.ID, keyLimitsOf(rec)
+}
+
 func newEntry(rec *apikey.Record, d apikey.Digest, now time.Time) *KeyEntry {
 	e := &KeyEntry{Key: rec}
 	if rec != nil {
 		e.Principal = authz.ForKey(rec)
-		e.Bucket = "key:" + rec.ID
-		e.Limits = keyLimitsOf(rec)
+		e.Bucket, e.Limits = keyBuckets(rec)
 		e.validUntil, e.valid = rec.ValidUntil(d.String(), now)
 		e.Boxed = [5]any{rec.ID, rec.Type.String(), rec.Project, rec.Environment}
 		if rec.Identity != "" {

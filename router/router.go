@@ -33,9 +33,16 @@ const RequestTimeout = 10 * time.Second
 type Config struct {
 	Admin *admin.Service
 	Eval  *evaluation.Service
-	// Limits spends the dashboard's login attempts (the guard).
-	Limits dashboard.Spender
+	// Limits spends the dashboard's login attempts and reads keys' usage
+	// (the guard).
+	Limits Limits
 	Log    *zap.Logger
+}
+
+// Limits is what the router's handlers ask of the guard's rate limits.
+type Limits interface {
+	dashboard.Spender
+	api.UsageReader
 }
 
 // handler serves one route for an admitted request.
@@ -53,7 +60,7 @@ func New(cfg Config) *Router {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	rest := api.New(cfg.Admin, cfg.Eval, cfg.Log.Named("api"))
+	rest := api.New(cfg.Admin, cfg.Eval, cfg.Limits, cfg.Log.Named("api"))
 	gql := graphqlapi.NewHandler(cfg.Admin, cfg.Log.Named("graphql"))
 	dash := dashboard.New(cfg.Admin.Identity, cfg.Limits)
 
