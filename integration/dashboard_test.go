@@ -756,6 +756,57 @@ func TestDashboardKeyLimits(t *testing.T) {
 	d.b.CheckConsole()
 }
 
+// TestDashboardKeyUsage: the key list shows what is left of each key's
+// limits and quota, marks the keys near a limit, and lists only those on
+// request (GET ...?near_limit=true).
+func TestDashboardKeyUsage(t *testing.T) {
+	t.Parallel()
+	d := startDashboard(t)
+	mustStatus(t, call(t, d.c, "POST", "/v1/projects", d.admin, `{"slug":"shop","name":"Shop"}`), 201)
+	_, tight := createKey(t, d.c, d.admin, "shop", `{"name":"Tight","type":"live","environment":"production",
+		"limits":[{"name":"hourly","requests":5,"window":"1h"}],"quota":{"requests":100,"period":"day"}}`)
+	_, roomy := createKey(t, d.c, d.admin, "shop", `{"name":"Roomy","type":"live","environment":"production"}`)
+	for range 4 {
+		d.evaluate(tight, "anything")
+	}
+	d.evaluate(roomy, "anything")
+
+	tab := d.b.Tab()
+	d.login(tab, ownerEmail, ownerPassword)
+	d.goTo(tab, "keys?project=shop")
+	tightRow, roomyRow := `#keys-list tr[data-key-name="Tight"]`, `#keys-list tr[data-key-name="Roomy"]`
+	for sel, want := range map[string]string{
+		tightRow + ` .usage-bucket[data-bucket="hourly"] .usage-left`: "1 of 5 left",
+		tightRow + ` .usage-bucket[data-bucket="quota"] .usage-left`:  "96 of 100 left",
+		tightRow + ` .key-usage > .badge`:                             "Near limit",
+	} {
+		if got := strings.TrimSpace(d.waitText(tab, sel, want)); got != want {
+			t.Errorf("%s shows %q, not %q", sel, got, want)
+		}
+	}
+	// The type's default limit refills 10,000 a minute: one request is
+	// back within 6 ms, so the figure is the whole or nearly.
+	left := strings.TrimSpace(d.waitText(tab, roomyRow+` .usage-bucket[data-bucket="live"] .usage-left`, "of 10,000 left"))
+	if left != "10,000 of 10,000 left" && left != "9,999 of 10,000 left" {
+		t.Errorf("the default limit shows %q", left)
+	}
+	if evalJS[bool](d, tab, `!!document.querySelector('`+roomyRow+` .key-usage > .badge')`) {
+		t.Error("a key far from its limit is marked near it")
+	}
+	d.shot(tab, "key-usage")
+
+	d.click(tab, "#near-limit-only")
+	d.gone(tab, roomyRow)
+	d.visible(tab, tightRow)
+	if n := evalJS[int](d, tab, `document.querySelectorAll('#keys-list tbody tr').length`); n != 1 {
+		t.Errorf("near a limit only: %d keys listed, want the one", n)
+	}
+	d.shot(tab, "keys-near-limit")
+	d.click(tab, "#near-limit-only")
+	d.visible(tab, roomyRow)
+	d.b.CheckConsole()
+}
+
 // TestDashboardFlags: create a flag in the editor (the server's validation
 // message shows next to it), toggle it and watch /v1/evaluate follow, and
 // a stale toggle (someone else wrote meanwhile) is refused and re-read.

@@ -69,11 +69,16 @@ export async function render(root, ctx) {
   let project = pickProject(projects, ctx.query);
   let envs = [];
   const list = h('div', { class: 'card', id: 'keys-list', 'aria-live': 'polite' });
+  // The server decides what "near" is (the share of a limit the
+  // near-limit metric counts from), so the page asks it rather than
+  // filtering here.
+  const nearOnly = h('input', { type: 'checkbox', id: 'near-limit-only' });
+  nearOnly.addEventListener('change', () => load());
   const toolbar = h('div', { class: 'toolbar' }, projectSelect(projects, project, (p) => {
     project = p;
     ctx.setQuery({ project });
     load();
-  }));
+  }), h('label', { class: 'toolbar-check', for: nearOnly.id }, nearOnly, ' Only keys near a limit'));
   replace(body, toolbar, list);
   ctx.setQuery({ project });
   remember('project', project);
@@ -85,7 +90,7 @@ export async function render(root, ctx) {
     let keys;
     try {
       const [k, e] = await Promise.all([
-        get(v1('projects', project, 'api-keys')),
+        get(v1('projects', project, 'api-keys') + (nearOnly.checked ? '?near_limit=true' : '?usage=true')),
         get(v1('projects', project, 'environments')),
       ]);
       keys = k.data;
@@ -96,6 +101,11 @@ export async function render(root, ctx) {
     }
     if (wanted !== project) return; // another project was picked meanwhile
     newKey.disabled = false;
+    if (keys.length === 0 && nearOnly.checked) {
+      replace(list, empty('No key is near a limit',
+        'A key is listed here once a bucket it spends from (a limit, its quota, its identity’s) is 80% spent.'));
+      return;
+    }
     if (keys.length === 0) {
       replace(list, empty('No keys yet',
         'Generate a key for each application or pipeline that talks to FlagBridge.',
@@ -121,7 +131,8 @@ export async function render(root, ctx) {
       h('td', { class: 'cell-name' },
         h('span', { class: 'cell-strong' }, k.name),
         h('span', { class: 'key-hint', title: 'The key’s first and last characters' }, k.hint),
-        limitsSummary(k)),
+        limitsSummary(k),
+        usageSummary(k)),
       h('td', {}, badge(label(k.type), TYPE_BADGE[k.type])),
       h('td', {}, h('span', { class: 'perm-list' }, (k.permissions || []).map((p) => badge(p, 'neutral')))),
       h('td', {}, k.environment ? h('code', {}, k.environment) : h('span', { class: 'muted' }, 'All')),
@@ -394,6 +405,40 @@ function limitsSummary(k) {
   ].filter(Boolean);
   if (parts.length === 0) return null;
   return h('span', { class: 'key-limits-line' }, parts.map((p, i) => [i > 0 && h('span', { class: 'muted' }, ' · '), p]));
+}
+
+// NEAR is the spent share from which a bucket counts as near its limit:
+// the server's (edge.NearLimitShare), which picks the keys near_limit lists.
+const NEAR = 0.8;
+
+// usageSummary shows what each bucket of a key holds now: what is left of
+// each limit, of its quota and of its identity's, the ones nearly spent
+// marked.
+function usageSummary(k) {
+  // In the name cell, under the limits: a column of its own would push
+  // the actions out of the table.
+  if (!k.usage) return null;
+  const near = k.usage.some((b) => spent(b) >= NEAR);
+  return h('span', { class: 'key-usage' },
+    near && badge('Near limit', 'warning'),
+    k.usage.map((b) => h('span', {
+      class: ['usage-bucket', spent(b) >= NEAR && 'near'],
+      dataset: { bucket: b.name },
+      title: b.period
+        ? `Quota ${b.name}: resets ${new Date(b.reset_at).toUTCString()}`
+        : `Full again at ${new Date(b.reset_at).toLocaleTimeString()}`,
+    },
+    h('span', { class: 'usage-name' }, b.kind === 'identity' ? b.name.replace(/^identity-/, 'identity ') : b.name),
+    ' ',
+    h('span', { class: 'usage-left' }, `${formatCount(Math.max(b.remaining, 0))} of ${formatCount(b.requests)} left`),
+    h('span', { class: 'muted' }, b.period ? ` this ${b.period}` : ` per ${b.window}`),
+    b.shadow && h('span', { class: 'muted' }, ' (shadow)'),
+    // A <meter>, not a styled bar: the page's CSP allows no inline style.
+    h('meter', { class: 'usage-meter', min: '0', max: '1', high: String(NEAR), value: String(spent(b)), 'aria-hidden': 'true' }))));
+}
+
+function spent(b) {
+  return b.requests > 0 ? 1 - Math.max(b.remaining, 0) / b.requests : 0;
 }
 
 function label(s) {
