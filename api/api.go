@@ -6,13 +6,11 @@
 package api
 
 import (
-	"context"
 	"net/http"
 
 	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/admin"
-	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/internal/jsonbody"
@@ -25,19 +23,13 @@ const MaxBodyBytes = 64 << 10
 type Handler struct {
 	admin *admin.Service
 	eval  *evaluation.Service
-	usage UsageReader
+	usage edge.UsageReader
 	log   *zap.Logger
-}
-
-// UsageReader reads what the rate-limit buckets of a key hold, without
-// spending (the guard: it owns their layout).
-type UsageReader interface {
-	KeyUsage(ctx context.Context, rec *apikey.Record) (edge.KeyUsage, error)
 }
 
 // New returns the handlers over the admin and evaluation services, with
 // usage reporting what keys' buckets hold (nil: usage is not served).
-func New(svc *admin.Service, eval *evaluation.Service, usage UsageReader, log *zap.Logger) *Handler {
+func New(svc *admin.Service, eval *evaluation.Service, usage edge.UsageReader, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -59,6 +59,12 @@ func (u KeyUsage) Near() bool {
 	return false
 }
 
+// UsageReader reads what the rate-limit buckets of a key hold, without
+// spending: the Guard, which owns their layout, for the admin APIs.
+type UsageReader interface {
+	KeyUsage(ctx context.Context, rec *apikey.Record) (KeyUsage, error)
+}
+
 // KeyUsage reads, without spending, what the buckets of rec's key hold,
 // through the guard's limiter, under the storage timeout; with the
 // configuration's default limit for its type, and its identity's buckets

@@ -1,13 +1,20 @@
 package graphqlapi
 
 import (
+	"context"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
+
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/internal/jsonbody"
 	"github.com/flagbridge/flagbridge/ratelimit"
 )
@@ -135,6 +142,40 @@ func updateIn(in UpdateAPIKeyInput) keys.UpdateInput {
 	}
 	if v, ok := in.Identity.ValueOK(); ok {
 		out.Identity = jsonbody.Optional[string]{Set: true, Value: v}
+	}
+	return out
+}
+
+// usageWanted reports whether the query selects usage of the keys the
+// current field returns: it is read from the limiter only then.
+func usageWanted(ctx context.Context) bool {
+	return slices.Contains(graphql.CollectAllFields(ctx), "usage")
+}
+
+// keyUsage is what rec's buckets hold. A limiter that does not answer is
+// a storage failure (the error presenter logs it).
+func (r *Resolver) keyUsage(ctx context.Context, rec *apikey.Record) (edge.KeyUsage, error) {
+	if r.Usage == nil {
+		return nil, apierror.Internal
+	}
+	return r.Usage.KeyUsage(ctx, rec)
+}
+
+func bucketUsage(u edge.KeyUsage) []*BucketUsage {
+	out := make([]*BucketUsage, len(u))
+	for i, b := range u {
+		g := &BucketUsage{
+			Name: b.Name, Kind: BucketKind(strings.ToUpper(b.Kind)), Requests: int(min(b.Requests, math.MaxInt32)),
+			Remaining: int(min(b.Remaining, math.MaxInt32)), ResetAt: b.ResetAt, Shadow: b.Shadow,
+		}
+		if b.Period != "" {
+			p := QuotaPeriod(strings.ToUpper(string(b.Period)))
+			g.Period = &p
+		} else {
+			w := b.Window.String()
+			g.Window = &w
+		}
+		out[i] = g
 	}
 	return out
 }

@@ -56,6 +56,18 @@ type ComplexityRoot struct {
 		RotatedAt   func(childComplexity int) int
 		Status      func(childComplexity int) int
 		Type        func(childComplexity int) int
+		Usage       func(childComplexity int) int
+	}
+
+	BucketUsage struct {
+		Kind      func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Period    func(childComplexity int) int
+		Remaining func(childComplexity int) int
+		Requests  func(childComplexity int) int
+		ResetAt   func(childComplexity int) int
+		Shadow    func(childComplexity int) int
+		Window    func(childComplexity int) int
 	}
 
 	CallingKey struct {
@@ -123,7 +135,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APIKeys  func(childComplexity int, project *string) int
+		APIKeys  func(childComplexity int, project *string, nearLimit *bool) int
 		Projects func(childComplexity int) int
 		Viewer   func(childComplexity int) int
 	}
@@ -167,7 +179,7 @@ type MutationResolver interface {
 }
 type QueryResolver interface {
 	Viewer(ctx context.Context) (*Viewer, error)
-	APIKeys(ctx context.Context, project *string) ([]*APIKey, error)
+	APIKeys(ctx context.Context, project *string, nearLimit *bool) ([]*APIKey, error)
 	Projects(ctx context.Context) ([]*Project, error)
 }
 
@@ -303,6 +315,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.APIKey.Type(childComplexity), true
+	case "APIKey.usage":
+		if e.ComplexityRoot.APIKey.Usage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.APIKey.Usage(childComplexity), true
+
+	case "BucketUsage.kind":
+		if e.ComplexityRoot.BucketUsage.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Kind(childComplexity), true
+	case "BucketUsage.name":
+		if e.ComplexityRoot.BucketUsage.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Name(childComplexity), true
+	case "BucketUsage.period":
+		if e.ComplexityRoot.BucketUsage.Period == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Period(childComplexity), true
+	case "BucketUsage.remaining":
+		if e.ComplexityRoot.BucketUsage.Remaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Remaining(childComplexity), true
+	case "BucketUsage.requests":
+		if e.ComplexityRoot.BucketUsage.Requests == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Requests(childComplexity), true
+	case "BucketUsage.resetAt":
+		if e.ComplexityRoot.BucketUsage.ResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.ResetAt(childComplexity), true
+	case "BucketUsage.shadow":
+		if e.ComplexityRoot.BucketUsage.Shadow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Shadow(childComplexity), true
+	case "BucketUsage.window":
+		if e.ComplexityRoot.BucketUsage.Window == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Window(childComplexity), true
 
 	case "CallingKey.environment":
 		if e.ComplexityRoot.CallingKey.Environment == nil {
@@ -599,7 +666,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["project"].(*string)), true
+		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["project"].(*string), args["nearLimit"].(*bool)), true
 
 	case "Query.projects":
 		if e.ComplexityRoot.Query.Projects == nil {
@@ -850,8 +917,32 @@ func (ec *executionContext) childFields_APIKey(ctx context.Context, field graphq
 		return ec.fieldContext_APIKey_quota(ctx, field)
 	case "identity":
 		return ec.fieldContext_APIKey_identity(ctx, field)
+	case "usage":
+		return ec.fieldContext_APIKey_usage(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type APIKey", field.Name)
+}
+
+func (ec *executionContext) childFields_BucketUsage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_BucketUsage_name(ctx, field)
+	case "kind":
+		return ec.fieldContext_BucketUsage_kind(ctx, field)
+	case "requests":
+		return ec.fieldContext_BucketUsage_requests(ctx, field)
+	case "window":
+		return ec.fieldContext_BucketUsage_window(ctx, field)
+	case "period":
+		return ec.fieldContext_BucketUsage_period(ctx, field)
+	case "remaining":
+		return ec.fieldContext_BucketUsage_remaining(ctx, field)
+	case "resetAt":
+		return ec.fieldContext_BucketUsage_resetAt(ctx, field)
+	case "shadow":
+		return ec.fieldContext_BucketUsage_shadow(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BucketUsage", field.Name)
 }
 
 func (ec *executionContext) childFields_CallingKey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1233,6 +1324,14 @@ func (ec *executionContext) field_Query_apiKeys_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "nearLimit",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["nearLimit"] = arg1
 	return args, nil
 }
 
@@ -1772,6 +1871,222 @@ func (ec *executionContext) _APIKey_identity(ctx context.Context, field graphql.
 }
 func (ec *executionContext) fieldContext_APIKey_identity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("APIKey", field, false, false, "String")
+}
+
+func (ec *executionContext) _APIKey_usage(ctx context.Context, field graphql.CollectedField, obj *APIKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_APIKey_usage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Usage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*BucketUsage) graphql.Marshaler {
+			return ec.marshalNBucketUsage2ᚕᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketUsageᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_APIKey_usage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "APIKey",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BucketUsage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BucketUsage_name(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "String")
+}
+
+func (ec *executionContext) _BucketUsage_kind(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v BucketKind) graphql.Marshaler {
+			return ec.marshalNBucketKind2githubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "BucketKind")
+}
+
+func (ec *executionContext) _BucketUsage_requests(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_requests(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Requests, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_requests(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BucketUsage_window(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_window(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Window, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_window(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "String")
+}
+
+func (ec *executionContext) _BucketUsage_period(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_period(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Period, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *QuotaPeriod) graphql.Marshaler {
+			return ec.marshalOQuotaPeriod2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐQuotaPeriod(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_period(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "QuotaPeriod")
+}
+
+func (ec *executionContext) _BucketUsage_remaining(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_remaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_remaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BucketUsage_resetAt(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_resetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_resetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BucketUsage_shadow(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_shadow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Shadow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_shadow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _CallingKey_id(ctx context.Context, field graphql.CollectedField, obj *CallingKey) (ret graphql.Marshaler) {
@@ -2925,7 +3240,7 @@ func (ec *executionContext) _Query_apiKeys(ctx context.Context, field graphql.Co
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().APIKeys(ctx, fc.Args["project"].(*string))
+			return ec.Resolvers.Query().APIKeys(ctx, fc.Args["project"].(*string), fc.Args["nearLimit"].(*bool))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*APIKey) graphql.Marshaler {
@@ -4874,6 +5189,79 @@ func (ec *executionContext) _APIKey(ctx context.Context, sel ast.SelectionSet, o
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "usage":
+			out.Values[i] = ec._APIKey_usage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bucketUsageImplementors = []string{"BucketUsage"}
+
+func (ec *executionContext) _BucketUsage(ctx context.Context, sel ast.SelectionSet, obj *BucketUsage) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bucketUsageImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BucketUsage")
+		case "name":
+			out.Values[i] = ec._BucketUsage_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._BucketUsage_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requests":
+			out.Values[i] = ec._BucketUsage_requests(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "window":
+			out.Values[i] = ec._BucketUsage_window(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "period":
+			out.Values[i] = ec._BucketUsage_period(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "remaining":
+			out.Values[i] = ec._BucketUsage_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetAt":
+			out.Values[i] = ec._BucketUsage_resetAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "shadow":
+			out.Values[i] = ec._BucketUsage_shadow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5968,6 +6356,40 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNBucketKind2githubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketKind(ctx context.Context, v any) (BucketKind, error) {
+	var res BucketKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBucketKind2githubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketKind(ctx context.Context, sel ast.SelectionSet, v BucketKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNBucketUsage2ᚕᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketUsageᚄ(ctx context.Context, sel ast.SelectionSet, v []*BucketUsage) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBucketUsage2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketUsage(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBucketUsage2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐBucketUsage(ctx context.Context, sel ast.SelectionSet, v *BucketUsage) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BucketUsage!")
+		return graphql.Null
+	}
+	return ec._BucketUsage(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNCallingKey2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐCallingKey(ctx context.Context, sel ast.SelectionSet, v *CallingKey) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "CallingKey!")
@@ -6508,6 +6930,22 @@ func (ec *executionContext) unmarshalOQuotaInput2ᚖgithubᚗcomᚋflagbridgeᚋ
 	}
 	res, err := ec.unmarshalInputQuotaInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOQuotaPeriod2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐQuotaPeriod(ctx context.Context, v any) (*QuotaPeriod, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(QuotaPeriod)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOQuotaPeriod2ᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐQuotaPeriod(ctx context.Context, sel ast.SelectionSet, v *QuotaPeriod) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalORateLimit2ᚕᚖgithubᚗcomᚋflagbridgeᚋflagbridgeᚋgraphqlapiᚐRateLimitᚄ(ctx context.Context, sel ast.SelectionSet, v []*RateLimit) graphql.Marshaler {

@@ -126,7 +126,7 @@ func (w *world) stopsWorking(t *testing.T, key string) bool {
 
 func TestGraphQLServeWithoutCaller(t *testing.T) {
 	t.Parallel()
-	h := graphqlapi.NewHandler(nil, nil)
+	h := graphqlapi.NewHandler(nil, nil, nil)
 	rec := httptest.NewRecorder()
 	h.Serve(rec, httptest.NewRequest("POST", "/graphql", strings.NewReader(`{"query":"{ viewer { id } }"}`)), nil, nil)
 	if rec.Code != http.StatusUnauthorized || rec.Body.String() != unauthenticatedBody {

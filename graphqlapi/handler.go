@@ -23,6 +23,7 @@ import (
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
 )
 
 // Bounds on what one request may ask.
@@ -75,12 +76,12 @@ type Handler struct {
 }
 
 // NewHandler returns the GraphQL endpoint over the admin services.
-func NewHandler(svc *admin.Service, log *zap.Logger) *Handler {
+func NewHandler(svc *admin.Service, usage edge.UsageReader, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	h := &Handler{log: log}
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Admin: svc}}))
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: &Resolver{Admin: svc, Usage: usage}}))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))

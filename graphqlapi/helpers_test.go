@@ -98,7 +98,7 @@ func newWorld(t *testing.T, st store.Store, opts testchain.Options) *world {
 	t.Helper()
 	c := testchain.New(st, opts)
 	t.Cleanup(c.Close)
-	w := &world{svc: c.Admin, st: st, chain: c, direct: graphqlapi.NewHandler(c.Admin, nil), secrets: map[string]bool{}}
+	w := &world{svc: c.Admin, st: st, chain: c, direct: graphqlapi.NewHandler(c.Admin, c.Guard, nil), secrets: map[string]bool{}}
 	w.svc.SetClock(func() time.Time { return time.Now().Add(time.Duration(w.offset.Load())) })
 	return w
 }

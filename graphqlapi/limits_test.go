@@ -3,6 +3,7 @@ package graphqlapi_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -264,5 +265,78 @@ func TestGraphQLMutationsChargeTheQuota(t *testing.T) {
 		if rec, err := w.svc.Keys.GetKey(context.Background(), o.rootP, id); err != nil || rec.RevokedAt != nil {
 			t.Fatalf("key %s after the refused operation: %+v, %v", id, rec, err)
 		}
+	}
+}
+
+// TestGraphQLKeyUsage: apiKeys and updateAPIKey show what a key's buckets
+// hold when usage is selected, read without spending, and nearLimit lists
+// only the keys with a bucket 80% spent.
+func TestGraphQLKeyUsage(t *testing.T) {
+	t.Parallel()
+	w := fileWorld(t)
+	o := w.newOrg(t, "Acme", "owner@example.com", "Olive Owner", "a")
+	tightKey, tight := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "tight", Type: "live", Environment: "production",
+		Limits: []keys.LimitInput{{Name: "hourly", Requests: 5, Window: "1h"}}, Quota: &ratelimit.Quota{Requests: 100, Period: ratelimit.Day}})
+	_, roomy := w.mint(t, o.rootKey, "a", keys.CreateInput{Name: "roomy", Type: "live", Environment: "production"})
+	for range 4 {
+		r := httptest.NewRequest("POST", "https://flagbridge.test/v1/evaluate", strings.NewReader(`{"flag":"x"}`))
+		r.Header.Set("Authorization", "Bearer "+tightKey)
+		r.Header.Set("Content-Type", "application/json")
+		if rec := w.serve(r); rec.Code == http.StatusTooManyRequests {
+			t.Fatalf("evaluation refused: %s", rec.Body)
+		}
+	}
+	type bucket struct {
+		Name      string    `json:"name"`
+		Kind      string    `json:"kind"`
+		Requests  int       `json:"requests"`
+		Window    *string   `json:"window"`
+		Period    *string   `json:"period"`
+		Remaining int       `json:"remaining"`
+		ResetAt   time.Time `json:"resetAt"`
+		Shadow    bool      `json:"shadow"`
+	}
+	type keyUsage struct {
+		ID    string   `json:"id"`
+		Usage []bucket `json:"usage"`
+	}
+	const fields = `id usage { name kind requests window period remaining resetAt shadow }`
+	list := func(args string) map[string][]bucket {
+		t.Helper()
+		var ks []keyUsage
+		w.gql(t, o.rootKey, `{ apiKeys(project: "a"`+args+`) { `+fields+` } }`, nil).ok(t).field(t, "apiKeys", &ks)
+		out := map[string][]bucket{}
+		for _, k := range ks {
+			out[k.ID] = k.Usage
+		}
+		return out
+	}
+	for range 2 { // reading twice: nothing spent by the first
+		all := list("")
+		u := all[tight.ID]
+		if len(u) != 2 || u[0].Name != "hourly" || u[0].Kind != "KEY" || u[0].Requests != 5 || u[0].Remaining != 1 || u[0].Window == nil || *u[0].Window != "1h" || u[0].Period != nil {
+			t.Fatalf("tight key's usage %+v, want 1 of 5 an hour left first", u)
+		}
+		if q := u[1]; q.Name != "quota" || q.Period == nil || *q.Period != "DAY" || q.Remaining != 96 || q.Window != nil {
+			t.Fatalf("tight key's quota usage %+v, want 96 of 100 a day left", q)
+		}
+		if r := all[roomy.ID]; len(r) != 1 || r[0].Name != "live" || r[0].Requests != 10000 {
+			t.Fatalf("roomy key's usage %+v, want its type's default limit", r)
+		}
+	}
+	near := list(", nearLimit: true")
+	if _, ok := near[tight.ID]; !ok || len(near) != 1 {
+		t.Fatalf("nearLimit lists %v, want the tight key alone", near)
+	}
+	// updateAPIKey shows the usage under the new limits: one of a new
+	// name is a fresh bucket (the README's way to reset one).
+	var updated keyUsage
+	w.gql(t, o.rootKey, `mutation($id: ID!) { updateAPIKey(id: $id, input: {limits: [{name: "hourly-v2", requests: 50, window: "1h"}]}) { `+fields+` } }`,
+		map[string]any{"id": tight.ID}).ok(t).field(t, "updateAPIKey", &updated)
+	if len(updated.Usage) != 2 || updated.Usage[0].Requests != 50 || updated.Usage[0].Remaining != 50 || updated.Usage[1].Remaining != 96 {
+		t.Fatalf("updateAPIKey's usage %+v, want a fresh limit of 50 and the quota's 96 left", updated.Usage)
+	}
+	if got := list(", nearLimit: true"); len(got) != 0 {
+		t.Fatalf("after raising the limit, nearLimit lists %v", got)
 	}
 }

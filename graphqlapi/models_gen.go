@@ -36,6 +36,26 @@ type APIKey struct {
 	Quota  *Quota       `json:"quota,omitempty"`
 	// The customer the key belongs to, if any.
 	Identity *string `json:"identity,omitempty"`
+	// What the key's rate-limit buckets hold now, read without spending: its limits (or its type's default one), its quota and its identity's. Route limits depend on the route called and are not in it.
+	Usage []*BucketUsage `json:"usage"`
+}
+
+// One rate-limit bucket a key spends from, as it is now.
+type BucketUsage struct {
+	// The bucket's policy name (as in RateLimit-Policy): the key type for its default limit, a limit's name, quota, or identity-<name>.
+	Name string     `json:"name"`
+	Kind BucketKind `json:"kind"`
+	// The limit per window, or the quota per period.
+	Requests int `json:"requests"`
+	// A rate limit's window, e.g. "1m"; null for a quota.
+	Window *string `json:"window,omitempty"`
+	// A quota's period; null for a rate limit.
+	Period *QuotaPeriod `json:"period,omitempty"`
+	// How many requests the bucket would admit now.
+	Remaining int `json:"remaining"`
+	// When the bucket is full again: for a quota, the end of its period.
+	ResetAt time.Time `json:"resetAt"`
+	Shadow  bool      `json:"shadow"`
 }
 
 type CallingKey struct {
@@ -175,6 +195,63 @@ type Viewer struct {
 	Organization *Organization `json:"organization"`
 	// The key that made this request.
 	Key *CallingKey `json:"key"`
+}
+
+type BucketKind string
+
+const (
+	// The key's own.
+	BucketKindKey BucketKind = "KEY"
+	// Shared by every key of the key's identity.
+	BucketKindIdentity BucketKind = "IDENTITY"
+)
+
+var AllBucketKind = []BucketKind{
+	BucketKindKey,
+	BucketKindIdentity,
+}
+
+func (e BucketKind) IsValid() bool {
+	switch e {
+	case BucketKindKey, BucketKindIdentity:
+		return true
+	}
+	return false
+}
+
+func (e BucketKind) String() string {
+	return string(e)
+}
+
+func (e *BucketKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BucketKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BucketKind", str)
+	}
+	return nil
+}
+
+func (e BucketKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BucketKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BucketKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // How people describe a key: what it may do, and where.

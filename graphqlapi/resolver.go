@@ -7,12 +7,15 @@ import (
 	"github.com/flagbridge/flagbridge/admin"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
 )
 
-// Resolver is the root of the resolvers: the admin services, and nothing
-// else. The calling key travels in the request's context.
+// Resolver is the root of the resolvers: the admin services, and what
+// keys' rate-limit buckets hold (the guard). The calling key travels in
+// the request's context.
 type Resolver struct {
 	Admin *admin.Service
+	Usage edge.UsageReader
 }
 
 type callerKey struct{}

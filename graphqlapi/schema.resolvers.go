@@ -89,7 +89,15 @@ func (r *mutationResolver) UpdateAPIKey(ctx context.Context, id string, input Up
 			owner = member(m)
 		}
 	}
-	return apiKey(k, owner, time.Now()), nil
+	out := apiKey(k, owner, time.Now())
+	if usageWanted(ctx) {
+		u, err := r.keyUsage(ctx, k.Record)
+		if err != nil {
+			return nil, err
+		}
+		out.Usage = bucketUsage(u)
+	}
+	return out, nil
 }
 
 // Viewer is the resolver for the viewer field.
@@ -114,7 +122,7 @@ func (r *queryResolver) Viewer(ctx context.Context) (*Viewer, error) {
 }
 
 // APIKeys is the resolver for the apiKeys field.
-func (r *queryResolver) APIKeys(ctx context.Context, project *string) ([]*APIKey, error) {
+func (r *queryResolver) APIKeys(ctx context.Context, project *string, nearLimit *bool) ([]*APIKey, error) {
 	c := caller(ctx)
 	var list []keys.Key
 	var err error
@@ -135,9 +143,22 @@ func (r *queryResolver) APIKeys(ctx context.Context, project *string) ([]*APIKey
 		owners[members[i].ID] = member(&members[i])
 	}
 	now := time.Now()
-	out := make([]*APIKey, len(list))
+	near := nearLimit != nil && *nearLimit
+	withUsage := near || usageWanted(ctx)
+	out := make([]*APIKey, 0, len(list))
 	for i := range list {
-		out[i] = apiKey(&list[i], owners[list[i].OwnerID], now)
+		k := apiKey(&list[i], owners[list[i].OwnerID], now)
+		if withUsage {
+			u, err := r.keyUsage(ctx, list[i].Record)
+			if err != nil {
+				return nil, err
+			}
+			if near && !u.Near() {
+				continue
+			}
+			k.Usage = bucketUsage(u)
+		}
+		out = append(out, k)
 	}
 	return out, nil
 }

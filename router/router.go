@@ -42,7 +42,7 @@ type Config struct {
 // Limits is what the router's handlers ask of the guard's rate limits.
 type Limits interface {
 	dashboard.Spender
-	api.UsageReader
+	edge.UsageReader
 }
 
 // handler serves one route for an admitted request.
@@ -61,7 +61,7 @@ func New(cfg Config) *Router {
 		cfg.Log = zap.NewNop()
 	}
 	rest := api.New(cfg.Admin, cfg.Eval, cfg.Limits, cfg.Log.Named("api"))
-	gql := graphqlapi.NewHandler(cfg.Admin, cfg.Log.Named("graphql"))
+	gql := graphqlapi.NewHandler(cfg.Admin, cfg.Limits, cfg.Log.Named("graphql"))
 	dash := dashboard.New(cfg.Admin.Identity, cfg.Limits)
 
 	// as serves a route on behalf of the admitted principal.
