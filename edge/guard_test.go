@@ -1004,6 +1004,65 @@ func BenchmarkGuardHotPathRedis(b *testing.B) {
 // the headers and the Admission the next handler writes through. setup, if
 // not nil, changes the guard before the measurement (metrics, options).
 func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter, setup func(*Guard, Config)) {
+	benchmarkGuardKey(b, st, lim, keys.CreateInput{Name: "b", Type: "live", Environment: "production"}, setup)
+}
+
+// BenchmarkGuardLimitedKey is BenchmarkGuardHotPath for the key of the
+// load benchmark's scenario (h): two limits and a quota of its own, and an
+// identity with a limit of its own, five buckets spent per request.
+func BenchmarkGuardLimitedKey(b *testing.B) {
+	benchmarkGuardKey(b, benchFileStore(b), ratelimit.NewMemory(), keys.CreateInput{Name: "b", Type: "live", Environment: "production",
+		Identity: "acme",
+		Limits:   []keys.LimitInput{{Name: "burst", Requests: 100_000_000, Window: "1s"}, {Name: "sustained", Requests: 1 << 30, Window: "1m"}},
+		Quota:    &ratelimit.Quota{Requests: 1 << 50, Period: ratelimit.Month}},
+		func(g *Guard, _ Config) {
+			g.SetIdentities(NewIdentityCache(benchIdentity{}, 0))
+		})
+}
+
+// BenchmarkGuardLimitedKeyRedis and BenchmarkGuardHotPathBatching are the
+// two on Redis through the limiter Caddy runs there, side by side: what
+// the five buckets cost over the one.
+func BenchmarkGuardLimitedKeyRedis(b *testing.B) {
+	benchmarkGuardOnBatching(b, func(b *testing.B, st store.Store, lim ratelimit.Limiter) {
+		benchmarkGuardKey(b, st, lim, keys.CreateInput{Name: "b", Type: "live", Environment: "production",
+			Identity: "acme",
+			Limits:   []keys.LimitInput{{Name: "burst", Requests: 100_000_000, Window: "1s"}, {Name: "sustained", Requests: 1 << 30, Window: "1m"}},
+			Quota:    &ratelimit.Quota{Requests: 1 << 50, Period: ratelimit.Month}},
+			func(g *Guard, _ Config) {
+				g.SetIdentities(NewIdentityCache(benchIdentity{}, 0))
+			})
+	})
+}
+
+func BenchmarkGuardHotPathBatching(b *testing.B) {
+	benchmarkGuardOnBatching(b, func(b *testing.B, st store.Store, lim ratelimit.Limiter) {
+		benchmarkGuard(b, st, lim, nil)
+	})
+}
+
+func benchmarkGuardOnBatching(b *testing.B, run func(*testing.B, store.Store, ratelimit.Limiter)) {
+	r := testenv.StartRedis(b)
+	st, err := store.OpenRedis(r.URL(), store.Options{KeyPrefix: testenv.UniquePrefix(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	lim := ratelimit.NewBatchingRedis(st.Client(), st.Prefix(), ratelimit.BatchingOptions{})
+	defer lim.Close()
+	b.SetParallelism(16)
+	run(b, st, lim)
+}
+
+// benchIdentity gives every identity one limit that is never reached.
+type benchIdentity struct{}
+
+func (benchIdentity) LookupIdentityLimits(context.Context, string, string, string) (*IdentityLimits, error) {
+	return &IdentityLimits{Limits: []ratelimit.NamedLimit{named("shared", 1<<30, time.Minute)}}, nil
+}
+
+// benchmarkGuardKey is benchmarkGuard for a key created from in.
+func benchmarkGuardKey(b *testing.B, st store.Store, lim ratelimit.Limiter, in keys.CreateInput, setup func(*Guard, Config)) {
 	svc := admin.New(st)
 	ctx := context.Background()
 	boot, err := svc.Bootstrap(ctx, admin.BootstrapInput{OwnerEmail: ownerEmail, OwnerName: "Owner"})
@@ -1013,7 +1072,7 @@ func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter, setup f
 	if _, _, err := svc.Tenancy.CreateProject(ctx, boot.Principal, tenancy.CreateProjectInput{Slug: "app"}); err != nil {
 		b.Fatal(err)
 	}
-	k, err := svc.Keys.CreateKey(ctx, boot.Principal, "app", keys.CreateInput{Name: "b", Type: "live", Environment: "production"})
+	k, err := svc.Keys.CreateKey(ctx, boot.Principal, "app", in)
 	if err != nil {
 		b.Fatal(err)
 	}

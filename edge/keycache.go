@@ -85,6 +85,10 @@ type KeyEntry struct {
 	valid      bool
 	validUntil time.Time // zero: no expiry
 	lastUsed   atomic.Int64
+	// merged caches the key's buckets joined with its identity's, as
+	// checks returns them for a route without limits of its own, so that
+	// a request of such a key does not build them anew.
+	merged atomic.Pointer[mergedChecks]
 }
 
 // Admits reports whether the digest authenticates its key at time now.

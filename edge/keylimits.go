@@ -140,13 +140,43 @@ func (e *KeyEntry) checks(def ratelimit.Limit, shared []ratelimit.Check, route [
 	if !kl.Default && len(shared) == 0 && len(route) == 0 {
 		return kl.Group, kl.Checks
 	}
-	checks := make([]ratelimit.Check, 0, len(kl.Checks)+len(shared)+len(route))
+	if len(route) == 0 {
+		// The same for every request until the configuration or the
+		// identity's cached entry changes: built once, shared read-only.
+		if m := e.merged.Load(); m != nil && m.def == def && sameSlice(m.shared, shared) {
+			return kl.Group, m.checks
+		}
+		m := &mergedChecks{def: def, shared: shared, checks: mergeChecks(kl, def, shared, 0)}
+		e.merged.Store(m)
+		return kl.Group, m.checks
+	}
+	return kl.Group, appendRoute(mergeChecks(kl, def, shared, len(route)), route)
+}
+
+// mergedChecks are a key's buckets joined with its identity's (see
+// KeyEntry.merged), for def as its type's limit and shared as the
+// identity's buckets.
+type mergedChecks struct {
+	def    ratelimit.Limit
+	shared []ratelimit.Check
+	checks []ratelimit.Check
+}
+
+// mergeChecks returns a new slice of kl's buckets, with def as the type's
+// limit if kl has it, then shared, with room for extra more.
+func mergeChecks(kl *KeyLimits, def ratelimit.Limit, shared []ratelimit.Check, extra int) []ratelimit.Check {
+	checks := make([]ratelimit.Check, 0, len(kl.Checks)+len(shared)+extra)
 	checks = append(checks, kl.Checks...)
 	if kl.Default {
 		checks[0].Limit = def
 	}
-	checks = append(checks, shared...)
-	return kl.Group, appendRoute(checks, route)
+	return append(checks, shared...)
+}
+
+// sameSlice reports whether a and b are the same slice (not only equal):
+// an identity's cached entry keeps its buckets' slice for its lifetime.
+func sameSlice(a, b []ratelimit.Check) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // appendRoute appends the buckets of a route's limits: by name, within the

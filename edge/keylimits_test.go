@@ -457,3 +457,29 @@ func TestShadowLogPerKind(t *testing.T) {
 		t.Fatalf("shadow log lines by bucket kind: %v, want one each for key and route", kinds)
 	}
 }
+
+// TestMergedChecksFollowTheirInputs: the buckets of a key of an identity
+// are joined once and reused, and joined anew when the type's limit (a
+// reload) or the identity's cached entry changes.
+func TestMergedChecksFollowTheirInputs(t *testing.T) {
+	e := newEntry(&apikey.Record{ID: "k1", OrgID: "o", Project: "p", Type: apikey.Live, Identity: "acme"}, apikey.Digest{}, time.Now())
+	shared := []ratelimit.Check{{Key: "identity:pool", Name: "identity-pool", Limit: ratelimit.PerMinute(5)}}
+	def := ratelimit.PerMinute(100)
+	_, a := e.checks(def, shared, nil)
+	_, b := e.checks(def, shared, nil)
+	if len(a) != 2 || &a[0] != &b[0] || a[0].Limit != def || a[1] != shared[0] {
+		t.Fatalf("two requests: %+v and %+v, want one joined slice of the type's limit and the identity's", a, b)
+	}
+	_, c := e.checks(ratelimit.PerMinute(200), shared, nil)
+	if c[0].Limit != ratelimit.PerMinute(200) || a[0].Limit != def {
+		t.Fatalf("after a reload: %+v (and the old slice %+v), want the new limit in a new slice", c, a)
+	}
+	newer := []ratelimit.Check{{Key: "identity:pool", Name: "identity-pool", Limit: ratelimit.PerMinute(7)}}
+	if _, d := e.checks(ratelimit.PerMinute(200), newer, nil); d[1].Limit != ratelimit.PerMinute(7) {
+		t.Fatalf("after the identity changed: %+v", d)
+	}
+	route := []ratelimit.NamedLimit{named("search", 3, time.Hour)}
+	if _, r := e.checks(def, shared, route); len(r) != 3 || r[2].Key != "route:search" {
+		t.Fatalf("with a route's limit: %+v", r)
+	}
+}
