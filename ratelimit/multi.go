@@ -195,8 +195,11 @@ for i = 1, #KEYS do
     reset = b.tat
   else
     if spent > 0 then
-      redis.call('INCRBY', KEYS[i], spent)
-      redis.call('PEXPIREAT', KEYS[i], b.ends)
+      -- The count expires with its period: set once, when the period's
+      -- first request creates it (the key names the period).
+      if redis.call('INCRBY', KEYS[i], spent) == spent then
+        redis.call('PEXPIREAT', KEYS[i], b.ends)
+      end
     end
     reset = (b.ends - now_ms) * 1e6
     if reset < 0 then reset = 0 end

@@ -161,3 +161,38 @@ func abs[T int | time.Duration](x T) T {
 	}
 	return x
 }
+
+// TestQuotaKeyExpiresWithItsPeriod: a quota's count on Redis goes away when
+// its period ends, and spending more of it keeps that expiry, on both
+// Redis limiters.
+func TestQuotaKeyExpiresWithItsPeriod(t *testing.T) {
+	client := testenv.StartRedis(t).Client()
+	for name, newLim := range map[string]func(prefix string) ratelimit.MultiLimiter{
+		"redis":    func(p string) ratelimit.MultiLimiter { return ratelimit.NewRedis(client, p) },
+		"batching": func(p string) ratelimit.MultiLimiter { return newBatching(t, client, p, ratelimit.BatchingOptions{}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			prefix := testenv.UniquePrefix(t)
+			lim := newLim(prefix)
+			checks := []ratelimit.Check{{Key: "q", Quota: 10, Period: ratelimit.Day}}
+			for range 3 {
+				if _, err := lim.AllowAll(t.Context(), "g", checks, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now()
+			_, end := ratelimit.Day.Bounds(now)
+			key := "rate:" + prefix + ":ml:{g}:q:" + now.UTC().Format("2006-01-02")
+			if n, err := client.Get(t.Context(), key).Int(); err != nil || n != 3 {
+				t.Fatalf("%s holds %d, %v, want 3", key, n, err)
+			}
+			at, err := client.PExpireTime(t.Context(), key).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := time.UnixMilli(int64(at / time.Millisecond)); !got.Equal(end) {
+				t.Fatalf("%s expires at %v, want the period's end %v", key, got, end)
+			}
+		})
+	}
+}
