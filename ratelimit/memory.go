@@ -112,9 +112,13 @@ func (m *MemoryLimiter) allowN(key string, limit Limit, n int) (Result, error) {
 	if err != nil {
 		return Result{Limit: limit}, err
 	}
-	now := m.elapsed()
 	s := &m.shards[maphash.String(m.seed, key)%shardCount]
 	s.mu.Lock()
+	// The clock is read under the lock: a reading taken before it could
+	// be older than one another call has used on this bucket since, and
+	// the arithmetic would then run the bucket's time backwards (a
+	// Remaining off by one, or a cost-n request straddling another's).
+	now := m.elapsed()
 	if s.calls++; s.calls >= max(m.minSweep, s.sweepAt) {
 		s.sweep(now)
 	}
@@ -218,13 +222,15 @@ func (m *MemoryLimiter) PeekAll(_ context.Context, group string, checks []Check)
 // allowAll is AllowAll for checks that passed checkAll; peek makes it
 // spend nothing.
 func (m *MemoryLimiter) allowAll(group string, checks []Check, n int, peek bool) MultiResult {
+	// The period is read before the locks, to name the quotas' buckets;
+	// the time the buckets are computed at, after them (see allowN).
 	wall := m.now()
-	now := int64(wall.Sub(m.epoch))
 	type bucket struct {
 		key              string
 		shard            *memShard
 		emission, offset int64
 		tat, end         int64
+		endAt            time.Time // a quota's period end
 		used, available  int64
 		fits, quota      bool
 	}
@@ -237,7 +243,7 @@ func (m *MemoryLimiter) allowAll(group string, checks []Check, n int, peek bool)
 		if c.Quota > 0 {
 			id, start, end := quotaWindow(c.Period, wall)
 			b.key += ":" + id
-			b.quota, b.end = true, now+int64(end.Sub(wall))
+			b.quota, b.endAt = true, end
 			res.Results[i].Limit = quotaLimit(c, start, end)
 		} else {
 			b.emission, b.offset, _ = c.Limit.gcra()
@@ -249,16 +255,23 @@ func (m *MemoryLimiter) allowAll(group string, checks []Check, n int, peek bool)
 		if locked[i] {
 			s := &m.shards[i]
 			s.mu.Lock()
+			defer s.mu.Unlock()
+		}
+	}
+	wall = m.now()
+	now := int64(wall.Sub(m.epoch))
+	for i := range locked {
+		if s := &m.shards[i]; locked[i] {
 			if s.calls++; s.calls >= max(m.minSweep, s.sweepAt) {
 				s.sweep(now)
 			}
-			defer s.mu.Unlock()
 		}
 	}
 	for i, c := range checks {
 		b := &bs[i]
 		b.shard = &m.shards[maphash.String(m.seed, b.key)%shardCount]
 		if b.quota {
+			b.end = now + int64(b.endAt.Sub(wall))
 			if q, found := b.shard.quotas[b.key]; found && q.end > now {
 				b.used = q.used
 			}
