@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,15 +118,50 @@ func (r *Redis) Client() *redis.Client {
 	return c
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port that was free on every interface a moment
+// ago, for a test server to listen on.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	// Below the kernel's ephemeral range: a port handed out there may be
+	// taken again at any moment by a listener on port 0 (an httptest
+	// server of another test) or by an outgoing connection, before the
+	// server this port is for binds it. Here only other FreePort callers
+	// compete, at random among thousands, and each checks by binding.
+	low, high := 20000, ephemeralLow()
+	for range 100 {
+		if high-low < 1000 {
+			break
+		}
+		port := low + mathrand.IntN(high-low)
+		if l, err := net.Listen("tcp", ":"+strconv.Itoa(port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range
+// (32768 where it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // UniquePrefix returns a random name for isolating one test's keys in a
