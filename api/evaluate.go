@@ -59,10 +59,23 @@ func viewOutcome(o evaluation.Outcome) evaluationView {
 // context is parsed once.
 var errContextNotObject = invalidContext("context must be a JSON object")
 
-// decodeEvaluation decodes an evaluation request's body, reporting a
-// context of the wrong type as INVALID_CONTEXT.
+// evaluationFieldErrors are the answers to members of the wrong type that
+// are not INVALID_REQUEST.
+var evaluationFieldErrors = map[string]*apierror.Error{"context": errContextNotObject}
+
+// decodeEvaluation decodes an evaluation request's body (dst is an
+// *evaluateRequest, *batchRequest or *ofrepRequest), reporting a context of
+// the wrong type as INVALID_CONTEXT: by scanEvaluation when it can, else by
+// encoding/json, which gives every error.
 func decodeEvaluation(r *http.Request, dst any, optional bool) error {
-	return jsonbody.DecodeWith(r, dst, MaxBodyBytes, optional, map[string]*apierror.Error{"context": errContextNotObject})
+	body, err := jsonbody.Read(r, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	if t, ok := evalTargetOf(dst); ok && scanEvaluation(body, t) {
+		return nil
+	}
+	return jsonbody.DecodeBytes(body, dst, optional, evaluationFieldErrors)
 }
 
 // evaluationContext checks a decoded context: absent or null is empty, and

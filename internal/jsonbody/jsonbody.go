@@ -30,13 +30,18 @@ func DecodeWith(r *http.Request, dst any, limit int64, optional bool, fieldError
 	if err != nil {
 		return err
 	}
+	return DecodeBytes(body, dst, optional, fieldErrors)
+}
+
+// DecodeBytes is DecodeWith for a body already read (by Read).
+func DecodeBytes(body []byte, dst any, optional bool, fieldErrors map[string]*apierror.Error) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
 			return nil
 		}
 		return apierror.Invalid("request body is required (a JSON object)")
 	}
-	err = Strict(body, dst)
+	err := Strict(body, dst)
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		if e, ok := fieldErrors[typ.Field]; ok {
