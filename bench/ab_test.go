@@ -89,8 +89,8 @@ func TestLoadAB(t *testing.T) {
 			var ra, rb *result
 			var wg sync.WaitGroup
 			wg.Add(2)
-			go func() { defer wg.Done(); ra = drive(t, sc.name, a.c, a.http, sc.build(a), 0, nil) }()
-			go func() { defer wg.Done(); rb = drive(t, sc.name, b.c, b.http, sc.build(b), 0, nil) }()
+			go func() { defer wg.Done(); ra = drive(t, sc.name, a.c.CPUTime, a.http, sc.build(a), 0, nil) }()
+			go func() { defer wg.Done(); rb = drive(t, sc.name, b.c.CPUTime, b.http, sc.build(b), 0, nil) }()
 			wg.Wait()
 			if ra.errors > 0 || rb.errors > 0 {
 				t.Errorf("%s round %d: errors %d (this) %d (other)", sc.name, round, ra.errors, rb.errors)
@@ -165,11 +165,11 @@ func TestLoadLimitsPair(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			rcRes = drive(t, "(c)", c.c, c.http, func(int) (*http.Request, int) { return post(c.c.URL("/v1/evaluate"), c.live, evalStatic), 200 }, 0, nil)
+			rcRes = drive(t, "(c)", c.c.CPUTime, c.http, func(int) (*http.Request, int) { return post(c.c.URL("/v1/evaluate"), c.live, evalStatic), 200 }, 0, nil)
 		}()
 		go func() {
 			defer wg.Done()
-			rhRes = drive(t, "(h)", h.c, h.http, func(int) (*http.Request, int) { return post(h.c.URL("/v1/evaluate"), h.limited, evalStatic), 200 }, 0, rc)
+			rhRes = drive(t, "(h)", h.c.CPUTime, h.http, func(int) (*http.Request, int) { return post(h.c.URL("/v1/evaluate"), h.limited, evalStatic), 200 }, 0, rc)
 		}()
 		wg.Wait()
 		if rcRes.errors > 0 || rhRes.errors > 0 {

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -12,6 +13,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -49,6 +52,14 @@ type result struct {
 	description string
 }
 
+// against is the baseline r is compared with: its own if set, else a.
+func (r *result) against(a *result) *result {
+	if r.baseline != nil {
+		return r.baseline
+	}
+	return a
+}
+
 func (r *result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
 
 func (r *result) percentile(p float64) time.Duration {
@@ -62,14 +73,16 @@ func (r *result) percentile(p float64) time.Duration {
 // request builds one request of a scenario; i numbers them per connection.
 type request func(i int) (*http.Request, int)
 
-// drive runs a scenario: conns goroutines, each with its own keep-alive
-// HTTP/1.1 connection (as wrk does), for the duration, counting a response
+// drive runs a scenario: conns goroutines sending through client (with
+// its own keep-alive HTTP/1.1 connection each, as wrk does, or sharing an
+// HTTP/2 one), for the duration, charging the scenario with what cpuTime
+// (the server's CPU) grew by meanwhile, and counting a response
 // with another status than wanted as an error. rate > 0 paces the total
 // load to that many requests a second.
-func drive(t *testing.T, name string, server *testenv.Caddy, client *http.Client, build request, rate float64, rc *redis.Client) *result {
+func drive(t *testing.T, name string, cpuTime func() time.Duration, client *http.Client, build request, rate float64, rc *redis.Client) *result {
 	t.Helper()
 	before := redisCalls(t, rc)
-	cpuBefore := server.CPUTime()
+	cpuBefore := cpuTime()
 	var (
 		wg       sync.WaitGroup
 		requests atomic.Int64
@@ -126,7 +139,7 @@ func drive(t *testing.T, name string, server *testenv.Caddy, client *http.Client
 	elapsed := time.Since(start)
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	r := &result{name: name, requests: requests.Load(), errors: errs.Load(), elapsed: elapsed, latencies: lats, unexpected: wrong,
-		cpu: server.CPUTime() - cpuBefore}
+		cpu: cpuTime() - cpuBefore}
 	if rc != nil {
 		r.redisCmds = redisCalls(t, rc) - before
 	}
@@ -163,9 +176,13 @@ func redisCalls(t *testing.T, rc *redis.Client) int64 {
 
 // client is an HTTP/1.1 keep-alive client trusting one instance's CA.
 func client(c *testenv.Caddy) *http.Client {
-	base := c.Client().Transport.(*http.Transport)
+	return clientTLS(c.Client().Transport.(*http.Transport).TLSClientConfig)
+}
+
+// clientTLS is client with the given TLS configuration.
+func clientTLS(tlsConfig *tls.Config) *http.Client {
 	tr := &http.Transport{
-		TLSClientConfig:     base.TLSClientConfig.Clone(),
+		TLSClientConfig:     tlsConfig.Clone(),
 		MaxIdleConnsPerHost: *conns,
 		MaxConnsPerHost:     *conns,
 		// HTTP/1.1 with one request in flight per connection, as wrk does.
@@ -173,6 +190,50 @@ func client(c *testenv.Caddy) *http.Client {
 	}
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
+
+// clientH2 is client speaking HTTP/2: the goroutines' requests share one
+// connection as streams, as an OpenFeature SDK's or a browser's do.
+func clientH2(tlsConfig *tls.Config) *http.Client {
+	tr := &http.Transport{TLSClientConfig: tlsConfig.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: *conns}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// floor is the bare Go HTTPS server of ./bench/floor, the benchmark's floor.
+type floor struct {
+	url string
+	cmd *exec.Cmd
+}
+
+// startFloor builds and starts ./bench/floor, stopped when the test ends.
+func startFloor(t *testing.T) *floor {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "floor")
+	build := exec.Command("go", "build", "-o", bin, "./bench/floor")
+	build.Dir = testenv.ProjectRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the floor server: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the floor server said nothing: %v", err)
+	}
+	return &floor{url: "https://" + strings.TrimSpace(line) + "/", cmd: cmd}
+}
+
+func (f *floor) CPUTime() time.Duration { return testenv.ProcessCPU(f.cmd.Process.Pid) }
+
+// floorTLS trusts whatever certificate the floor made for itself: it is a
+// local process of the test, and what is measured is its CPU.
+var floorTLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the test's own local server
 
 func post(url, key, body string) *http.Request {
 	req, _ := http.NewRequest("POST", url, bytes.NewBufferString(body))
@@ -322,44 +383,75 @@ func TestLoad(t *testing.T) {
 		return res
 	}
 	baseHTTP := client(base)
-	a := add(drive(t, "(a) baseline respond", base, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
+	a := add(drive(t, "(a) baseline respond", base.CPUTime, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
 		"Caddy alone, static respond")
-	add(drive(t, "(b) auth + Redis limiter + respond", fb.c, fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(b) auth + Redis limiter + respond", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return get(fb.c.URL("/bench/x"), fb.live), 200
 	}, 0, rc), "flagbridge_auth (require live) in front of respond")
-	add(drive(t, "(c) POST /v1/evaluate, static", fb.c, fb.http, func(int) (*http.Request, int) {
+	evalC := add(drive(t, "(c) POST /v1/evaluate, static", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, 0, rc), "full path, live key, static flag")
-	add(drive(t, "(d) POST /v1/evaluate, targeting", fb.c, fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(d) POST /v1/evaluate, targeting", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalTargeted), 200
 	}, 0, rc), "a rule over a 10-attribute context")
-	add(drive(t, "(e) 10,000 keys in rotation", fb.c, fb.http, func(i int) (*http.Request, int) {
+	add(drive(t, "(e) 10,000 keys in rotation", fb.c.CPUTime, fb.http, func(i int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.many[i%len(fb.many)], evalStatic), 200
 	}, 0, rc), "distinct live keys, round robin")
-	add(drive(t, "(f) forged keys flood", fb.c, fb.http, func(i int) (*http.Request, int) {
+	add(drive(t, "(f) forged keys flood", fb.c.CPUTime, fb.http, func(i int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), forged[i%len(forged)], evalStatic), 429
 	}, 0, rc), "valid checksums, unknown keys, one client address")
-	add(drive(t, "(g) one key far over its limit", fb.c, fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(g) one key far over its limit", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.test, evalStatic), 429
 	}, 0, rc), "a test key limited to 100/min")
-	add(drive(t, "(h) limits, quota, identity", fb.c, fb.http, func(int) (*http.Request, int) {
+	add(drive(t, "(h) limits, quota, identity", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.limited, evalStatic), 200
 	}, 0, rc), "as (c), with a key of two limits, a quota and an identity's limit")
-	add(drive(t, "(c) embedded store", embedded.c, embedded.http, func(int) (*http.Request, int) {
+	add(drive(t, "(c) embedded store", embedded.c.CPUTime, embedded.http, func(int) (*http.Request, int) {
 		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
 	}, 0, nil), "as (c), on the embedded store")
-	add(drive(t, "(e) embedded store", embedded.c, embedded.http, func(i int) (*http.Request, int) {
+	add(drive(t, "(e) embedded store", embedded.c.CPUTime, embedded.http, func(i int) (*http.Request, int) {
 		return post(embedded.c.URL("/v1/evaluate"), embedded.many[i%len(embedded.many)], evalStatic), 200
 	}, 0, nil), "as (e), on the embedded store")
 
+	// The floor, and HTTP/2 with its own baseline.
+	fl := startFloor(t)
+	floorH1 := add(drive(t, "(z) floor: Go net/http, TLS", fl.CPUTime, clientTLS(floorTLS), func(int) (*http.Request, int) {
+		return get(fl.url, ""), 200
+	}, 0, nil), "a bare Go HTTPS server answering fixed JSON")
+	baseTLS := base.Client().Transport.(*http.Transport).TLSClientConfig
+	fbTLS := fb.http.Transport.(*http.Transport).TLSClientConfig
+	embTLS := embedded.http.Transport.(*http.Transport).TLSClientConfig
+	baseH2, fbH2, embH2 := clientH2(baseTLS), clientH2(fbTLS), clientH2(embTLS)
+	a2 := add(drive(t, "(a) h2 baseline respond", base.CPUTime, baseH2, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
+		"as (a), over HTTP/2: one connection, 32 streams")
+	a2.baseline = a2
+	evalC2 := add(drive(t, "(c) h2 POST /v1/evaluate", fb.c.CPUTime, fbH2, func(int) (*http.Request, int) {
+		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
+	}, 0, rc), "as (c), over HTTP/2")
+	for _, r := range []*result{
+		add(drive(t, "(b) h2 auth + Redis limiter", fb.c.CPUTime, fbH2, func(int) (*http.Request, int) {
+			return get(fb.c.URL("/bench/x"), fb.live), 200
+		}, 0, rc), "as (b), over HTTP/2"),
+		evalC2,
+		add(drive(t, "(c) h2 embedded store", embedded.c.CPUTime, embH2, func(int) (*http.Request, int) {
+			return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
+		}, 0, nil), "as (c) on the embedded store, over HTTP/2"),
+	} {
+		r.baseline = a2
+	}
+	floorH2 := add(drive(t, "(z) h2 floor", fl.CPUTime, clientH2(floorTLS), func(int) (*http.Request, int) {
+		return get(fl.url, ""), 200
+	}, 0, nil), "the floor over HTTP/2")
+	floorH2.baseline = a2
+
 	// Added latency at half the baseline's peak rate.
 	half := a.rps() / 2
-	baseHalf := add(drive(t, "(a) at half peak", base, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, half, nil),
+	baseHalf := add(drive(t, "(a) at half peak", base.CPUTime, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, half, nil),
 		fmt.Sprintf("paced at %.0f req/s", half))
-	authHalf := add(drive(t, "(b) at half peak", fb.c, fb.http, func(int) (*http.Request, int) {
+	authHalf := add(drive(t, "(b) at half peak", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return get(fb.c.URL("/bench/x"), fb.live), 200
 	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
-	evalHalf := add(drive(t, "(c) at half peak", fb.c, fb.http, func(int) (*http.Request, int) {
+	evalHalf := add(drive(t, "(c) at half peak", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
 
@@ -373,13 +465,16 @@ func TestLoad(t *testing.T) {
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%.2f\t%s\t%.1fµs\t\n", r.name, r.rps(),
 			r.percentile(0.50).Round(time.Microsecond), r.percentile(0.99).Round(time.Microsecond),
-			r.percentile(0.999).Round(time.Microsecond), r.errors, r.rps()/a.rps(), cmds,
+			r.percentile(0.999).Round(time.Microsecond), r.errors, r.rps()/r.against(a).rps(), cmds,
 			float64(r.cpu.Microseconds())/float64(max(r.requests, 1)))
 	}
 	tw.Flush()
 	fmt.Fprintf(&buf, "\nadded p99 at half of the baseline's peak (%.0f req/s): auth %v, evaluate %v\n", half,
 		(authHalf.percentile(0.99) - baseHalf.percentile(0.99)).Round(time.Microsecond),
 		(evalHalf.percentile(0.99) - baseHalf.percentile(0.99)).Round(time.Microsecond))
+	perReq := func(r *result) float64 { return float64(r.cpu.Microseconds()) / float64(max(r.requests, 1)) }
+	fmt.Fprintf(&buf, "server CPU per request over the floor's (a bare Go HTTPS server, fixed JSON): (c) %.2f, (c) h2 %.2f\n",
+		perReq(evalC)/perReq(floorH1), perReq(evalC2)/perReq(floorH2))
 	fmt.Fprintf(&buf, "machine: %d CPUs (%s/%s), %s, %d connections, %v per scenario\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), *conns, *duration)
 	for _, r := range results {

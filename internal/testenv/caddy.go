@@ -215,7 +215,13 @@ func (c *Caddy) CPUTime() time.Duration {
 	if c.cmd == nil || c.cmd.Process == nil {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	return ProcessCPU(c.cmd.Process.Pid)
+}
+
+// ProcessCPU returns the CPU time (user and system) process pid has used
+// so far, from /proc; zero where /proc is not, or the process is gone.
+func ProcessCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
