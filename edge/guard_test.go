@@ -1011,27 +1011,24 @@ func benchmarkGuard(b *testing.B, st store.Store, lim ratelimit.Limiter, setup f
 // load benchmark's scenario (h): two limits and a quota of its own, and an
 // identity with a limit of its own, five buckets spent per request.
 func BenchmarkGuardLimitedKey(b *testing.B) {
-	benchmarkGuardKey(b, benchFileStore(b), ratelimit.NewMemory(), keys.CreateInput{Name: "b", Type: "live", Environment: "production",
-		Identity: "acme",
-		Limits:   []keys.LimitInput{{Name: "burst", Requests: 100_000_000, Window: "1s"}, {Name: "sustained", Requests: 1 << 30, Window: "1m"}},
-		Quota:    &ratelimit.Quota{Requests: 1 << 50, Period: ratelimit.Month}},
-		func(g *Guard, _ Config) {
-			g.SetIdentities(NewIdentityCache(benchIdentity{}, 0))
-		})
+	benchmarkGuardKey(b, benchFileStore(b), ratelimit.NewMemory(), limitedBenchKey, withBenchIdentities)
 }
+
+// limitedBenchKey is the key of scenario (h), with limits no benchmark
+// reaches.
+var limitedBenchKey = keys.CreateInput{Name: "b", Type: "live", Environment: "production",
+	Identity: "acme",
+	Limits:   []keys.LimitInput{{Name: "burst", Requests: 100_000_000, Window: "1s"}, {Name: "sustained", Requests: 1 << 30, Window: "1m"}},
+	Quota:    &ratelimit.Quota{Requests: 1 << 50, Period: ratelimit.Month}}
+
+func withBenchIdentities(g *Guard, _ Config) { g.SetIdentities(NewIdentityCache(benchIdentity{}, 0)) }
 
 // BenchmarkGuardLimitedKeyRedis and BenchmarkGuardHotPathBatching are the
 // two on Redis through the limiter Caddy runs there, side by side: what
 // the five buckets cost over the one.
 func BenchmarkGuardLimitedKeyRedis(b *testing.B) {
 	benchmarkGuardOnBatching(b, func(b *testing.B, st store.Store, lim ratelimit.Limiter) {
-		benchmarkGuardKey(b, st, lim, keys.CreateInput{Name: "b", Type: "live", Environment: "production",
-			Identity: "acme",
-			Limits:   []keys.LimitInput{{Name: "burst", Requests: 100_000_000, Window: "1s"}, {Name: "sustained", Requests: 1 << 30, Window: "1m"}},
-			Quota:    &ratelimit.Quota{Requests: 1 << 50, Period: ratelimit.Month}},
-			func(g *Guard, _ Config) {
-				g.SetIdentities(NewIdentityCache(benchIdentity{}, 0))
-			})
+		benchmarkGuardKey(b, st, lim, limitedBenchKey, withBenchIdentities)
 	})
 }
 
