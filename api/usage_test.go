@@ -22,6 +22,7 @@ type usageBucket struct {
 	Remaining int64     `json:"remaining"`
 	ResetAt   time.Time `json:"reset_at"`
 	Shadow    bool      `json:"shadow"`
+	Near      bool      `json:"near"`
 }
 
 type usageKey struct {
@@ -100,17 +101,17 @@ func TestKeyUsageAndNearLimit(t *testing.T) {
 		t.Fatalf("usage of the key with two limits and a quota: %+v", u)
 	}
 	burst, hourly, quota := u[0], u[1], u[2]
-	if burst.Name != "burst" || burst.Kind != "key" || burst.Requests != 5 || burst.Window != "1m" || burst.Remaining != 1 {
+	if burst.Name != "burst" || burst.Kind != "key" || burst.Requests != 5 || burst.Window != "1m" || burst.Remaining != 1 || !burst.Near {
 		t.Fatalf("burst usage %+v, want 1 of 5 a minute left", burst)
 	}
 	if d := burst.ResetAt.Sub(now); d < 40*time.Second || d > 49*time.Second {
 		t.Fatalf("burst resets in %v, want about 48s (4 requests of 12s each)", d)
 	}
-	if hourly.Name != "hourly" || !hourly.Shadow || hourly.Remaining != 96 {
+	if hourly.Name != "hourly" || !hourly.Shadow || hourly.Remaining != 96 || hourly.Near {
 		t.Fatalf("shadow limit usage %+v, want 96 of 100 left", hourly)
 	}
 	_, end := ratelimit.Day.Bounds(now)
-	if quota.Name != "quota" || quota.Period != "day" || quota.Requests != 50 || quota.Remaining != 46 || quota.Window != "" || !quota.ResetAt.Equal(end) {
+	if quota.Name != "quota" || quota.Period != "day" || quota.Requests != 50 || quota.Remaining != 46 || quota.Near || quota.Window != "" || !quota.ResetAt.Equal(end) {
 		t.Fatalf("quota usage %+v, want 46 of 50 left until %v", quota, end)
 	}
 	if p := byID[plain.ID]; len(p) != 1 || p[0].Name != "live" || p[0].Requests != 1_000_000 || p[0].Remaining < 1_000_000-3 || p[0].Window != "1m" {

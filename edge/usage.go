@@ -29,6 +29,9 @@ type BucketUsage struct {
 	// ResetAt is when the bucket is full again: a quota's period end.
 	ResetAt time.Time `json:"reset_at"`
 	Shadow  bool      `json:"shadow,omitempty"`
+	// Near is whether at least NearLimitShare of the bucket is spent: the
+	// one judgement of "near its limit" that every client shows.
+	Near bool `json:"near"`
 }
 
 // Spent is the share of the bucket that is spent, from 0 to 1.
@@ -52,7 +55,7 @@ var NearLimitShare = NearThresholds[0]
 // would do.
 func (u KeyUsage) Near() bool {
 	for _, b := range u {
-		if b.Spent() >= NearLimitShare {
+		if b.Near {
 			return true
 		}
 	}
@@ -103,6 +106,7 @@ func (g *Guard) KeyUsage(ctx context.Context, rec *apikey.Record) (KeyUsage, err
 			b.Requests, b.Window = int64(c.Limit.Rate), ratelimit.Window(c.Limit.Period)
 			b.ResetAt = now.Add(r.ResetAfter).Truncate(time.Millisecond)
 		}
+		b.Near = b.Spent() >= NearLimitShare
 		out[i] = b
 	}
 	return out, nil

@@ -166,7 +166,7 @@ func bucketUsage(u edge.KeyUsage) []*BucketUsage {
 	for i, b := range u {
 		g := &BucketUsage{
 			Name: b.Name, Kind: BucketKind(strings.ToUpper(b.Kind)), Requests: int(min(b.Requests, math.MaxInt32)),
-			Remaining: int(min(b.Remaining, math.MaxInt32)), ResetAt: b.ResetAt, Shadow: b.Shadow,
+			Remaining: int(min(b.Remaining, math.MaxInt32)), ResetAt: b.ResetAt, Shadow: b.Shadow, Near: b.Near,
 		}
 		if b.Period != "" {
 			p := QuotaPeriod(strings.ToUpper(string(b.Period)))

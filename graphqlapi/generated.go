@@ -62,6 +62,7 @@ type ComplexityRoot struct {
 	BucketUsage struct {
 		Kind      func(childComplexity int) int
 		Name      func(childComplexity int) int
+		Near      func(childComplexity int) int
 		Period    func(childComplexity int) int
 		Remaining func(childComplexity int) int
 		Requests  func(childComplexity int) int
@@ -334,6 +335,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BucketUsage.Name(childComplexity), true
+	case "BucketUsage.near":
+		if e.ComplexityRoot.BucketUsage.Near == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BucketUsage.Near(childComplexity), true
 	case "BucketUsage.period":
 		if e.ComplexityRoot.BucketUsage.Period == nil {
 			break
@@ -941,6 +948,8 @@ func (ec *executionContext) childFields_BucketUsage(ctx context.Context, field g
 		return ec.fieldContext_BucketUsage_resetAt(ctx, field)
 	case "shadow":
 		return ec.fieldContext_BucketUsage_shadow(ctx, field)
+	case "near":
+		return ec.fieldContext_BucketUsage_near(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BucketUsage", field.Name)
 }
@@ -2086,6 +2095,29 @@ func (ec *executionContext) _BucketUsage_shadow(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_BucketUsage_shadow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _BucketUsage_near(ctx context.Context, field graphql.CollectedField, obj *BucketUsage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BucketUsage_near(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Near, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BucketUsage_near(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BucketUsage", field, false, false, "Boolean")
 }
 
@@ -5259,6 +5291,11 @@ func (ec *executionContext) _BucketUsage(ctx context.Context, sel ast.SelectionS
 			}
 		case "shadow":
 			out.Values[i] = ec._BucketUsage_shadow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "near":
+			out.Values[i] = ec._BucketUsage_near(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -295,12 +295,13 @@ func TestGraphQLKeyUsage(t *testing.T) {
 		Remaining int       `json:"remaining"`
 		ResetAt   time.Time `json:"resetAt"`
 		Shadow    bool      `json:"shadow"`
+		Near      bool      `json:"near"`
 	}
 	type keyUsage struct {
 		ID    string   `json:"id"`
 		Usage []bucket `json:"usage"`
 	}
-	const fields = `id usage { name kind requests window period remaining resetAt shadow }`
+	const fields = `id usage { name kind requests window period remaining resetAt shadow near }`
 	list := func(args string) map[string][]bucket {
 		t.Helper()
 		var ks []keyUsage
@@ -314,10 +315,10 @@ func TestGraphQLKeyUsage(t *testing.T) {
 	for range 2 { // reading twice: nothing spent by the first
 		all := list("")
 		u := all[tight.ID]
-		if len(u) != 2 || u[0].Name != "hourly" || u[0].Kind != "KEY" || u[0].Requests != 5 || u[0].Remaining != 1 || u[0].Window == nil || *u[0].Window != "1h" || u[0].Period != nil {
+		if len(u) != 2 || u[0].Name != "hourly" || u[0].Kind != "KEY" || u[0].Requests != 5 || u[0].Remaining != 1 || u[0].Window == nil || *u[0].Window != "1h" || u[0].Period != nil || !u[0].Near {
 			t.Fatalf("tight key's usage %+v, want 1 of 5 an hour left first", u)
 		}
-		if q := u[1]; q.Name != "quota" || q.Period == nil || *q.Period != "DAY" || q.Remaining != 96 || q.Window != nil {
+		if q := u[1]; q.Name != "quota" || q.Period == nil || *q.Period != "DAY" || q.Remaining != 96 || q.Window != nil || q.Near {
 			t.Fatalf("tight key's quota usage %+v, want 96 of 100 a day left", q)
 		}
 		if r := all[roomy.ID]; len(r) != 1 || r[0].Name != "live" || r[0].Requests != 10000 {

@@ -56,6 +56,8 @@ type BucketUsage struct {
 	// When the bucket is full again: for a quota, the end of its period.
 	ResetAt time.Time `json:"resetAt"`
 	Shadow  bool      `json:"shadow"`
+	// Whether at least 80% of the bucket is spent: what nearLimit selects on.
+	Near bool `json:"near"`
 }
 
 type CallingKey struct {

@@ -106,10 +106,10 @@ func TestREADMELimitsExamples(t *testing.T) {
 		b := u.(map[string]any)
 		kinds[b["name"].(string)] = b
 	}
-	if b := kinds["hourly"]; b == nil || b["kind"] != "key" || b["requests"] != 5.0 || b["window"] != "1h" || b["remaining"] != 1.0 || b["reset_at"] == nil {
+	if b := kinds["hourly"]; b == nil || b["kind"] != "key" || b["requests"] != 5.0 || b["window"] != "1h" || b["remaining"] != 1.0 || b["reset_at"] == nil || b["near"] != true {
 		t.Errorf("the limit's usage is %v", b)
 	}
-	if b := kinds["quota"]; b == nil || b["period"] != "day" || b["remaining"] != 96.0 {
+	if b := kinds["quota"]; b == nil || b["period"] != "day" || b["remaining"] != 96.0 || b["near"] != false {
 		t.Errorf("the quota's usage is %v", b)
 	}
 	if b := kinds["identity-sustained"]; b == nil || b["kind"] != "identity" || b["requests"] != 10000.0 {

@@ -407,22 +407,18 @@ function limitsSummary(k) {
   return h('span', { class: 'key-limits-line' }, parts.map((p, i) => [i > 0 && h('span', { class: 'muted' }, ' · '), p]));
 }
 
-// NEAR is the spent share from which a bucket counts as near its limit:
-// the server's (edge.NearLimitShare), which picks the keys near_limit lists.
-const NEAR = 0.8;
-
 // usageSummary shows what each bucket of a key holds now: what is left of
-// each limit, of its quota and of its identity's, the ones nearly spent
-// marked.
+// each limit, of its quota and of its identity's, the ones the server
+// judges near their limit (as near_limit does) marked.
 function usageSummary(k) {
   // In the name cell, under the limits: a column of its own would push
   // the actions out of the table.
   if (!k.usage) return null;
-  const near = k.usage.some((b) => spent(b) >= NEAR);
+  const near = k.usage.some((b) => b.near);
   return h('span', { class: 'key-usage' },
     near && badge('Near limit', 'warning'),
     k.usage.map((b) => h('span', {
-      class: ['usage-bucket', spent(b) >= NEAR && 'near'],
+      class: ['usage-bucket', b.near && 'near'],
       dataset: { bucket: b.name },
       title: b.period
         ? `Quota ${b.name}: resets ${new Date(b.reset_at).toUTCString()}`
@@ -434,7 +430,7 @@ function usageSummary(k) {
     h('span', { class: 'muted' }, b.period ? ` this ${b.period}` : ` per ${b.window}`),
     b.shadow && h('span', { class: 'muted' }, ' (shadow)'),
     // A <meter>, not a styled bar: the page's CSP allows no inline style.
-    h('meter', { class: 'usage-meter', min: '0', max: '1', high: String(NEAR), value: String(spent(b)), 'aria-hidden': 'true' }))));
+    h('meter', { class: 'usage-meter', min: '0', max: '1', value: String(spent(b)), 'aria-hidden': 'true' }))));
 }
 
 function spent(b) {
