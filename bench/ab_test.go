@@ -23,7 +23,7 @@ var (
 	against = flag.String("bench.against", "", "another build of the Caddy binary (say, of the commit before a change) to measure side by side with this tree's")
 	rounds  = flag.Int("bench.rounds", 5, "rounds of the side-by-side comparison")
 	only    = flag.String("bench.only", "", "a regular expression: run only the side-by-side scenarios whose names match")
-	profile = flag.String("bench.profile", "", "TestLoadLimitsPair: write CPU profiles of the (c) and (h) instances' first round to <this>-c.pprof and <this>-h.pprof")
+	profile = flag.String("bench.profile", "", "write CPU profiles of the first round: TestLoadLimitsPair to <this>-c.pprof and <this>-h.pprof, TestLoadAB to <this>-<scenario letter and store>-this.pprof and -other.pprof")
 )
 
 // TestLoadAB measures this tree's binary against another (-bench.against),
@@ -55,19 +55,19 @@ func TestLoadAB(t *testing.T) {
 	other["redis"].addLimited()
 	evalStatic := `{"flag":"static-flag","context":{"targetingKey":"user-42"}}`
 	scenarios := []struct {
-		name, store string
-		build       func(in *instance) request
+		name, store, tag string
+		build            func(in *instance) request
 	}{
-		{"(b) auth + Redis limiter + respond", "redis", func(in *instance) request {
+		{"(b) auth + Redis limiter + respond", "redis", "b-redis", func(in *instance) request {
 			return func(int) (*http.Request, int) { return get(in.c.URL("/bench/x"), in.live), 200 }
 		}},
-		{"(c) POST /v1/evaluate, static", "redis", func(in *instance) request {
+		{"(c) POST /v1/evaluate, static", "redis", "c-redis", func(in *instance) request {
 			return func(int) (*http.Request, int) { return post(in.c.URL("/v1/evaluate"), in.live, evalStatic), 200 }
 		}},
-		{"(c) embedded store", "embedded", func(in *instance) request {
+		{"(c) embedded store", "embedded", "c-embedded", func(in *instance) request {
 			return func(int) (*http.Request, int) { return post(in.c.URL("/v1/evaluate"), in.live, evalStatic), 200 }
 		}},
-		{"(h) limits, quota, identity", "redis", func(in *instance) request {
+		{"(h) limits, quota, identity", "redis", "h-redis", func(in *instance) request {
 			return func(int) (*http.Request, int) { return post(in.c.URL("/v1/evaluate"), in.limited, evalStatic), 200 }
 		}},
 	}
@@ -88,6 +88,11 @@ func TestLoadAB(t *testing.T) {
 			a, b := this[sc.store], other[sc.store]
 			var ra, rb *result
 			var wg sync.WaitGroup
+			if *profile != "" && round == 1 {
+				for name, in := range map[string]*instance{"this": a, "other": b} {
+					wg.Go(func() { cpuProfile(t, in, *profile+"-"+sc.tag+"-"+name+".pprof", *duration-2*time.Second) })
+				}
+			}
 			wg.Add(2)
 			go func() { defer wg.Done(); ra = drive(t, sc.name, a.c.CPUTime, a.http, sc.build(a), 0, nil) }()
 			go func() { defer wg.Done(); rb = drive(t, sc.name, b.c.CPUTime, b.http, sc.build(b), 0, nil) }()
