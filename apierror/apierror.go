@@ -93,13 +93,7 @@ func QuotaExceeded(retryAfterSeconds int64) *Error {
 // Write sends e as the response. 401s carry the WWW-Authenticate challenge
 // RFC 6750 asks for; every error is marked uncacheable.
 func Write(w http.ResponseWriter, e *Error) {
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
-	h["X-Content-Type-Options"] = nosniff
-	if e.Status == http.StatusUnauthorized {
-		h["Www-Authenticate"] = bearerChallenge
-	}
+	new(HeaderValues).set(w.Header(), e.Status == http.StatusUnauthorized)
 	body, err := json.Marshal(e)
 	if err != nil {
 		body = []byte(`{"error":"INTERNAL","message":"Internal error"}`)
@@ -108,14 +102,34 @@ func Write(w http.ResponseWriter, e *Error) {
 	_, _ = w.Write(body)
 }
 
-// Shared header values: assigning a prebuilt slice avoids an allocation per
-// response on the hot path. They must never be modified.
-var (
-	jsonContentType = []string{"application/json"}
-	noStore         = []string{"no-store"}
-	nosniff         = []string{"nosniff"}
-	bearerChallenge = []string{`Bearer realm="flagbridge"`}
+// HeaderValues holds the values of the headers every JSON answer carries:
+// Content-Type, Cache-Control: no-store (API answers may hold secrets shown
+// once), X-Content-Type-Options, and on a 401 the WWW-Authenticate
+// challenge RFC 6750 asks for. They are set as one-element slices of it,
+// one allocation for all of them. Each response needs its own: Caddy's
+// header directive rewrites header values in place, so a slice shared
+// between responses would carry one route's edit to every other answer.
+type HeaderValues [4]string
+
+const (
+	hvContentType = iota
+	hvCacheControl
+	hvNoSniff
+	hvChallenge
 )
+
+// set puts the headers on h, each capped at its element so that an append
+// to one never writes into the next.
+func (v *HeaderValues) set(h http.Header, challenge bool) {
+	v[hvContentType], v[hvCacheControl], v[hvNoSniff] = "application/json", "no-store", "nosniff"
+	h["Content-Type"] = v[hvContentType : hvContentType+1 : hvContentType+1]
+	h["Cache-Control"] = v[hvCacheControl : hvCacheControl+1 : hvCacheControl+1]
+	h["X-Content-Type-Options"] = v[hvNoSniff : hvNoSniff+1 : hvNoSniff+1]
+	if challenge {
+		v[hvChallenge] = `Bearer realm="flagbridge"`
+		h["Www-Authenticate"] = v[hvChallenge : hvChallenge+1 : hvChallenge+1]
+	}
+}
 
 // WriteJSON sends v as a JSON response with the given status, with the same
 // headers as errors (API responses may hold secrets shown once, so none is
@@ -132,10 +146,14 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // WriteJSONBody sends an already encoded JSON answer, with WriteJSON's
 // headers.
 func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
-	h["X-Content-Type-Options"] = nosniff
+	WriteJSONBodyIn(w, status, body, new(HeaderValues))
+}
+
+// WriteJSONBodyIn is WriteJSONBody with the header values kept in v, for a
+// handler that allocates v with the rest of its request's state, in one
+// piece. v must not be used for another response.
+func WriteJSONBodyIn(w http.ResponseWriter, status int, body []byte, v *HeaderValues) {
+	v.set(w.Header(), false)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -229,13 +247,7 @@ func GraphQLCode(e *Error) (code, message string) {
 // WriteGraphQL sends e as a GraphQL error response, with e's HTTP status.
 func WriteGraphQL(w http.ResponseWriter, e *Error) {
 	code, message := GraphQLCode(e)
-	h := w.Header()
-	h["Content-Type"] = jsonContentType
-	h["Cache-Control"] = noStore
-	h["X-Content-Type-Options"] = nosniff
-	if e.Status == http.StatusUnauthorized {
-		h["Www-Authenticate"] = bearerChallenge
-	}
+	new(HeaderValues).set(w.Header(), e.Status == http.StatusUnauthorized)
 	type extensions struct {
 		Code string `json:"code"`
 	}

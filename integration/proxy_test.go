@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -76,5 +77,52 @@ func TestGuardInFrontOfReverseProxy(t *testing.T) {
 	}
 	if h.Get("X-FlagBridge-Key-Id") != testID || h.Get("X-FlagBridge-Project") != "shop" {
 		t.Fatalf("identity headers: %v", h)
+	}
+}
+
+// TestHeaderReplaceStaysOnItsRoute edits the headers of FlagBridge's
+// answers on one route with Caddy's header directive, which rewrites
+// header values in place: the edit must reach that route's answers only,
+// and never another route's (an answer cached as private on one route
+// must not turn every later answer cacheable).
+func TestHeaderReplaceStaysOnItsRoute(t *testing.T) {
+	t.Parallel()
+	c := testenv.NewCaddy(t, testenv.CaddyOptions{Site: `handle /v1/evaluate* {
+		header >Cache-Control no-store private
+		header >Content-Type application/json application/vnd.edited+json
+		header >X-Ratelimit-Limit ^(.*)$ edited-$1
+		flagbridge_auth
+		flagbridge_api
+	}
+	handle {
+		flagbridge_auth
+		flagbridge_api
+	}`}).Start()
+	org := bootstrap(t, c)
+	mustStatus(t, call(t, c, "POST", "/v1/projects", org, `{"slug":"shop"}`), 201)
+	_, live := createKey(t, c, org, "shop", `{"name":"l","type":"live","environment":"production"}`)
+	mustStatus(t, call(t, c, "PUT", "/v1/projects/shop/environments/production/flags/on", org,
+		`{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}`), 201)
+
+	for i := range 3 {
+		for _, key := range []string{"", live} {
+			edited := call(t, c, "POST", "/v1/evaluate", key, `{"flag":"on"}`)
+			if got := edited.Header.Get("Cache-Control"); got != "private" {
+				t.Fatalf("round %d: Cache-Control on the edited route = %q (status %d)", i, got, edited.Status)
+			}
+			if got := edited.Header.Get("Content-Type"); got != "application/vnd.edited+json" {
+				t.Fatalf("round %d: Content-Type on the edited route = %q", i, got)
+			}
+			other := call(t, c, "GET", "/v1/projects/shop", key, "")
+			if got := other.Header.Get("Cache-Control"); got != "no-store" {
+				t.Fatalf("round %d: Cache-Control on another route = %q after the edit (status %d)", i, got, other.Status)
+			}
+			if got := other.Header.Get("Content-Type"); got != "application/json" {
+				t.Fatalf("round %d: Content-Type on another route = %q after the edit", i, got)
+			}
+			if got := other.Header.Get("X-Ratelimit-Limit"); key != "" && strings.HasPrefix(got, "edited-") {
+				t.Fatalf("round %d: X-RateLimit-Limit on another route = %q after the edit", i, got)
+			}
+		}
 	}
 }
