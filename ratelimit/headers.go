@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dunglas/httpsfv"
 )
@@ -92,19 +93,45 @@ type rendered struct {
 	// two more ints would take it to the next size class.)
 	window    time.Duration
 	effective int64
+	// digits holds the numbers' text, which vals view (see format).
+	digits [4 * maxDigits]byte
+}
+
+// maxDigits is the longest an int64 is in decimal, sign included.
+const maxDigits = 20
+
+// format sets vals[0:len(nums)] (the limit, remaining, reset and retry
+// values, in that order) to nums in decimal. The strings view hv.digits,
+// which is never written again, so that one allocation, hv's own, holds a
+// response's headers: a string per number would be three or four more on
+// every request.
+func (hv *rendered) format(nums []int64) {
+	b := hv.digits[:0]
+	var ends [4]int
+	for i, v := range nums {
+		b = strconv.AppendInt(b, v, 10)
+		ends[i] = len(b)
+	}
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	start := 0
+	for i := range nums {
+		hv.vals[i] = s[start:ends[i]]
+		start = ends[i]
+	}
 }
 
 // Headers renders r's headers as of now; see [Result.SetHeaders].
 func (r Result) Headers(now time.Time) Headers {
 	hv := &rendered{window: r.Limit.Period, effective: ceilSeconds(r.ResetAfter)}
-	hv.vals[valLimit] = strconv.Itoa(r.Limit.Rate)
-	hv.vals[valRemaining] = strconv.Itoa(max(r.Remaining, 0))
-	hv.vals[valReset] = strconv.FormatInt(ceilUnix(now.Add(r.ResetAfter)), 10)
+	nums := [4]int64{valLimit: int64(r.Limit.Rate), valRemaining: int64(max(r.Remaining, 0)),
+		valReset: ceilUnix(now.Add(r.ResetAfter))}
+	n := valReset + 1
 	if !r.Allowed {
-		retry := r.RetryAfterSeconds()
-		hv.vals[valRetryAfter] = strconv.FormatInt(retry, 10)
-		hv.effective = retry
+		nums[valRetryAfter] = r.RetryAfterSeconds()
+		hv.effective = nums[valRetryAfter]
+		n++
 	}
+	hv.format(nums[:n])
 	return Headers{r: hv}
 }
 
