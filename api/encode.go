@@ -56,10 +56,9 @@ func appendEvaluation(dst []byte, o evaluation.Outcome) (_ []byte, ok bool) {
 }
 
 // writeEvaluation sends one evaluation's native answer, without encoding
-// when it can.
-func writeEvaluation(w http.ResponseWriter, o evaluation.Outcome) {
-	buf := make([]byte, 0, 80+len(o.FlagJSON)+len(o.ValueJSON)+len(o.VariantJSON)+len(o.MetadataJSON))
-	body, ok := appendEvaluation(buf, o)
+// when it can, in c's storage.
+func writeEvaluation(w http.ResponseWriter, o evaluation.Outcome, c *evalCall) {
+	body, ok := appendEvaluation(c.answer[:0], o)
 	if !ok {
 		var err error
 		if body, err = json.Marshal(viewOutcome(o)); err != nil {
@@ -67,5 +66,5 @@ func writeEvaluation(w http.ResponseWriter, o evaluation.Outcome) {
 			return
 		}
 	}
-	apierror.WriteJSONBody(w, http.StatusOK, append(body, '\n'))
+	apierror.WriteJSONBodyIn(w, http.StatusOK, append(body, '\n'), &c.headers)
 }

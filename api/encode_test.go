@@ -109,7 +109,8 @@ func BenchmarkWriteEvaluation(b *testing.B) {
 		b.ReportAllocs()
 		w := &discardResponse{header: http.Header{}}
 		for b.Loop() {
-			writeEvaluation(w, o)
+			// A request's own storage, as Evaluate allocates it.
+			writeEvaluation(w, o, new(evalCall))
 		}
 	})
 }

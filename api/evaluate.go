@@ -11,14 +11,16 @@ import (
 	"github.com/flagbridge/flagbridge/internal/jsonbody"
 )
 
-// Request headers of the evaluation endpoints (native and OFREP).
+// Request headers of the evaluation endpoints (native and OFREP), in Go's
+// canonical form (FlagBridge-Session on the wire, where case does not
+// matter), since http.Header.Get allocates for any other form.
 const (
 	// HeaderSession names a testing session whose overrides apply.
-	HeaderSession = "FlagBridge-Session"
+	HeaderSession = "Flagbridge-Session"
 	// HeaderProject and HeaderEnvironment say where an admin key evaluates;
 	// live and test keys evaluate in their own environment.
-	HeaderProject     = "FlagBridge-Project"
-	HeaderEnvironment = "FlagBridge-Environment"
+	HeaderProject     = "Flagbridge-Project"
+	HeaderEnvironment = "Flagbridge-Environment"
 )
 
 // MaxBatchFlags bounds the flags one batch request may name.
@@ -72,6 +74,12 @@ func decodeEvaluation(r *http.Request, dst any, optional bool) error {
 	if err != nil {
 		return err
 	}
+	return decodeEvaluationBody(body, dst, optional)
+}
+
+// decodeEvaluationBody is decodeEvaluation for a body already read, which
+// must not change afterwards: strings decoded from it may view it.
+func decodeEvaluationBody(body []byte, dst any, optional bool) error {
 	if t, ok := evalTargetOf(dst); ok && scanEvaluation(body, t) {
 		return nil
 	}
@@ -97,15 +105,16 @@ func invalidContext(msg string) *apierror.Error {
 }
 
 // begin prepares a request's evaluations from its headers.
-func (h *Handler) begin(r *http.Request, p *authz.Principal) (*evaluation.Evaluation, error) {
+func (h *Handler) begin(r *http.Request, p *authz.Principal) (evaluation.Evaluation, error) {
 	return h.eval.Begin(r.Context(), p,
 		r.Header.Get(HeaderProject), r.Header.Get(HeaderEnvironment), r.Header.Get(HeaderSession))
 }
 
 // Evaluate serves POST /v1/evaluate.
 func (h *Handler) Evaluate(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
-	var in evaluateRequest
-	if err := decodeEvaluation(r, &in, false); err != nil {
+	c := new(evalCall)
+	in := &c.native
+	if err := c.decode(r, in, false); err != nil {
 		return err
 	}
 	if in.Flag == "" {
@@ -115,17 +124,16 @@ func (h *Handler) Evaluate(w http.ResponseWriter, r *http.Request, p *authz.Prin
 	if err != nil {
 		return err
 	}
-	ev, err := h.begin(r, p)
-	if err != nil {
+	if err := c.begin(h, r, p); err != nil {
 		return err
 	}
-	out := ev.Evaluate(in.Flag, ctx)
+	out := c.ev.Evaluate(in.Flag, ctx)
 	if out.ErrorCode == evaluator.ErrFlagNotFound {
 		return apierror.New(http.StatusNotFound, apierror.CodeFlagNotFound,
-			"flag "+quote(in.Flag)+" not found in environment "+quote(ev.Set.Ref.Environment))
+			"flag "+quote(in.Flag)+" not found in environment "+quote(c.ev.Set.Ref.Environment))
 	}
-	setVersion(w, ev)
-	writeEvaluation(w, out)
+	c.setVersion(w)
+	writeEvaluation(w, out, c)
 	return nil
 }
 
@@ -170,7 +178,7 @@ func (h *Handler) EvaluateBatch(w http.ResponseWriter, r *http.Request, p *authz
 	for i, k := range keys {
 		out.Results[i] = viewOutcome(ev.Evaluate(k, ctx))
 	}
-	setVersion(w, ev)
+	setVersion(w, &ev)
 	apierror.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -18,11 +18,12 @@ import (
 const MaxFlagSetBytes = 4 << 20
 
 // HeaderFlagSetVersion carries the version of the flag set an answer comes
-// from; the ETag of the admin flag endpoints holds the same number.
-const HeaderFlagSetVersion = "FlagBridge-Flag-Set-Version"
+// from; the ETag of the admin flag endpoints holds the same number. It is
+// in Go's canonical form, as it indexes http.Header directly.
+const HeaderFlagSetVersion = "Flagbridge-Flag-Set-Version"
 
 func setVersion(w http.ResponseWriter, ev *evaluation.Evaluation) {
-	w.Header().Set(HeaderFlagSetVersion, strconv.FormatInt(ev.Set.Version, 10))
+	w.Header()[HeaderFlagSetVersion] = []string{ev.Set.VersionText}
 }
 
 func setFlagSetVersion(w http.ResponseWriter, version int64) {

@@ -93,23 +93,22 @@ func writeOFREP(w http.ResponseWriter, status int, v any) {
 // OFREPEvaluate serves POST /ofrep/v1/evaluate/flags/{key}.
 func (h *Handler) OFREPEvaluate(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	key := r.PathValue("key")
-	var in ofrepRequest
-	if err := decodeEvaluation(r, &in, true); err != nil {
+	c := new(evalCall)
+	if err := c.decode(r, &c.ofrep, true); err != nil {
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
-	ctx, err := evaluationContext(in.Context)
+	ctx, err := evaluationContext(c.ofrep.Context)
 	if err != nil {
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
-	ev, err := h.begin(r, p)
-	if err != nil {
+	if err := c.begin(h, r, p); err != nil {
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
-	out := ev.Evaluate(key, ctx)
-	setVersion(w, ev)
+	out := c.ev.Evaluate(key, ctx)
+	c.setVersion(w)
 	switch out.ErrorCode {
 	case "":
 		writeOFREP(w, http.StatusOK, ofrepOutcome(out))
@@ -162,7 +161,7 @@ func (h *Handler) OFREPEvaluateAll(w http.ResponseWriter, r *http.Request, p *au
 	}
 	sum := sha256.Sum256(body)
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
-	setVersion(w, ev)
+	setVersion(w, &ev)
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "no-cache")
 	if etagMatches(r.Header.Get("If-None-Match"), etag) {

@@ -755,7 +755,7 @@ func TestBeginAndOverrides(t *testing.T) {
 
 	pro := map[string]any{"targetingKey": "user-42", "plan": "pro"}
 	free := map[string]any{"targetingKey": "user-7", "plan": "free"}
-	check := func(t *testing.T, e *evaluation.Evaluation, flag string, ctx map[string]any, value any, reason evaluator.Reason, overridden bool) {
+	check := func(t *testing.T, e evaluation.Evaluation, flag string, ctx map[string]any, value any, reason evaluator.Reason, overridden bool) {
 		t.Helper()
 		o := e.Evaluate(flag, ctx)
 		if o.Value != value || o.Reason != reason || o.Overridden != overridden || o.ErrorCode != "" || o.Flag != flag {
@@ -912,7 +912,7 @@ func TestScopedKeyStaysInItsProjects(t *testing.T) {
 	const refused = `This key is limited to projects [alpha] and cannot evaluate flags of project "beta"`
 	for _, c := range []struct{ env, session string }{{"production", ""}, {"staging", ""}, {"staging", ts.ID}} {
 		e, err := ev.Begin(ctx, scoped, "beta", c.env, c.session)
-		if e != nil {
+		if e.Set != nil {
 			t.Fatalf("beta/%s session %q: Begin handed out an evaluation of %+v", c.env, c.session, e.Set.Ref)
 		}
 		apiErr(t, err, http.StatusForbidden, apierror.CodeForbidden, refused)

@@ -2,6 +2,7 @@ package evaluation
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin/flags"
@@ -19,7 +20,10 @@ type FlagSource interface {
 type Compiled struct {
 	Ref     flags.Ref
 	Version int64
-	Set     *evaluator.FlagSet
+	// VersionText is Version in decimal, rendered once for the header
+	// every evaluation answer carries.
+	VersionText string
+	Set         *evaluator.FlagSet
 }
 
 // Registry keeps the compiled flag set of every environment in use, in a
@@ -44,7 +48,7 @@ func NewRegistry(source FlagSource, ttl time.Duration) *Registry {
 			// here means the evaluator changed under them.
 			return nil, err
 		}
-		return &Compiled{Ref: ref, Version: fs.Version, Set: set}, nil
+		return &Compiled{Ref: ref, Version: fs.Version, VersionText: strconv.FormatInt(fs.Version, 10), Set: set}, nil
 	}
 	return &Registry{
 		cache: feedcache.New(load, feedcache.Options[*Compiled]{

@@ -64,31 +64,33 @@ type Evaluation struct {
 	overrides map[string]any
 }
 
-// Begin prepares the evaluations of one request.
-func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, sessionID string) (*Evaluation, error) {
+// Begin prepares the evaluations of one request. It returns a value, which
+// the caller keeps with the rest of its request: an Evaluation of its own
+// would be one more allocation per request.
+func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, sessionID string) (Evaluation, error) {
 	ref, err := Target(p, project, env)
 	if err != nil {
-		return nil, err
+		return Evaluation{}, err
 	}
-	e := &Evaluation{}
+	var e Evaluation
 	if sessionID != "" {
 		ts, err := s.flags.UseSession(ctx, p, sessionID, ref)
 		if err != nil {
-			return nil, err
+			return Evaluation{}, err
 		}
 		e.Session = ts
 		e.overrides = make(map[string]any, len(ts.Overrides))
 		for k, raw := range ts.Overrides {
 			var v any
 			if err := json.Unmarshal(raw, &v); err != nil {
-				return nil, fmt.Errorf("decoding override %q of session %s: %w", k, ts.ID, err)
+				return Evaluation{}, fmt.Errorf("decoding override %q of session %s: %w", k, ts.ID, err)
 			}
 			e.overrides[k] = v
 		}
 	}
 	e.Set, err = s.sets.Get(ctx, ref)
 	if err != nil {
-		return nil, err
+		return Evaluation{}, err
 	}
 	return e, nil
 }

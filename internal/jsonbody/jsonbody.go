@@ -59,10 +59,22 @@ func DecodeBytes(body []byte, dst any, optional bool, fieldErrors map[string]*ap
 
 // Read reads a request body of at most limit bytes.
 func Read(r *http.Request, limit int64) ([]byte, error) {
+	return ReadInto(r, limit, nil)
+}
+
+// ReadInto is Read into buf's array when the body announces a length that
+// fits in it, for a handler that allocates buf with the rest of its
+// request's state.
+func ReadInto(r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	if n := r.ContentLength; n >= 0 && n <= limit {
-		// The usual case: one allocation of the announced size, instead of
-		// io.ReadAll's growing buffer.
-		body := make([]byte, n)
+		// The usual case: buf, or one allocation of the announced size,
+		// instead of io.ReadAll's growing buffer.
+		var body []byte
+		if n <= int64(cap(buf)) {
+			body = buf[:n]
+		} else {
+			body = make([]byte, n)
+		}
 		if _, err := io.ReadFull(r.Body, body); err != nil {
 			return nil, apierror.Invalid("could not read the request body: %v", err)
 		}
