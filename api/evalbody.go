@@ -20,6 +20,13 @@ type evalTarget struct {
 	flag    *string
 	flags   *[]string
 	context *map[string]any
+	// rawContext, if set, takes the context instead of context: its JSON
+	// text, checked as the decoding would check it but not decoded, for a
+	// caller that decodes it (with contextOf) only if a flag reads it.
+	// Most flags do not, and the decoded context is most of what an
+	// evaluation allocates. A targetingKey that is not a string, which
+	// needs decoding to answer, makes the scan give up.
+	rawContext *[]byte
 }
 
 // evalTargetOf is the target of the evaluation request types, false for
@@ -51,6 +58,7 @@ func scanEvaluation(body []byte, t evalTarget) bool {
 		flag     string
 		flags    []string
 		ctx      map[string]any
+		raw      []byte
 		seenFlag bool
 		seenList bool
 		seenCtx  bool
@@ -89,11 +97,16 @@ func scanEvaluation(body []byte, t evalTarget) bool {
 				if s.null() {
 					ctx = nil
 				} else if s.peek() == '{' {
-					v, ok := s.value(0)
+					start := s.i
+					v, ok := s.value(0, t.rawContext == nil)
 					if !ok {
 						return false
 					}
-					ctx = v.(map[string]any)
+					if t.rawContext != nil {
+						raw = s.b[start:s.i]
+					} else {
+						ctx = v.(map[string]any)
+					}
 				} else {
 					return false
 				}
@@ -122,9 +135,24 @@ func scanEvaluation(body []byte, t evalTarget) bool {
 		*t.flags = flags
 	}
 	if seenCtx {
-		*t.context = ctx
+		if t.rawContext != nil {
+			*t.rawContext = raw
+		} else {
+			*t.context = ctx
+		}
 	}
 	return true
+}
+
+// contextOf decodes a context scanEvaluation left raw: absent or null is
+// empty, as evaluationContext has it.
+func contextOf(raw []byte) map[string]any {
+	if raw == nil {
+		return map[string]any{}
+	}
+	s := scanner{b: raw}
+	v, _ := s.value(0, true) // scanned before: it decodes
+	return v.(map[string]any)
 }
 
 // scanner walks a JSON text; every method leaves i unspecified when it
@@ -232,15 +260,21 @@ func (s *scanner) stringList() ([]string, bool) {
 }
 
 // value reads any JSON value as encoding/json decodes it into an
-// interface{}: map[string]any, []any, string, float64, bool or nil.
-func (s *scanner) value(depth int) (any, bool) {
+// interface{}: map[string]any, []any, string, float64, bool or nil. With
+// build false it only checks the value, which it accepts exactly when it
+// would decode it, and returns nil; and a targetingKey member of the
+// outermost object must then be a string.
+func (s *scanner) value(depth int, build bool) (any, bool) {
 	switch c := s.peek(); {
 	case c == '{':
 		if depth >= maxScanDepth {
 			return nil, false
 		}
 		s.i++
-		m := map[string]any{}
+		var m map[string]any
+		if build {
+			m = map[string]any{}
+		}
 		s.ws()
 		if s.eat('}') {
 			return m, true
@@ -255,11 +289,16 @@ func (s *scanner) value(depth int) (any, bool) {
 				return nil, false
 			}
 			s.ws()
-			v, ok := s.value(depth + 1)
+			if !build && depth == 0 && k == "targetingKey" && s.peek() != '"' {
+				return nil, false
+			}
+			v, ok := s.value(depth+1, build)
 			if !ok {
 				return nil, false
 			}
-			m[k] = v // a repeated name: the last one, as encoding/json
+			if build {
+				m[k] = v // a repeated name: the last one, as encoding/json
+			}
 			s.ws()
 			if s.eat('}') {
 				return m, true
@@ -274,17 +313,22 @@ func (s *scanner) value(depth int) (any, bool) {
 			return nil, false
 		}
 		s.i++
-		a := []any{}
+		var a []any
+		if build {
+			a = []any{}
+		}
 		s.ws()
 		if s.eat(']') {
 			return a, true
 		}
 		for {
-			v, ok := s.value(depth + 1)
+			v, ok := s.value(depth+1, build)
 			if !ok {
 				return nil, false
 			}
-			a = append(a, v)
+			if build {
+				a = append(a, v)
+			}
 			s.ws()
 			if s.eat(']') {
 				return a, true
@@ -295,7 +339,11 @@ func (s *scanner) value(depth int) (any, bool) {
 			s.ws()
 		}
 	case c == '"':
-		return s.plainString()
+		v, ok := s.plainString()
+		if !build {
+			return nil, ok
+		}
+		return v, ok
 	case c == 't':
 		return true, s.literal("true")
 	case c == 'f':
@@ -303,14 +351,18 @@ func (s *scanner) value(depth int) (any, bool) {
 	case c == 'n':
 		return nil, s.literal("null")
 	case c == '-' || c >= '0' && c <= '9':
-		return s.number()
+		f, ok := s.number()
+		if !build || !ok {
+			return nil, ok
+		}
+		return f, true
 	}
 	return nil, false
 }
 
 // number reads a JSON number (RFC 8259's grammar, which strconv's is
 // wider than) as a float64.
-func (s *scanner) number() (any, bool) {
+func (s *scanner) number() (float64, bool) {
 	start := s.i
 	s.eat('-')
 	switch c := s.peek(); {
@@ -319,11 +371,11 @@ func (s *scanner) number() (any, bool) {
 	case c >= '1' && c <= '9':
 		s.digits()
 	default:
-		return nil, false
+		return 0, false
 	}
 	if s.eat('.') {
 		if !s.digits() {
-			return nil, false
+			return 0, false
 		}
 	}
 	if c := s.peek(); c == 'e' || c == 'E' {
@@ -332,12 +384,13 @@ func (s *scanner) number() (any, bool) {
 			s.i++
 		}
 		if !s.digits() {
-			return nil, false
+			return 0, false
 		}
 	}
-	f, err := strconv.ParseFloat(string(s.b[start:s.i]), 64)
+	// A view: a copy would escape into ParseFloat's error, an allocation.
+	f, err := strconv.ParseFloat(unsafe.String(&s.b[start], s.i-start), 64)
 	if err != nil {
-		return nil, false // out of range: encoding/json's error
+		return 0, false // out of range: encoding/json's error
 	}
 	return f, true
 }

@@ -52,7 +52,40 @@ func scanAll(t *testing.T, body []byte) int {
 	check(&evaluateRequest{}, &evaluateRequest{})
 	check(&batchRequest{}, &batchRequest{})
 	check(&ofrepRequest{}, &ofrepRequest{})
+	scanRaw(t, body)
 	return took
+}
+
+// scanRaw checks the scanner's raw-context mode against its decoding one
+// on body: it takes the same bodies, but for a top-level targetingKey that
+// is not a string, which it leaves to the decoding path; and contextOf
+// makes of the raw context what the decoding path and evaluationContext
+// make of it.
+func scanRaw(t *testing.T, body []byte) {
+	t.Helper()
+	var eager, lazy evaluateRequest
+	eagerTook := scanEvaluation(body, evalTarget{flag: &eager.Flag, context: &eager.Context})
+	var raw []byte
+	lazyTook := scanEvaluation(body, evalTarget{flag: &lazy.Flag, context: &lazy.Context, rawContext: &raw})
+	if lazy.Context != nil {
+		t.Fatalf("%q: the raw mode decoded the context", body)
+	}
+	switch {
+	case lazyTook && !eagerTook:
+		t.Fatalf("%q: the raw mode took a body the decoding one refuses", body)
+	case !lazyTook && eagerTook:
+		if tk, ok := eager.Context["targetingKey"]; !ok || reflect.TypeOf(tk) == reflect.TypeFor[string]() {
+			t.Fatalf("%q: the raw mode refused a body the decoding one takes", body)
+		}
+	case lazyTook:
+		want, err := evaluationContext(eager.Context)
+		if err != nil {
+			t.Fatalf("%q: the raw mode took a context evaluationContext refuses: %v", body, err)
+		}
+		if got := contextOf(raw); lazy.Flag != eager.Flag || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: raw mode read %q %v, the decoding one %q %v", body, lazy.Flag, got, eager.Flag, want)
+		}
+	}
 }
 
 func TestScanEvaluationTakesTheCommonBodies(t *testing.T) {
@@ -83,6 +116,8 @@ func FuzzScanEvaluation(f *testing.F) {
 	}
 	f.Add([]byte(`{"flag":"a\u00e9","context":{"k":"\ud83d\ude00"}}`))
 	f.Add([]byte(`{"context":{"x":-0.0e+1,"y":[{"z":[]}]}}`))
+	f.Add([]byte(`{"flag":"f","context":{"targetingKey":1,"n":{"targetingKey":2}}}`))
+	f.Add([]byte(`{"context":{"targetingKey":"a","targetingKey":null}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		scanAll(t, body)
 	})

@@ -14,6 +14,10 @@ import (
 // fits (nearly all do), the answer, the answer's header values, the
 // decoded request and the evaluation. Strings decoded from the body view
 // it (see scanEvaluation), so no part of it ever serves another request.
+//
+// The context is decoded only if the flag reads it (see
+// evalTarget.rawContext): a flag without targeting, most of them, is
+// evaluated without building it.
 type evalCall struct {
 	body    [evalCallBody]byte
 	answer  [evalCallAnswer]byte
@@ -22,6 +26,12 @@ type evalCall struct {
 	ev      evaluation.Evaluation
 	native  evaluateRequest
 	ofrep   ofrepRequest
+
+	// lazy says the scanner read the body and left its context raw, in
+	// rawContext; otherwise ctx is the context, decoded and checked.
+	lazy       bool
+	rawContext []byte
+	ctx        map[string]any
 }
 
 // The inline sizes: an evaluation body is a flag name and a context of a
@@ -38,7 +48,29 @@ func (c *evalCall) decode(r *http.Request, dst any, optional bool) error {
 	if err != nil {
 		return err
 	}
-	return decodeEvaluationBody(body, dst, optional)
+	c.lazy, err = decodeEvaluationBody(body, dst, optional, &c.rawContext)
+	return err
+}
+
+// checkContext checks the context encoding/json decoded, if it did, as
+// evaluationContext does; the scanner checked one it left raw.
+func (c *evalCall) checkContext(decoded map[string]any) (err error) {
+	if !c.lazy {
+		c.ctx, err = evaluationContext(decoded)
+	}
+	return err
+}
+
+// contextFor is the context to evaluate flag with, decoded now if the
+// flag reads it, or nil if it does not and the scanner left it raw.
+func (c *evalCall) contextFor(flag string) map[string]any {
+	switch {
+	case !c.lazy:
+		return c.ctx
+	case c.ev.Set.Set.ReadsContext(flag):
+		return contextOf(c.rawContext)
+	}
+	return nil
 }
 
 // begin prepares c's evaluation from r's headers.

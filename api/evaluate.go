@@ -74,16 +74,22 @@ func decodeEvaluation(r *http.Request, dst any, optional bool) error {
 	if err != nil {
 		return err
 	}
-	return decodeEvaluationBody(body, dst, optional)
+	_, err = decodeEvaluationBody(body, dst, optional, nil)
+	return err
 }
 
 // decodeEvaluationBody is decodeEvaluation for a body already read, which
-// must not change afterwards: strings decoded from it may view it.
-func decodeEvaluationBody(body []byte, dst any, optional bool) error {
-	if t, ok := evalTargetOf(dst); ok && scanEvaluation(body, t) {
-		return nil
+// must not change afterwards: strings decoded from it may view it. If
+// rawContext is not nil and the scanner reads the body, the context is
+// left raw in it (see evalTarget.rawContext) and lazy is true.
+func decodeEvaluationBody(body []byte, dst any, optional bool, rawContext *[]byte) (lazy bool, err error) {
+	if t, ok := evalTargetOf(dst); ok {
+		t.rawContext = rawContext
+		if scanEvaluation(body, t) {
+			return rawContext != nil, nil
+		}
 	}
-	return jsonbody.DecodeBytes(body, dst, optional, evaluationFieldErrors)
+	return false, jsonbody.DecodeBytes(body, dst, optional, evaluationFieldErrors)
 }
 
 // evaluationContext checks a decoded context: absent or null is empty, and
@@ -120,14 +126,13 @@ func (h *Handler) Evaluate(w http.ResponseWriter, r *http.Request, p *authz.Prin
 	if in.Flag == "" {
 		return apierror.Invalid("flag is required")
 	}
-	ctx, err := evaluationContext(in.Context)
-	if err != nil {
+	if err := c.checkContext(in.Context); err != nil {
 		return err
 	}
 	if err := c.begin(h, r, p); err != nil {
 		return err
 	}
-	out := c.ev.Evaluate(in.Flag, ctx)
+	out := c.ev.Evaluate(in.Flag, c.contextFor(in.Flag))
 	if out.ErrorCode == evaluator.ErrFlagNotFound {
 		return apierror.New(http.StatusNotFound, apierror.CodeFlagNotFound,
 			"flag "+quote(in.Flag)+" not found in environment "+quote(c.ev.Set.Ref.Environment))

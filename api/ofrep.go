@@ -98,8 +98,7 @@ func (h *Handler) OFREPEvaluate(w http.ResponseWriter, r *http.Request, p *authz
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
-	ctx, err := evaluationContext(c.ofrep.Context)
-	if err != nil {
+	if err := c.checkContext(c.ofrep.Context); err != nil {
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
@@ -107,7 +106,7 @@ func (h *Handler) OFREPEvaluate(w http.ResponseWriter, r *http.Request, p *authz
 		h.ofrepFail(w, r, key, err)
 		return nil
 	}
-	out := c.ev.Evaluate(key, ctx)
+	out := c.ev.Evaluate(key, c.contextFor(key))
 	c.setVersion(w)
 	switch out.ErrorCode {
 	case "":

@@ -479,6 +479,15 @@ func (fs *FlagSet) Has(flagKey string) bool {
 	return ok
 }
 
+// ReadsContext reports whether evaluating flagKey reads the evaluation
+// context: only a flag with targeting does. For any other (no targeting,
+// disabled, missing, a rule that failed to compile) the context can be
+// left undecoded and Evaluate given nil, with the same result.
+func (fs *FlagSet) ReadsContext(flagKey string) bool {
+	f, ok := fs.flags[flagKey]
+	return ok && !f.disabled && f.ruleErr == "" && f.rule != nil
+}
+
 // VariantType returns the type shared by the flag's variants (TypeBool,
 // TypeString, TypeNumber or TypeObject), and false if there is no such flag.
 func (fs *FlagSet) VariantType(flagKey string) (Type, bool) {
