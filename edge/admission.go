@@ -35,6 +35,9 @@ type Admission struct {
 	bucket string
 	rate   ratelimit.Headers
 	w      admittedWriter
+	// rateStorage holds the headers of a key's request (rate points into
+	// it), so that the guard allocates once for an admitted request.
+	rateStorage ratelimit.HeaderStorage
 }
 
 // Charge spends n more requests from the caller's rate limit, for work one
@@ -51,9 +54,9 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 	if a.Entry != nil {
 		// The key's and its identity's limits: a route's own limits
 		// (flagbridge_auth's limit) count requests, not the work in them.
-		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, nil, n)
+		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, nil, n, nil)
 	} else {
-		rate, e, _ = a.guard.spendCaller(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n)
+		rate, e, _ = a.guard.spendCaller(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, nil)
 	}
 	if !rate.IsZero() {
 		a.guard.finishRate(&rate, a.Principal)

@@ -349,7 +349,8 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 	entry.MarkUsed(now)
 	p := entry.Principal
 	d := Decision{caller: callerOf(p)}
-	rate, e, wouldLimit := g.chargeKey(r.Context(), cfg, now, entry, pol.Limits, max(pol.Cost, 1))
+	adm := &Admission{Principal: p, Entry: entry, guard: g, bucket: entry.Bucket}
+	rate, e, wouldLimit := g.chargeKey(r.Context(), cfg, now, entry, pol.Limits, max(pol.Cost, 1), &adm.rateStorage)
 	d.Rate, d.wouldLimit = rate, wouldLimit
 	if e != nil {
 		d.Err = e
@@ -365,7 +366,8 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 		d.Err = asAPIError(err)
 		return d
 	}
-	d.admission = &Admission{Principal: p, Match: *m, Entry: entry, guard: g, bucket: entry.Bucket}
+	adm.Match = *m
+	d.admission = adm
 	return d
 }
 
@@ -417,7 +419,7 @@ func (g *Guard) bySession(r *http.Request, in Request, cfg *Config, m *routes.Ma
 	limit := cfg.Limits[apikey.Admin]
 	if m.Route == nil || !m.Route.Unmetered {
 		bucket = "member:" + p.ID
-		rate, e, wouldLimit := g.spendCaller(r.Context(), cfg, g.now(), bucket, limit, 1)
+		rate, e, wouldLimit := g.spendCaller(r.Context(), cfg, g.now(), bucket, limit, 1, nil)
 		d.Rate, d.wouldLimit = rate, wouldLimit
 		if wouldLimit {
 			g.logShadow(p, kindKey)

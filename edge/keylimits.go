@@ -71,12 +71,12 @@ func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 // key with limits of its own or on a route with limits, from every bucket
 // at once (see spendAll). wouldLimit reports an admitted request that a
 // shadow limit would have refused, which it logs.
-func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry *KeyEntry, route []ratelimit.NamedLimit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry *KeyEntry, route []ratelimit.NamedLimit, n int, st *ratelimit.HeaderStorage) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
 	def := cfg.Limits[entry.Key.Type]
 	var shadows bucketKinds
 	if entry.Limits == nil && len(route) == 0 {
 		var wouldLimit bool
-		h, e, wouldLimit = g.spendCaller(ctx, cfg, now, entry.Bucket, def, n)
+		h, e, wouldLimit = g.spendCaller(ctx, cfg, now, entry.Bucket, def, n, st)
 		if wouldLimit {
 			shadows = kindKey
 		}

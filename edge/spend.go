@@ -20,8 +20,9 @@ var errClientGone = errors.New("the client went away")
 // timeout, with the storage-failure policy applied when the limiter cannot
 // answer. strict makes the allow policy act as local (for logins, which
 // attackers probe: they never go unlimited). It returns the headers to
-// send, rendered as of now, and the refusal if any.
-func (g *Guard) spend(ctx context.Context, cfg *Config, now time.Time, bucket string, limit ratelimit.Limit, n int, strict bool) (ratelimit.Headers, *apierror.Error) {
+// send, rendered as of now in st (nil: storage of their own), and the
+// refusal if any.
+func (g *Guard) spend(ctx context.Context, cfg *Config, now time.Time, bucket string, limit ratelimit.Limit, n int, strict bool, st *ratelimit.HeaderStorage) (ratelimit.Headers, *apierror.Error) {
 	res, err := g.allow(ctx, cfg, bucket, limit, n)
 	switch {
 	case err == errClientGone:
@@ -45,17 +46,17 @@ func (g *Guard) spend(ctx context.Context, cfg *Config, now time.Time, bucket st
 		}
 	}
 	if !res.Allowed {
-		return res.Headers(now), apierror.RateLimited(res.RetryAfterSeconds())
+		return res.HeadersIn(st, now), apierror.RateLimited(res.RetryAfterSeconds())
 	}
-	return res.Headers(now), nil
+	return res.HeadersIn(st, now), nil
 }
 
 // spendCaller is spend for a caller's own bucket (a key's type bucket, a
 // member's), where rate_limit_mode shadow applies: a refusal is then
 // admitted, with the headers enforcement would send but no Retry-After,
 // and wouldLimit set. Logins (Spend) are never shadowed.
-func (g *Guard) spendCaller(ctx context.Context, cfg *Config, now time.Time, bucket string, limit ratelimit.Limit, n int) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
-	h, e = g.spend(ctx, cfg, now, bucket, limit, n, false)
+func (g *Guard) spendCaller(ctx context.Context, cfg *Config, now time.Time, bucket string, limit ratelimit.Limit, n int, st *ratelimit.HeaderStorage) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+	h, e = g.spend(ctx, cfg, now, bucket, limit, n, false, st)
 	if e != nil && cfg.ShadowLimits && e.Code == apierror.CodeRateLimited {
 		return h.Admitted(), nil, true
 	}
@@ -68,7 +69,7 @@ func (g *Guard) spendCaller(ctx context.Context, cfg *Config, now time.Time, buc
 // policy counts as local for them. It returns the headers to send with a
 // refusal.
 func (g *Guard) Spend(ctx context.Context, bucket string, limit ratelimit.Limit) (ratelimit.Headers, error) {
-	h, e := g.spend(ctx, g.cfg.Load(), g.now(), bucket, limit, 1, true)
+	h, e := g.spend(ctx, g.cfg.Load(), g.now(), bucket, limit, 1, true, nil)
 	if e != nil {
 		return h, e
 	}

@@ -121,8 +121,23 @@ func (hv *rendered) format(nums []int64) {
 }
 
 // Headers renders r's headers as of now; see [Result.SetHeaders].
-func (r Result) Headers(now time.Time) Headers {
-	hv := &rendered{window: r.Limit.Period, effective: ceilSeconds(r.ResetAfter)}
+func (r Result) Headers(now time.Time) Headers { return r.HeadersIn(nil, now) }
+
+// HeaderStorage is room for one response's rate-limit headers, for a
+// caller that allocates it with the rest of its request's state; see
+// [Result.HeadersIn]. It must not be used for another response.
+type HeaderStorage struct{ r rendered }
+
+// HeadersIn is Headers rendered in st, or in storage of their own if st is
+// nil.
+func (r Result) HeadersIn(st *HeaderStorage, now time.Time) Headers {
+	var hv *rendered
+	if st != nil {
+		hv = &st.r
+	} else {
+		hv = new(rendered)
+	}
+	hv.window, hv.effective = r.Limit.Period, ceilSeconds(r.ResetAfter)
 	nums := [4]int64{valLimit: int64(r.Limit.Rate), valRemaining: int64(max(r.Remaining, 0)),
 		valReset: ceilUnix(now.Add(r.ResetAfter))}
 	n := valReset + 1
