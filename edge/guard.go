@@ -182,9 +182,12 @@ type Guard struct {
 	log     *zap.Logger
 	now     func() time.Time
 
-	// inProcess is set when the shared limiter is the in-process one,
-	// which does no I/O and cannot block: its checks need no timer.
-	inProcess bool
+	// limiterBound is how long a call of the shared limiter can take by
+	// its own bound (ratelimit.SelfBounded), and hasBound whether it has
+	// one: within the storage timeout, its calls need no timer of the
+	// guard's (see needsTimer).
+	limiterBound time.Duration
+	hasBound     bool
 
 	lastStorageLog atomic.Int64
 	// identities, if set, holds identities' shared limits (SetIdentities).
@@ -216,7 +219,9 @@ func NewGuard(cfg Config, keys *KeyCache, sessions SessionSource, limiter rateli
 	}
 	// Every check of the shared limiter is timed once metrics are set.
 	g.limiter = meteredLimiter{next: limiter, metrics: &g.metrics}
-	_, g.inProcess = limiter.(*ratelimit.MemoryLimiter)
+	if b, ok := limiter.(ratelimit.SelfBounded); ok {
+		g.limiterBound, g.hasBound = b.CallBound()
+	}
 	g.SetConfig(cfg)
 	return g
 }

@@ -275,7 +275,7 @@ func (g *Guard) logShadow(p *authz.Principal, kinds bucketKinds) {
 // noting whether storage answered.
 func (g *Guard) allowAll(parent context.Context, cfg *Config, group string, checks []ratelimit.Check, n int) (ratelimit.MultiResult, error) {
 	ctx, cancel := parent, context.CancelFunc(nil)
-	if !g.inProcess {
+	if g.needsTimer(cfg) {
 		ctx, cancel = context.WithTimeout(parent, cfg.Timeout)
 	}
 	res, err := g.limiter.AllowAll(ctx, group, checks, n)

@@ -46,10 +46,13 @@ type BatchingOptions struct {
 	// one round trip's reply stays small and a burst of keys is spread over
 	// the round trips in flight.
 	MaxKeysPerTrip int
-	// Timeout bounds each round trip, if positive. Like every deadline it
-	// takes effect only if the client has ContextTimeoutEnabled; otherwise
-	// the client's own read and write timeouts bound it. Callers are
-	// bounded by their own ctx either way.
+	// Timeout bounds each call, if positive: a round trip sent for the
+	// call alone by its deadline, a check queued for a shared round trip by
+	// a wait of at most Timeout from when it queued (see
+	// [BatchingRedisLimiter.CallBound]). Like every deadline, a round
+	// trip's takes effect only if the client has ContextTimeoutEnabled;
+	// otherwise the client's own read and write timeouts bound it. Callers
+	// are bounded by their own ctx either way.
 	Timeout time.Duration
 }
 
@@ -188,6 +191,10 @@ type BatchingRedisLimiter struct {
 	nextSweep int64 // when settle next sweeps buckets, on the epoch clock
 	peak      int   // largest len(buckets) since the map was allocated
 	groupPeak int   // largest len(groups) since the map was allocated
+	// expiry is closed when the checks queued in expirySlot have waited
+	// long enough; see expiryLocked.
+	expiry     chan struct{}
+	expirySlot int64
 }
 
 // bucketState is what the limiter knows of one bucket between round trips,
@@ -281,6 +288,9 @@ type waiter struct {
 	mres   MultiResult
 	err    error
 	done   chan struct{} // capacity 1: the answer never blocks the worker
+	// expiry ends the wait of a queued check (expiryLocked); nil, which
+	// never ends it, without a Timeout.
+	expiry <-chan struct{}
 }
 
 // batch is one bucket's share of a round trip: the waiters sent together
@@ -404,8 +414,8 @@ func (l *BatchingRedisLimiter) allowN(ctx context.Context, key string, limit Lim
 	}
 	l.enqueueLocked(b, w)
 	l.mu.Unlock()
-	if !l.wait(ctx, w) {
-		return Result{Limit: limit}, ctx.Err()
+	if err := l.wait(ctx, w); err != nil {
+		return Result{Limit: limit}, err
 	}
 	return l.answer(w)
 }
@@ -413,6 +423,7 @@ func (l *BatchingRedisLimiter) allowN(ctx context.Context, key string, limit Lim
 // enqueueLocked queues w behind b's other checks and, if b has no batch
 // in flight, lists b as ready.
 func (l *BatchingRedisLimiter) enqueueLocked(b *bucketState, w *waiter) {
+	w.expiry = l.expiryLocked()
 	b.queue = append(b.queue, w)
 	if !b.inFlight && !b.ready {
 		b.ready = true
@@ -458,13 +469,47 @@ func (l *BatchingRedisLimiter) endTripLocked() {
 	}
 }
 
-// wait waits for w's answer, and reports whether it came before the end
-// of ctx. If not, w must not be used again.
-func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) bool {
+// expirySlots is how many expiry channels a Timeout spans.
+const expirySlots = 8
+
+// expiryLocked returns the channel that ends the wait of a check queued
+// now: closed one Timeout after the start of the current eighth of a
+// Timeout, so that every queued check waits at most Timeout (and at least
+// 7/8 of it) with one timer per eighth instead of one per check.
+func (l *BatchingRedisLimiter) expiryLocked() <-chan struct{} {
+	if l.timeout <= 0 {
+		return nil
+	}
+	width := max(int64(l.timeout/expirySlots), 1)
+	now := l.now()
+	if slot := now / width; l.expiry == nil || slot != l.expirySlot {
+		ch := make(chan struct{})
+		l.expiry, l.expirySlot = ch, slot
+		time.AfterFunc(time.Duration(slot*width-now)+l.timeout, func() { close(ch) })
+	}
+	return l.expiry
+}
+
+// CallBound implements [SelfBounded]: with a Timeout, every call returns
+// within it (or within its ctx, if sooner), whether its check travels in
+// a round trip of its own, under the Timeout as its deadline, or waits in
+// a queue, for at most the Timeout from when it queued. A call that waited
+// too long fails with an error wrapping context.DeadlineExceeded.
+func (l *BatchingRedisLimiter) CallBound() (time.Duration, bool) {
+	return l.timeout, l.timeout > 0
+}
+
+// wait waits for w's answer, and returns nil if it came before the end of
+// ctx and w's expiry; else the reason, and w must not be used again.
+func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) error {
+	var err error
 	select {
 	case <-w.done:
-		return true
+		return nil
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-w.expiry:
+		err = fmt.Errorf("ratelimit: redis limiter: no answer within %v: %w", l.timeout, context.DeadlineExceeded)
 	}
 	l.mu.Lock()
 	st := w.state
@@ -479,12 +524,12 @@ func (l *BatchingRedisLimiter) wait(ctx context.Context, w *waiter) bool {
 		case <-w.done:
 			// The answer beat the cancellation: it is the truth, and for an
 			// admitted request the one the caller has paid for.
-			return true
+			return nil
 		default:
 		}
 	}
 	// w is not recycled: a worker may still send to it.
-	return false
+	return err
 }
 
 func (l *BatchingRedisLimiter) answer(w *waiter) (Result, error) {

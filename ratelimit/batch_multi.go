@@ -46,8 +46,8 @@ func (l *BatchingRedisLimiter) AllowAll(ctx context.Context, group string, check
 	}
 	l.enqueueLocked(g, w)
 	l.mu.Unlock()
-	if !l.wait(ctx, w) {
-		return MultiResult{}, ctx.Err()
+	if err := l.wait(ctx, w); err != nil {
+		return MultiResult{}, err
 	}
 	return l.answerAll(w)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -632,6 +633,32 @@ func TestBatchingRedisDown(t *testing.T) {
 		})
 		t.Cleanup(func() { slow.Close() })
 		mustFail(t, newBatching(t, slow, "p", ratelimit.BatchingOptions{Timeout: 200 * time.Millisecond}))
+
+		// The Timeout bounds each call, not each round trip: with one
+		// round trip at a time, checks queued behind it still end within
+		// it (callers without a deadline of their own, as the guard calls
+		// a limiter that bounds itself), not one Timeout per trip ahead.
+		const timeout = 300 * time.Millisecond
+		one := newBatching(t, slow, "q", ratelimit.BatchingOptions{Timeout: timeout, MaxInFlight: 1})
+		if d, ok := one.CallBound(); !ok || d != timeout {
+			t.Fatalf("CallBound() = %v, %v", d, ok)
+		}
+		var calls sync.WaitGroup
+		took := make([]time.Duration, 6)
+		start := time.Now()
+		for i := range took {
+			calls.Go(func() {
+				_, err := one.Allow(context.Background(), "key"+strconv.Itoa(i), lim)
+				took[i] = time.Since(start)
+				if err == nil || !strings.HasPrefix(err.Error(), "ratelimit: redis limiter:") {
+					t.Errorf("queued call %d: err %v, want the limiter's own", i, err)
+				}
+			})
+		}
+		calls.Wait()
+		if last := slices.Max(took); last > timeout*3/2 {
+			t.Fatalf("six checks queued behind one round trip ended after %v (each: %v); want within the Timeout, %v", last, took, timeout)
+		}
 	})
 }
 

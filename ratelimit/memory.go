@@ -88,6 +88,10 @@ func NewMemoryWithClock(now func() time.Time) *MemoryLimiter {
 // wall-clock steps (NTP, manual changes) cannot refill or freeze buckets.
 func (m *MemoryLimiter) elapsed() int64 { return int64(m.now().Sub(m.epoch)) }
 
+// CallBound implements [SelfBounded]: the limiter does no I/O and never
+// waits for anything but its own lock, so its calls need no timer.
+func (m *MemoryLimiter) CallBound() (time.Duration, bool) { return 0, true }
+
 // Allow implements [Limiter] with redis_rate's allowN script for n = 1.
 // It never blocks on I/O, so ctx is not consulted. It returns an error
 // wrapping [ErrInvalidLimit] when limit is unusable.

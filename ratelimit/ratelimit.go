@@ -97,6 +97,14 @@ type Result struct {
 	ResetAfter time.Duration
 }
 
+// SelfBounded is a Limiter whose every call returns within a bound of its
+// own, so that a caller bounded by the same time needs no timer of its own
+// around each call (one per request costs more than a check that does not
+// block). CallBound reports the bound, and false if there is none.
+type SelfBounded interface {
+	CallBound() (time.Duration, bool)
+}
+
 // Limiter checks requests against named buckets.
 type Limiter interface {
 	// Allow spends one request from bucket key under limit. It is AllowN
