@@ -124,6 +124,9 @@ func drive(t *testing.T, name string, cpuTime func() time.Duration, client *http
 					mu.Lock()
 					if err != nil {
 						wrong[-1]++
+						if wrong[-1] == 1 { // the first says what they are
+							t.Logf("%s: %v", name, err)
+						}
 					} else {
 						wrong[resp.StatusCode]++
 					}
@@ -357,6 +360,48 @@ func setUpBinary(t *testing.T, bin, storage string, nKeys int) *instance {
 	return in
 }
 
+// startShape starts Caddy alone answering POST /v1/evaluate as in with key
+// answers body (its scenario (c)): with the same status, headers and bytes,
+// from respond and Caddy's header directive. What (c) costs over it is
+// FlagBridge's own work; what it costs over the baseline (a), the
+// request's and answer's size, which any server of them pays.
+func startShape(t *testing.T, in *instance, body string) *testenv.Caddy {
+	t.Helper()
+	resp, err := in.http.Do(post(in.c.URL("/v1/evaluate"), in.live, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("(c)'s answer: %d %s", resp.StatusCode, answer)
+	}
+	var site strings.Builder
+	site.WriteString("header {\n")
+	for name, vals := range resp.Header {
+		switch name {
+		case "Date", "Content-Length", "Server", "Alt-Svc":
+			continue // Caddy's own
+		}
+		fmt.Fprintf(&site, "\t\t%s %q\n", name, vals[0])
+	}
+	// A backquoted token is taken as it is, newline included.
+	fmt.Fprintf(&site, "\t}\n\trespond `%s` 200", answer)
+	shape := testenv.NewCaddy(t, testenv.CaddyOptions{Site: site.String()}).Start()
+	// Through an HTTP/1.1 client of its own: shape.Client() would add h2
+	// to the TLS configuration the scenarios' clients copy.
+	got, err := client(shape).Do(post(shape.URL("/v1/evaluate"), in.live, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotBody, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if !bytes.Equal(gotBody, answer) || len(got.Header) != len(resp.Header) {
+		t.Fatalf("the shape's answer differs from (c)'s: %q %v, want %q %v", gotBody, got.Header, answer, resp.Header)
+	}
+	return shape
+}
+
 func TestLoad(t *testing.T) {
 	r := testenv.StartRedis(t)
 	rc := r.Client()
@@ -366,9 +411,10 @@ func TestLoad(t *testing.T) {
 	fb := setUp(t, redisStorage, *manyKeys)
 	fb.addLimited()
 	embedded := setUp(t, "", *manyKeys)
+	evalStatic := `{"flag":"static-flag","context":{"targetingKey":"user-42"}}`
+	shape := startShape(t, fb, evalStatic)
 	t.Logf("set up; running each scenario for %v with %d connections", *duration, *conns)
 
-	evalStatic := `{"flag":"static-flag","context":{"targetingKey":"user-42"}}`
 	evalTargeted := `{"flag":"targeted-flag","context":{"targetingKey":"user-42","plan":"pro","country":"DE","version":"2.3.1",` +
 		`"a1":1,"a2":2,"a3":3,"a4":4,"a5":5,"a6":6}}`
 	forged := make([]string, 4096)
@@ -385,6 +431,10 @@ func TestLoad(t *testing.T) {
 	baseHTTP := client(base)
 	a := add(drive(t, "(a) baseline respond", base.CPUTime, baseHTTP, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
 		"Caddy alone, static respond")
+	shapeHTTP := client(shape)
+	shapeY := add(drive(t, "(y) respond, (c)'s shape", shape.CPUTime, shapeHTTP, func(int) (*http.Request, int) {
+		return post(shape.URL("/v1/evaluate"), fb.live, evalStatic), 200
+	}, 0, nil), "Caddy alone answering (c)'s request with (c)'s headers and body")
 	add(drive(t, "(b) auth + Redis limiter + respond", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return get(fb.c.URL("/bench/x"), fb.live), 200
 	}, 0, rc), "flagbridge_auth (require live) in front of respond")
@@ -425,6 +475,10 @@ func TestLoad(t *testing.T) {
 	a2 := add(drive(t, "(a) h2 baseline respond", base.CPUTime, baseH2, func(int) (*http.Request, int) { return get(base.URL("/"), ""), 200 }, 0, nil),
 		"as (a), over HTTP/2: one connection, 32 streams")
 	a2.baseline = a2
+	shapeY2 := add(drive(t, "(y) h2 respond, (c)'s shape", shape.CPUTime, clientH2(shape.Client().Transport.(*http.Transport).TLSClientConfig), func(int) (*http.Request, int) {
+		return post(shape.URL("/v1/evaluate"), fb.live, evalStatic), 200
+	}, 0, nil), "as (y), over HTTP/2")
+	shapeY2.baseline = a2
 	evalC2 := add(drive(t, "(c) h2 POST /v1/evaluate", fb.c.CPUTime, fbH2, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, 0, rc), "as (c), over HTTP/2")
@@ -475,6 +529,8 @@ func TestLoad(t *testing.T) {
 	perReq := func(r *result) float64 { return float64(r.cpu.Microseconds()) / float64(max(r.requests, 1)) }
 	fmt.Fprintf(&buf, "server CPU per request over the floor's (a bare Go HTTPS server, fixed JSON): (c) %.2f, (c) h2 %.2f\n",
 		perReq(evalC)/perReq(floorH1), perReq(evalC2)/perReq(floorH2))
+	fmt.Fprintf(&buf, "(c) against Caddy alone with (c)'s request and answer, (y): req/s %.2f, h2 %.2f; server CPU per request %.2f, h2 %.2f\n",
+		evalC.rps()/shapeY.rps(), evalC2.rps()/shapeY2.rps(), perReq(evalC)/perReq(shapeY), perReq(evalC2)/perReq(shapeY2))
 	fmt.Fprintf(&buf, "machine: %d CPUs (%s/%s), %s, %d connections, %v per scenario\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), *conns, *duration)
 	for _, r := range results {

@@ -1045,7 +1045,8 @@ func benchmarkGuardOnBatching(b *testing.B, run func(*testing.B, store.Store, ra
 		b.Fatal(err)
 	}
 	defer st.Close()
-	lim := ratelimit.NewBatchingRedis(st.Client(), st.Prefix(), ratelimit.BatchingOptions{})
+	// With the Timeout the server gives it (storage_timeout's default).
+	lim := ratelimit.NewBatchingRedis(st.Client(), st.Prefix(), ratelimit.BatchingOptions{Timeout: 500 * time.Millisecond})
 	defer lim.Close()
 	b.SetParallelism(16)
 	run(b, st, lim)
