@@ -87,7 +87,9 @@ func startChain(tb testing.TB, storage string) *chain {
 	adminKey := res.Key
 	c.must(tb, "POST", "/v1/projects", adminKey, `{"slug":"bench"}`, 201)
 	c.must(tb, "PUT", "/v1/projects/bench/environments/production/flags", adminKey,
-		`{"flags":{"static-flag":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`, 200)
+		`{"flags":{"static-flag":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"},`+
+			`"targeted-flag":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off",`+
+			`"targeting":{"if":[{"==":[{"var":"plan"},"pro"]},"on",null]}}}}`, 200)
 	var key struct {
 		Key string `json:"key"`
 	}
@@ -158,8 +160,9 @@ func (c *chain) bench(b *testing.B, build func() *http.Request, want int) {
 
 // BenchmarkChain is one request through Caddy's whole handler chain for
 // the load benchmark's scenarios, on the embedded store: (b)
-// flagbridge_auth in front of static_response, (c) an evaluation, and for
-// each, (a) the same request answered by static_response alone. Each
+// flagbridge_auth in front of static_response, (c) an evaluation, (d) one
+// with targeting, and for each, (a) the same request answered by
+// static_response alone. Each
 // builds its request per iteration (a server does), the same way for a
 // scenario and its (a), so what FlagBridge's handlers cost is the
 // difference between the two.
@@ -177,5 +180,14 @@ func BenchmarkChain(b *testing.B) {
 	})
 	b.Run("c_evaluate", func(b *testing.B) {
 		c.bench(b, func() *http.Request { return c.request("POST", "/v1/evaluate", c.live, body) }, 200)
+	})
+	// (d): a flag with targeting, whose context is decoded (a map, and a
+	// value per attribute).
+	targeted := `{"flag":"targeted-flag","context":{"targetingKey":"user-42","plan":"pro"}}`
+	b.Run("a_respond_post_d", func(b *testing.B) {
+		c.bench(b, func() *http.Request { return c.request("POST", "/base", c.live, targeted) }, 200)
+	})
+	b.Run("d_evaluate_targeting", func(b *testing.B) {
+		c.bench(b, func() *http.Request { return c.request("POST", "/v1/evaluate", c.live, targeted) }, 200)
 	})
 }
