@@ -45,8 +45,10 @@ type result struct {
 	elapsed   time.Duration
 	latencies []time.Duration
 	redisCmds int64
-	// cpu is the server's CPU time during the scenario.
+	// cpu is the server's CPU time during the scenario; redisCPU Redis's,
+	// which shares the machine's cores with it.
 	cpu         time.Duration
+	redisCPU    time.Duration
 	baseline    *result
 	unexpected  map[int]int64
 	description string
@@ -81,7 +83,7 @@ type request func(i int) (*http.Request, int)
 // load to that many requests a second.
 func drive(t *testing.T, name string, cpuTime func() time.Duration, client *http.Client, build request, rate float64, rc *redis.Client) *result {
 	t.Helper()
-	before := redisCalls(t, rc)
+	before, redisBefore := redisCalls(t, rc), redisCPU(t, rc)
 	cpuBefore := cpuTime()
 	var (
 		wg       sync.WaitGroup
@@ -145,6 +147,7 @@ func drive(t *testing.T, name string, cpuTime func() time.Duration, client *http
 		cpu: cpuTime() - cpuBefore}
 	if rc != nil {
 		r.redisCmds = redisCalls(t, rc) - before
+		r.redisCPU = redisCPU(t, rc) - redisBefore
 	}
 	return r
 }
@@ -175,6 +178,26 @@ func redisCalls(t *testing.T, rc *redis.Client) int64 {
 		total += n
 	}
 	return total
+}
+
+// redisCPU is the CPU time Redis has used (INFO cpu: user and system).
+func redisCPU(t *testing.T, rc *redis.Client) time.Duration {
+	if rc == nil {
+		return 0
+	}
+	info, err := rc.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (name == "used_cpu_sys" || name == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 // client is an HTTP/1.1 keep-alive client trusting one instance's CA.
@@ -456,7 +479,7 @@ func TestLoad(t *testing.T) {
 	add(drive(t, "(h) limits, quota, identity", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.limited, evalStatic), 200
 	}, 0, rc), "as (c), with a key of two limits, a quota and an identity's limit")
-	add(drive(t, "(c) embedded store", embedded.c.CPUTime, embedded.http, func(int) (*http.Request, int) {
+	embC := add(drive(t, "(c) embedded store", embedded.c.CPUTime, embedded.http, func(int) (*http.Request, int) {
 		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
 	}, 0, nil), "as (c), on the embedded store")
 	add(drive(t, "(e) embedded store", embedded.c.CPUTime, embedded.http, func(i int) (*http.Request, int) {
@@ -482,14 +505,15 @@ func TestLoad(t *testing.T) {
 	evalC2 := add(drive(t, "(c) h2 POST /v1/evaluate", fb.c.CPUTime, fbH2, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, 0, rc), "as (c), over HTTP/2")
+	embC2 := add(drive(t, "(c) h2 embedded store", embedded.c.CPUTime, embH2, func(int) (*http.Request, int) {
+		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
+	}, 0, nil), "as (c) on the embedded store, over HTTP/2")
 	for _, r := range []*result{
 		add(drive(t, "(b) h2 auth + Redis limiter", fb.c.CPUTime, fbH2, func(int) (*http.Request, int) {
 			return get(fb.c.URL("/bench/x"), fb.live), 200
 		}, 0, rc), "as (b), over HTTP/2"),
 		evalC2,
-		add(drive(t, "(c) h2 embedded store", embedded.c.CPUTime, embH2, func(int) (*http.Request, int) {
-			return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
-		}, 0, nil), "as (c) on the embedded store, over HTTP/2"),
+		embC2,
 	} {
 		r.baseline = a2
 	}
@@ -508,29 +532,47 @@ func TestLoad(t *testing.T) {
 	evalHalf := add(drive(t, "(c) at half peak", fb.c.CPUTime, fb.http, func(int) (*http.Request, int) {
 		return post(fb.c.URL("/v1/evaluate"), fb.live, evalStatic), 200
 	}, half, rc), fmt.Sprintf("paced at %.0f req/s", half))
+	shapeHalf := add(drive(t, "(y) at half peak", shape.CPUTime, shapeHTTP, func(int) (*http.Request, int) {
+		return post(shape.URL("/v1/evaluate"), fb.live, evalStatic), 200
+	}, half, nil), fmt.Sprintf("paced at %.0f req/s", half))
+	embHalf := add(drive(t, "(c) embedded at half peak", embedded.c.CPUTime, embedded.http, func(int) (*http.Request, int) {
+		return post(embedded.c.URL("/v1/evaluate"), embedded.live, evalStatic), 200
+	}, half, nil), fmt.Sprintf("paced at %.0f req/s", half))
 
 	var buf strings.Builder
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "scenario\treq/s\tp50\tp99\tp99.9\terrors\tvs (a)\tRedis cmds/req\tserver CPU/req\t\n")
+	fmt.Fprintf(tw, "scenario\treq/s\tp50\tp99\tp99.9\terrors\tvs (a)\tRedis cmds/req\tserver CPU/req\tRedis CPU/req\t\n")
 	for _, r := range results {
 		cmds := "-"
 		if r.redisCmds > 0 || strings.Contains(r.name, "(f)") || strings.Contains(r.name, "(g)") || strings.Contains(r.name, "(b)") {
 			cmds = fmt.Sprintf("%.3f", float64(r.redisCmds)/float64(max(r.requests, 1)))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%.2f\t%s\t%.1fµs\t\n", r.name, r.rps(),
+		redisPer := "-"
+		if cmds != "-" {
+			redisPer = fmt.Sprintf("%.1fµs", float64(r.redisCPU.Microseconds())/float64(max(r.requests, 1)))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%v\t%v\t%v\t%d\t%.2f\t%s\t%.1fµs\t%s\t\n", r.name, r.rps(),
 			r.percentile(0.50).Round(time.Microsecond), r.percentile(0.99).Round(time.Microsecond),
 			r.percentile(0.999).Round(time.Microsecond), r.errors, r.rps()/r.against(a).rps(), cmds,
-			float64(r.cpu.Microseconds())/float64(max(r.requests, 1)))
+			float64(r.cpu.Microseconds())/float64(max(r.requests, 1)), redisPer)
 	}
 	tw.Flush()
 	fmt.Fprintf(&buf, "\nadded p99 at half of the baseline's peak (%.0f req/s): auth %v, evaluate %v\n", half,
 		(authHalf.percentile(0.99) - baseHalf.percentile(0.99)).Round(time.Microsecond),
 		(evalHalf.percentile(0.99) - baseHalf.percentile(0.99)).Round(time.Microsecond))
+	fmt.Fprintf(&buf, "added p99 at that rate over Caddy alone with (c)'s request and answer, (y): evaluate %v, on the embedded store %v\n",
+		(evalHalf.percentile(0.99) - shapeHalf.percentile(0.99)).Round(time.Microsecond),
+		(embHalf.percentile(0.99) - shapeHalf.percentile(0.99)).Round(time.Microsecond))
 	perReq := func(r *result) float64 { return float64(r.cpu.Microseconds()) / float64(max(r.requests, 1)) }
+	redisPer := func(r *result) float64 { return float64(r.redisCPU.Microseconds()) / float64(max(r.requests, 1)) }
 	fmt.Fprintf(&buf, "server CPU per request over the floor's (a bare Go HTTPS server, fixed JSON): (c) %.2f, (c) h2 %.2f\n",
 		perReq(evalC)/perReq(floorH1), perReq(evalC2)/perReq(floorH2))
 	fmt.Fprintf(&buf, "(c) against Caddy alone with (c)'s request and answer, (y): req/s %.2f, h2 %.2f; server CPU per request %.2f, h2 %.2f\n",
 		evalC.rps()/shapeY.rps(), evalC2.rps()/shapeY2.rps(), perReq(evalC)/perReq(shapeY), perReq(evalC2)/perReq(shapeY2))
+	fmt.Fprintf(&buf, "the same on the embedded store: req/s %.2f, h2 %.2f; server CPU per request %.2f, h2 %.2f\n",
+		embC.rps()/shapeY.rps(), embC2.rps()/shapeY2.rps(), perReq(embC)/perReq(shapeY), perReq(embC2)/perReq(shapeY2))
+	fmt.Fprintf(&buf, "(c) on Redis with Redis's CPU counted: server and Redis CPU per request over the floor's %.2f, h2 %.2f\n",
+		(perReq(evalC)+redisPer(evalC))/perReq(floorH1), (perReq(evalC2)+redisPer(evalC2))/perReq(floorH2))
 	fmt.Fprintf(&buf, "machine: %d CPUs (%s/%s), %s, %d connections, %v per scenario\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), *conns, *duration)
 	for _, r := range results {
