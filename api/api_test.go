@@ -62,7 +62,7 @@ type server struct {
 // limits (which the edge's tests cover).
 func testLimits() *edge.Config {
 	cfg := edge.DefaultConfig()
-	for _, t := range []apikey.Type{apikey.Live, apikey.Test, apikey.Admin} {
+	for _, t := range apikey.Types {
 		cfg.Limits[t] = ratelimit.PerMinute(1_000_000)
 	}
 	cfg.Unauthenticated = ratelimit.PerMinute(1_000_000)
@@ -119,7 +119,7 @@ func (r response) json(t *testing.T) map[string]any {
 	return m
 }
 
-var fullKey = regexp.MustCompile(`fb_(live|test|admin)_[0-9A-Za-z]{36}`)
+var fullKey = regexp.MustCompile(apikey.SecretPattern)
 
 // send serves one request through the chain, with caller's secret as the
 // bearer token (none if caller is nil) and the given header pairs.
@@ -755,7 +755,7 @@ func TestDecodeErrors(t *testing.T) {
 		// Decoded fine, refused by the service, naming the field.
 		{"/v1/projects/alpha/api-keys", `{"name":"n","type":"live","environment":"production","expires_in":"400d"}`, "expires_in must be between 1m and 365d"},
 		{"/v1/projects/alpha/api-keys", `{"name":"n","type":"live","environment":"mars"}`, `environment: project "alpha" has no environment "mars"`},
-		{"/v1/projects/alpha/api-keys", `{"name":"n","type":"root","environment":"production"}`, `type: unknown key type "root" (want live, test or admin)`},
+		{"/v1/projects/alpha/api-keys", `{"name":"n","type":"root","environment":"production"}`, `type: unknown key type "root" (want client, live, test or admin)`},
 		{"/v1/projects/alpha/api-keys", `{"name":"n","type":"admin","permissions":["ROOT"]}`, `permissions: unknown permission "ROOT" (want READ or WRITE)`},
 		{"/v1/projects/alpha/api-keys", `{"type":"admin"}`, "name is required"},
 		{rotate, `{"grace_period":"30d"}`, "grace_period must be at most 7d"},

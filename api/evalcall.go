@@ -67,7 +67,7 @@ func (c *evalCall) contextFor(flag string) map[string]any {
 	switch {
 	case !c.lazy:
 		return c.ctx
-	case c.ev.Set.Set.ReadsContext(flag):
+	case c.ev.ReadsContext(flag):
 		return contextOf(c.rawContext)
 	}
 	return nil

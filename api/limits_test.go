@@ -104,7 +104,7 @@ func TestKeyLimitsEndpoints(t *testing.T) {
 	// Bad input: 400 naming the field, nothing written.
 	before := s.snapshot(t)
 	for _, tc := range []struct{ body, message string }{
-		{`{}`, "nothing to change: give at least one of name, limits, quota and identity"},
+		{`{}`, "nothing to change: give at least one of name, limits, quota, identity and allowed_origins"},
 		{``, "request body is required (a JSON object)"},
 		{`{"nmae":"x"}`, `unknown field "nmae"`},
 		{`{"name":null}`, "name cannot be null: a key always has a name"},

@@ -36,6 +36,8 @@ type keyView struct {
 	Limits   []ratelimit.NamedLimit `json:"limits,omitempty"`
 	Quota    *ratelimit.Quota       `json:"quota,omitempty"`
 	Identity string                 `json:"identity,omitempty"`
+	// AllowedOrigins are a client key's origins.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 	// Usage is what the key's buckets hold now, when asked for.
 	Usage edge.KeyUsage `json:"usage,omitempty"`
 }
@@ -58,6 +60,8 @@ func viewKey(k *keys.Key, now time.Time) keyView {
 		Limits:      k.Limits,
 		Quota:       k.Quota,
 		Identity:    k.Identity,
+
+		AllowedOrigins: k.AllowedOrigins,
 	}
 	if k.PreviousValidUntil != nil && now.Before(*k.PreviousValidUntil) {
 		v.PreviousKeyValidUntil = k.PreviousValidUntil

@@ -103,6 +103,17 @@ func TestTypes(t *testing.T) {
 	if !Admin.Includes(Test) || !Test.Includes(Live) || Live.Includes(Test) || Test.Includes(Admin) {
 		t.Fatal("capability order")
 	}
+	// A client key, though numbered last, is the least capable.
+	for i, a := range Types {
+		for j, b := range Types {
+			if a.Includes(b) != (i >= j) {
+				t.Errorf("%s.Includes(%s) = %v", a, b, a.Includes(b))
+			}
+		}
+		if Type(0).Includes(a) || Type(99).Includes(a) || !a.Includes(0) {
+			t.Errorf("unknown types and %s", a)
+		}
+	}
 	for _, typ := range Types {
 		got, err := ParseType(strings.ToUpper(typ.String()))
 		if err != nil || got != typ {

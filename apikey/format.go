@@ -15,15 +15,21 @@ const (
 	// checksumLen is the number of base62 characters holding the CRC-32
 	// (62^6 > 2^32, so every checksum fits).
 	checksumLen = 6
-	// MaxLen is the length of the longest well-formed key (an admin key).
-	MaxLen = len(prefixAdmin) + randomLen + checksumLen
+	// MaxLen is the length of the longest well-formed key (a client key).
+	MaxLen = len(prefixClient) + randomLen + checksumLen
 
-	prefixLive  = "fb_live_"
-	prefixTest  = "fb_test_"
-	prefixAdmin = "fb_admin_"
+	prefixClient = "fb_client_"
+	prefixLive   = "fb_live_"
+	prefixTest   = "fb_test_"
+	prefixAdmin  = "fb_admin_"
 
 	base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
+
+// SecretPattern matches every well-formed key of every type (and keys
+// whose checksum is wrong), for tests and tools that scan answers, headers
+// and logs for a secret that must not be there.
+const SecretPattern = `fb_(client|live|test|admin)_[0-9A-Za-z]{36}`
 
 // ErrMalformed is returned by [Parse] for anything that is not a well-formed
 // FlagBridge key: unknown prefix, wrong length, characters outside base62 or
@@ -62,6 +68,8 @@ func Parse(s string) (Type, error) {
 		t = Test
 	case strings.HasPrefix(s, prefixAdmin):
 		t = Admin
+	case strings.HasPrefix(s, prefixClient):
+		t = Client
 	default:
 		return 0, ErrMalformed
 	}

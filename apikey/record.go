@@ -51,6 +51,9 @@ type Record struct {
 	// within its project): every key of one identity shares that
 	// identity's limits and quota.
 	Identity string `json:"identity,omitempty"`
+	// AllowedOrigins are the origins of the pages that may use a client
+	// key (see CleanOrigin); required for one, empty for other types.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 }
 
 // OrgWide reports whether the key spans every project of its organization.

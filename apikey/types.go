@@ -7,11 +7,12 @@ import (
 )
 
 // Type is the kind of a key, fixed by its prefix. Types are ordered by what
-// they may do: an admin key can do everything a test key can, and a test key
-// everything a live key can.
+// they may do (see [Type.Includes]): an admin key can do everything a test
+// key can, a test key everything a live key can, and a live key everything
+// a client key can.
 type Type uint8
 
-// The key types.
+// The key types. Their numbers are not their order: Client came last.
 const (
 	// Live keys evaluate flags; they are what production servers hold.
 	Live Type = iota + 1
@@ -19,10 +20,20 @@ const (
 	Test
 	// Admin keys may call every endpoint within their scope.
 	Admin
+	// Client keys are publishable: code that runs in browsers and apps
+	// carries them. They evaluate flags marked client-visible over OFREP,
+	// from the origins the key allows, and do nothing else.
+	Client
+
+	// NumTypes bounds the types' numbers, for arrays indexed by type.
+	NumTypes = Client + 1
 )
 
 // Types lists every key type, least capable first.
-var Types = []Type{Live, Test, Admin}
+var Types = []Type{Client, Live, Test, Admin}
+
+// rank orders the types by what they may do.
+var rank = [NumTypes]uint8{Client: 1, Live: 2, Test: 3, Admin: 4}
 
 // Prefix returns the prefix that keys of type t start with.
 func (t Type) Prefix() string {
@@ -33,13 +44,18 @@ func (t Type) Prefix() string {
 		return prefixTest
 	case Admin:
 		return prefixAdmin
+	case Client:
+		return prefixClient
 	}
 	return ""
 }
 
-// String returns the lower-case name used in the API: live, test or admin.
+// String returns the lower-case name used in the API: client, live, test or
+// admin.
 func (t Type) String() string {
 	switch t {
+	case Client:
+		return "client"
 	case Live:
 		return "live"
 	case Test:
@@ -51,12 +67,20 @@ func (t Type) String() string {
 }
 
 // Includes reports whether a key of type t may do what a key of type other
-// may do.
-func (t Type) Includes(other Type) bool { return t >= other }
+// may do; every type includes the zero Type, which asks for none.
+func (t Type) Includes(other Type) bool {
+	if other == 0 {
+		return true
+	}
+	return t < NumTypes && other < NumTypes && rank[t] > 0 && rank[t] >= rank[other]
+}
 
-// ParseType turns "live", "test" or "admin" (any case) into a Type.
+// ParseType turns "client", "live", "test" or "admin" (any case) into a
+// Type.
 func ParseType(s string) (Type, error) {
 	switch strings.ToLower(s) {
+	case "client":
+		return Client, nil
 	case "live":
 		return Live, nil
 	case "test":
@@ -64,7 +88,7 @@ func ParseType(s string) (Type, error) {
 	case "admin":
 		return Admin, nil
 	}
-	return 0, fmt.Errorf("unknown key type %q (want live, test or admin)", s)
+	return 0, fmt.Errorf("unknown key type %q (want client, live, test or admin)", s)
 }
 
 // MarshalText encodes t by name.

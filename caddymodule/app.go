@@ -56,8 +56,9 @@ type App struct {
 	// a change (default feedcache.DefaultTTL, 30s). Changes arrive through the change feed at
 	// once; this is only the safety net.
 	KeyCacheTTL caddy.Duration `json:"key_cache_ttl,omitempty"`
-	// RateLimits overrides the default limits. Keys: live, test, admin and
-	// unauthenticated (per client IP, for requests failing authentication).
+	// RateLimits overrides the default limits. Keys: client (per key and
+	// client address), live, test, admin and unauthenticated (per client
+	// IP, for requests failing authentication).
 	RateLimits map[string]RateLimit `json:"rate_limits,omitempty"`
 	// IETFHeaders adds the RateLimit-Policy and RateLimit fields of the
 	// IETF draft (draft-ietf-httpapi-ratelimit-headers) next to the
@@ -192,7 +193,7 @@ func (a *App) guardSettings() (edge.Config, error) {
 		}
 		t, err := apikey.ParseType(name)
 		if err != nil {
-			return cfg, fmt.Errorf("rate_limit: unknown bucket %q (want live, test, admin or unauthenticated)", name)
+			return cfg, fmt.Errorf("rate_limit: unknown bucket %q (want client, live, test, admin or unauthenticated)", name)
 		}
 		cfg.Limits[t] = limit
 	}

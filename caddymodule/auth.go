@@ -95,9 +95,9 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("flagbridge_auth: cost must be a positive whole number, not %d", a.Cost)
 	}
 	if a.Require != "" {
-		t, err := apikey.ParseType(a.Require)
+		t, err := parseRequire(a.Require)
 		if err != nil {
-			return err
+			return fmt.Errorf("flagbridge_auth: require: %v", err)
 		}
 		a.policy.Require = t
 	}
@@ -167,6 +167,20 @@ func arrivedOverHTTPS(r *http.Request) bool {
 	return strings.EqualFold(strings.TrimSpace(first), "https")
 }
 
+// parseRequire reads require's key type. Client keys are public (any page
+// carries them) and made for OFREP alone, so no route of a team's own
+// services may take them.
+func parseRequire(s string) (apikey.Type, error) {
+	t, err := apikey.ParseType(s)
+	if err != nil {
+		return 0, err
+	}
+	if t == apikey.Client {
+		return 0, fmt.Errorf("client keys are public and only evaluate flags over OFREP; require live, test or admin")
+	}
+	return t, nil
+}
+
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	flagbridge_auth [<matcher>] {
@@ -192,7 +206,7 @@ func (a *Auth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			if _, err := apikey.ParseType(d.Val()); err != nil {
+			if _, err := parseRequire(d.Val()); err != nil {
 				return d.Errf("require: %v", err)
 			}
 			a.Require = strings.ToLower(d.Val())

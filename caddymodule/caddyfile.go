@@ -25,7 +25,7 @@ func init() {
 //			key_prefix <prefix>
 //			on_storage_error deny|allow|local [<instances>]
 //			key_cache_ttl <duration>
-//			rate_limit live|test|admin|unauthenticated <requests>[/<window>]
+//			rate_limit client|live|test|admin|unauthenticated <requests>[/<window>]
 //			ietf_headers
 //			rate_limit_mode enforce|shadow
 //		}

@@ -111,7 +111,7 @@ func TestCaddyfileErrorsNameTheProblem(t *testing.T) {
 func TestValidateNamesTheSetting(t *testing.T) {
 	cases := map[string]string{
 		"on_storage_error maybe":          `on_storage_error: "maybe" is not deny, allow or local`,
-		"rate_limit root 10/1m":           `rate_limit: unknown bucket "root" (want live, test, admin or unauthenticated)`,
+		"rate_limit root 10/1m":           `rate_limit: unknown bucket "root" (want client, live, test, admin or unauthenticated)`,
 		"rate_limit live 0":               "rate_limit live: requests must be a positive whole number, not 0",
 		"rate_limit test -5/1m":           "rate_limit test: requests must be a positive whole number, not -5",
 		"rate_limit admin 10/-1m":         "rate_limit admin: the window must be a positive duration such as 1m",

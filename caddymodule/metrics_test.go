@@ -55,7 +55,7 @@ func TestMetricLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := map[string]map[string]bool{
-		"key_type":  {"none": true, "live": true, "test": true, "admin": true, "member": true},
+		"key_type":  {"none": true, "live": true, "test": true, "admin": true, "member": true, "client": true},
 		"outcome":   {"allowed": true, "limited": true, "unauthorized": true, "forbidden": true, "https_required": true, "storage_unavailable": true, "would_limit": true},
 		"result":    {"hit": true, "miss": true},
 		"operation": {"key_lookup": true, "rate_limit": true},
@@ -78,7 +78,7 @@ func TestMetricLabels(t *testing.T) {
 		}
 	}
 	want := map[string]int{
-		"flagbridge_guard_requests_total":          5 * 7,
+		"flagbridge_guard_requests_total":          6 * 7,
 		"flagbridge_rate_limit_near_total":         3 * 2,
 		"flagbridge_rate_limiter_duration_seconds": 1,
 		"flagbridge_key_cache_lookups_total":       2,

@@ -110,7 +110,7 @@ func TestOnStorageErrorJSON(t *testing.T) {
 		`{"on_storage_error":"local","local_instances":-1}`: "local_instances: -1 is not a positive number of instances",
 		`{"storage_timeout":"-1s"}`:                         "storage_timeout: -1s is not a positive duration",
 		`{"key_cache_ttl":"-1s"}`:                           "key_cache_ttl: -1s is not a positive duration",
-		`{"rate_limits":{"root":{"requests":1}}}`:           `rate_limit: unknown bucket "root" (want live, test, admin or unauthenticated)`,
+		`{"rate_limits":{"root":{"requests":1}}}`:           `rate_limit: unknown bucket "root" (want client, live, test, admin or unauthenticated)`,
 		`{"rate_limits":{"live":{"requests":0}}}`:           "rate_limit live: requests must be a positive whole number, not 0",
 	}
 	for in, want := range bad {

@@ -54,7 +54,7 @@ func (a *Admission) Charge(ctx context.Context, n int) error {
 	if a.Entry != nil {
 		// The key's and its identity's limits: a route's own limits
 		// (flagbridge_auth's limit) count requests, not the work in them.
-		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, nil, n, nil)
+		rate, e, _ = a.guard.chargeKey(ctx, cfg, a.guard.now(), a.Entry, a.bucket, nil, n, nil)
 	} else {
 		rate, e, _ = a.guard.spendCaller(ctx, cfg, a.guard.now(), a.bucket, cfg.Limits[a.Principal.Type], n, nil)
 	}
@@ -102,8 +102,15 @@ func (w *admittedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // from the request unless the policy keeps it for an admitted request.
 func (d Decision) Apply(w http.ResponseWriter, r *http.Request, p Policy) (a *Admission, ok bool) {
 	h := w.Header()
+	if d.preflight != nil {
+		d.preflight.write(w)
+		return nil, false
+	}
 	if d.Style == apierror.Dashboard {
 		apierror.SetDashboardHeaders(h)
+	}
+	if d.cors != "" {
+		setCORS(h, d.cors)
 	}
 	d.Rate.Apply(h)
 	// The key leaves the request here, refused or not, so that the next

@@ -21,8 +21,11 @@ import (
 )
 
 // Default limits, per minute, by key type. A logged-in member of the
-// dashboard has the admin limit.
+// dashboard has the admin limit. A client key's limit counts per key and
+// client address (see clientBucket): the key is public, and one visitor
+// must not spend every other's share.
 const (
+	DefaultClientLimit          = 600
 	DefaultLiveLimit            = 10_000
 	DefaultTestLimit            = 1_000
 	DefaultAdminLimit           = 500
@@ -36,7 +39,7 @@ const DefaultTimeout = store.DefaultTimeout
 // Config is the guard's deployment-wide configuration.
 type Config struct {
 	// Limits holds the limit of each key type, indexed by apikey.Type.
-	Limits [apikey.Admin + 1]ratelimit.Limit
+	Limits [apikey.NumTypes]ratelimit.Limit
 	// Unauthenticated is the per-client-address limit of requests that fail
 	// authentication.
 	Unauthenticated ratelimit.Limit
@@ -119,6 +122,7 @@ func (c *Config) LocalLimit(l ratelimit.Limit) ratelimit.Limit {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	var c Config
+	c.Limits[apikey.Client] = ratelimit.PerMinute(DefaultClientLimit)
 	c.Limits[apikey.Live] = ratelimit.PerMinute(DefaultLiveLimit)
 	c.Limits[apikey.Test] = ratelimit.PerMinute(DefaultTestLimit)
 	c.Limits[apikey.Admin] = ratelimit.PerMinute(DefaultAdminLimit)
@@ -252,6 +256,10 @@ type Decision struct {
 	Style apierror.Style
 
 	admission *Admission
+	// cors is the origin a client key's answer names as allowed (see
+	// crossOriginKey), and preflight, if set, a CORS preflight's answer.
+	cors      string
+	preflight *preflightAnswer
 	// caller is who the request was decided for, also when it is refused
 	// after authentication.
 	caller Caller
@@ -282,6 +290,11 @@ func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
 	}
 	if !in.HTTPS && !p.AllowHTTP {
 		return Decision{Err: apierror.HTTPSRequired, Style: style}
+	}
+	if p.Require == 0 {
+		if d, ok := preflight(r); ok {
+			return d
+		}
 	}
 	cfg := g.cfg.Load()
 	var d Decision
@@ -351,11 +364,19 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 	if entry.Key == nil || entry.Key.Type != typ || !entry.Admits(now) {
 		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
 	}
-	entry.MarkUsed(now)
 	p := entry.Principal
 	d := Decision{caller: callerOf(p)}
-	adm := &Admission{Principal: p, Entry: entry, guard: g, bucket: entry.Bucket}
-	rate, e, wouldLimit := g.chargeKey(r.Context(), cfg, now, entry, pol.Limits, max(pol.Cost, 1), &adm.rateStorage)
+	bucket := entry.Bucket
+	if typ == apikey.Client {
+		// Before any spending: a page of another site spends nothing.
+		if d.cors, d.Err = crossOriginKey(r, m, entry.Key); d.Err != nil {
+			return d
+		}
+		bucket = clientBucket(bucket, in.ClientIP)
+	}
+	entry.MarkUsed(now)
+	adm := &Admission{Principal: p, Entry: entry, guard: g, bucket: bucket}
+	rate, e, wouldLimit := g.chargeKey(r.Context(), cfg, now, entry, bucket, pol.Limits, max(pol.Cost, 1), &adm.rateStorage)
 	d.Rate, d.wouldLimit = rate, wouldLimit
 	if e != nil {
 		d.Err = e

@@ -67,16 +67,17 @@ func keyLimitsOf(rec *apikey.Record) *KeyLimits {
 	return kl
 }
 
-// chargeKey spends n requests of a key: from its type's bucket, or, for a
-// key with limits of its own or on a route with limits, from every bucket
-// at once (see spendAll). wouldLimit reports an admitted request that a
+// chargeKey spends n requests of a key: from its type's bucket (bucket:
+// the entry's, or a client key's per client address), or, for a key with
+// limits of its own or on a route with limits, from every bucket at once
+// (see spendAll). wouldLimit reports an admitted request that a
 // shadow limit would have refused, which it logs.
-func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry *KeyEntry, route []ratelimit.NamedLimit, n int, st *ratelimit.HeaderStorage) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
+func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry *KeyEntry, bucket string, route []ratelimit.NamedLimit, n int, st *ratelimit.HeaderStorage) (h ratelimit.Headers, e *apierror.Error, wouldLimit bool) {
 	def := cfg.Limits[entry.Key.Type]
 	var shadows bucketKinds
 	if entry.Limits == nil && len(route) == 0 {
 		var wouldLimit bool
-		h, e, wouldLimit = g.spendCaller(ctx, cfg, now, entry.Bucket, def, n, st)
+		h, e, wouldLimit = g.spendCaller(ctx, cfg, now, bucket, def, n, st)
 		if wouldLimit {
 			shadows = kindKey
 		}
@@ -93,6 +94,9 @@ func (g *Guard) chargeKey(ctx context.Context, cfg *Config, now time.Time, entry
 			}
 		}
 		group, checks := entry.checks(def, shared, route)
+		if entry.Limits == nil {
+			group = bucket
+		}
 		h, e, shadows = g.spendAll(ctx, cfg, now, group, checks, n)
 	}
 	if shadows != 0 {

@@ -106,15 +106,17 @@ const (
 	CallerAdmin
 	// CallerMember: a member logged in to the dashboard.
 	CallerMember
+	// CallerClient: a publishable client key.
+	CallerClient
 
 	// NumCallers is the number of callers.
 	NumCallers
 )
 
-var callerNames = [NumCallers]string{"none", "live", "test", "admin", "member"}
+var callerNames = [NumCallers]string{"none", "live", "test", "admin", "member", "client"}
 
 // String returns the caller's metric label (key_type): none, live, test,
-// admin or member.
+// admin, member or client.
 func (c Caller) String() string {
 	if c < NumCallers {
 		return callerNames[c]
@@ -135,6 +137,8 @@ func callerOf(p *authz.Principal) Caller {
 		return CallerTest
 	case p.Type == apikey.Admin:
 		return CallerAdmin
+	case p.Type == apikey.Client:
+		return CallerClient
 	}
 	return CallerNone
 }
@@ -245,8 +249,8 @@ func (g *Guard) finishRate(rate *ratelimit.Headers, p *authz.Principal) {
 }
 
 // PolicyName is the name of the rate-limit policy (the bucket) of a caller
-// in the IETF RateLimit-Policy and RateLimit fields: live, test, admin or
-// member, and unauthenticated for CallerNone (the client address's bucket
+// in the IETF RateLimit-Policy and RateLimit fields: client, live, test,
+// admin or member, and unauthenticated for CallerNone (the client address's bucket
 // of failed authentications).
 func PolicyName(c Caller) string {
 	if c == CallerNone {

@@ -276,10 +276,10 @@ func TestOutcomeOf(t *testing.T) {
 		names = append(names, c.String())
 		policies = append(policies, PolicyName(c))
 	}
-	if want := []string{"none", "live", "test", "admin", "member"}; !slices.Equal(names, want) {
+	if want := []string{"none", "live", "test", "admin", "member", "client"}; !slices.Equal(names, want) {
 		t.Errorf("callers %v, want %v", names, want)
 	}
-	if want := []string{"unauthenticated", "live", "test", "admin", "member"}; !slices.Equal(policies, want) {
+	if want := []string{"unauthenticated", "live", "test", "admin", "member", "client"}; !slices.Equal(policies, want) {
 		t.Errorf("policies %v, want %v", policies, want)
 	}
 	if NumCallers.String() != "unknown" || NumOutcomes.String() != "unknown" {

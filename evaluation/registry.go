@@ -24,7 +24,26 @@ type Compiled struct {
 	// every evaluation answer carries.
 	VersionText string
 	Set         *evaluator.FlagSet
+	// clientKeys are the flags a client key may evaluate (see
+	// flags.ClientVisible), in key order, and client the same as a set.
+	clientKeys []string
+	client     map[string]bool
 }
+
+// compiled wraps a compiled set with what is worked out once per version.
+func compiled(ref flags.Ref, version int64, set *evaluator.FlagSet) *Compiled {
+	c := &Compiled{Ref: ref, Version: version, VersionText: strconv.FormatInt(version, 10), Set: set, client: map[string]bool{}}
+	for _, k := range set.Keys() {
+		if md, _ := set.Metadata(k); flags.ClientVisible(md) {
+			c.clientKeys = append(c.clientKeys, k)
+			c.client[k] = true
+		}
+	}
+	return c
+}
+
+// ClientVisible reports whether a client key may evaluate flag.
+func (c *Compiled) ClientVisible(flag string) bool { return c.client[flag] }
 
 // Registry keeps the compiled flag set of every environment in use, in a
 // feedcache.Cache tagged by the change-feed payload that names the set.
@@ -48,7 +67,7 @@ func NewRegistry(source FlagSource, ttl time.Duration) *Registry {
 			// here means the evaluator changed under them.
 			return nil, err
 		}
-		return &Compiled{Ref: ref, Version: fs.Version, VersionText: strconv.FormatInt(fs.Version, 10), Set: set}, nil
+		return compiled(ref, fs.Version, set), nil
 	}
 	return &Registry{
 		cache: feedcache.New(load, feedcache.Options[*Compiled]{

@@ -39,7 +39,9 @@ func (s *Service) Registry() *Registry { return s.sets }
 func Target(p *authz.Principal, project, env string) (flags.Ref, error) {
 	place := p.Place(project, env)
 	ref := flags.Ref{OrgID: place.Org, Project: place.Project, Environment: place.Environment}
-	if err := authz.Permits(p, authz.Need{Type: apikey.Live, Permission: apikey.Read}); err != nil {
+	// Client keys are the least that evaluates; the route table keeps them
+	// to OFREP.
+	if err := authz.Permits(p, authz.Need{Type: apikey.Client, Permission: apikey.Read}); err != nil {
 		return ref, err
 	}
 	switch {
@@ -48,7 +50,7 @@ func Target(p *authz.Principal, project, env string) (flags.Ref, error) {
 	case ref.Environment == "":
 		return ref, apierror.Invalid("a key that spans environments must name the environment (FlagBridge-Environment header)")
 	}
-	if err := authz.Permits(p, authz.Need{Type: apikey.Live, Permission: apikey.Read,
+	if err := authz.Permits(p, authz.Need{Type: apikey.Client, Permission: apikey.Read,
 		Target: ref.Scope(), Action: "evaluate flags of"}); err != nil {
 		return ref, err
 	}
@@ -62,6 +64,9 @@ type Evaluation struct {
 	// Session is the testing session applied, or nil.
 	Session   *flags.TestingSession
 	overrides map[string]any
+	// clientOnly, for a client key, hides every flag not marked
+	// client-visible: to that key it does not exist.
+	clientOnly bool
 }
 
 // Begin prepares the evaluations of one request. It returns a value, which
@@ -72,8 +77,11 @@ func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, s
 	if err != nil {
 		return Evaluation{}, err
 	}
-	var e Evaluation
+	e := Evaluation{clientOnly: p.Type == apikey.Client}
 	if sessionID != "" {
+		if e.clientOnly {
+			return Evaluation{}, errClientSession
+		}
 		ts, err := s.flags.UseSession(ctx, p, sessionID, ref)
 		if err != nil {
 			return Evaluation{}, err
@@ -95,6 +103,10 @@ func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, s
 	return e, nil
 }
 
+// errClientSession refuses a testing session to a client key: sessions are
+// for CI, whose test keys are secret.
+var errClientSession = apierror.Forbidden("Client keys cannot use testing sessions; use a test key")
+
 // Outcome is one flag's evaluation.
 type Outcome struct {
 	evaluator.Result
@@ -106,6 +118,10 @@ type Outcome struct {
 // value, with reason OVERRIDE (disabled or not), as long as the flag exists
 // and the value fits it.
 func (e *Evaluation) Evaluate(flag string, ctx map[string]any) Outcome {
+	if e.clientOnly && !e.Set.ClientVisible(flag) {
+		// Exactly what a flag that does not exist gets.
+		return Outcome{Result: evaluator.NotFound(flag)}
+	}
 	res := e.Set.Set.Evaluate(flag, ctx)
 	// An override applies while the flag exists and the pinned value still
 	// fits its variants (the flag may have changed type since).
@@ -122,5 +138,15 @@ func (e *Evaluation) fits(flag string, v any) bool {
 	return ok && t.Accepts(v)
 }
 
-// Keys returns every flag of the set, in order.
-func (e *Evaluation) Keys() []string { return e.Set.Set.Keys() }
+// Keys returns every flag of the set the caller may evaluate, in order.
+func (e *Evaluation) Keys() []string {
+	if e.clientOnly {
+		return append([]string(nil), e.Set.clientKeys...)
+	}
+	return e.Set.Set.Keys()
+}
+
+// ReadsContext reports whether evaluating flag reads the context.
+func (e *Evaluation) ReadsContext(flag string) bool {
+	return (!e.clientOnly || e.Set.ClientVisible(flag)) && e.Set.Set.ReadsContext(flag)
+}

@@ -351,8 +351,7 @@ func quotedList(names []string) string {
 func (fs *FlagSet) Evaluate(flagKey string, ctx map[string]any) Result {
 	f, ok := fs.flags[flagKey]
 	if !ok {
-		return Result{Flag: flagKey, Reason: ReasonError, ErrorCode: ErrFlagNotFound,
-			ErrorMessage: "flag " + quote(flagKey) + " not found"}
+		return NotFound(flagKey)
 	}
 	r := Result{Flag: flagKey, Metadata: f.metadata, MetadataJSON: f.metadataJSON, FlagJSON: f.keyJSON}
 	switch {
@@ -454,6 +453,12 @@ func (f *flag) encode() {
 	}
 }
 
+// NotFound is the result of evaluating a flag the set does not have.
+func NotFound(flagKey string) Result {
+	return Result{Flag: flagKey, Reason: ReasonError, ErrorCode: ErrFlagNotFound,
+		ErrorMessage: "flag " + quote(flagKey) + " not found"}
+}
+
 // EvaluateAll evaluates every flag (disabled ones included, with Reason
 // DISABLED, so callers decide whether to list them) in key order, appending
 // the results to dst and returning the extended slice. Passing a reused dst
@@ -486,6 +491,17 @@ func (fs *FlagSet) Has(flagKey string) bool {
 func (fs *FlagSet) ReadsContext(flagKey string) bool {
 	f, ok := fs.flags[flagKey]
 	return ok && !f.disabled && f.ruleErr == "" && f.rule != nil
+}
+
+// Metadata returns the flag's metadata, the flag set's overlaid by its
+// own (shared with the set: read it, never change it), and false if there
+// is no such flag.
+func (fs *FlagSet) Metadata(flagKey string) (map[string]any, bool) {
+	f, ok := fs.flags[flagKey]
+	if !ok {
+		return nil, false
+	}
+	return f.metadata, true
 }
 
 // VariantType returns the type shared by the flag's variants (TypeBool,

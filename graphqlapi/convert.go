@@ -65,6 +65,7 @@ func apiKey(k *keys.Key, owner *Member, now time.Time) *APIKey {
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt, RevokedAt: k.RevokedAt,
 		RotatedAt: k.RotatedAt, LastUsedAt: k.LastUsedAt,
 		Limits: rateLimits(k.Limits), Quota: quota(k.Quota), Identity: optional(k.Identity),
+		AllowedOrigins: k.AllowedOrigins,
 	}
 }
 
@@ -75,6 +76,7 @@ func createdKey(k *keys.Created, now time.Time) *CreatedAPIKey {
 		Environment: optional(k.Environment), Resources: k.Resources, Hint: k.Hint,
 		CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt,
 		Limits: rateLimits(k.Limits), Quota: quota(k.Quota), Identity: optional(k.Identity),
+		AllowedOrigins: k.AllowedOrigins,
 	}
 	if k.PreviousValidUntil != nil && now.Before(*k.PreviousValidUntil) {
 		out.PreviousKeyValidUntil = k.PreviousValidUntil
@@ -142,6 +144,12 @@ func updateIn(in UpdateAPIKeyInput) keys.UpdateInput {
 	}
 	if v, ok := in.Identity.ValueOK(); ok {
 		out.Identity = jsonbody.Optional[string]{Set: true, Value: v}
+	}
+	if v, ok := in.AllowedOrigins.ValueOK(); ok {
+		out.AllowedOrigins.Set = true
+		if v != nil {
+			out.AllowedOrigins.Value = &v
+		}
 	}
 	return out
 }

@@ -37,26 +37,27 @@ type DirectiveRoot struct {
 
 type ComplexityRoot struct {
 	APIKey struct {
-		CreatedAt   func(childComplexity int) int
-		Environment func(childComplexity int) int
-		ExpiresAt   func(childComplexity int) int
-		Hint        func(childComplexity int) int
-		ID          func(childComplexity int) int
-		Identity    func(childComplexity int) int
-		Kind        func(childComplexity int) int
-		LastUsedAt  func(childComplexity int) int
-		Limits      func(childComplexity int) int
-		Name        func(childComplexity int) int
-		Owner       func(childComplexity int) int
-		Permissions func(childComplexity int) int
-		Project     func(childComplexity int) int
-		Quota       func(childComplexity int) int
-		Resources   func(childComplexity int) int
-		RevokedAt   func(childComplexity int) int
-		RotatedAt   func(childComplexity int) int
-		Status      func(childComplexity int) int
-		Type        func(childComplexity int) int
-		Usage       func(childComplexity int) int
+		AllowedOrigins func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		Environment    func(childComplexity int) int
+		ExpiresAt      func(childComplexity int) int
+		Hint           func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Identity       func(childComplexity int) int
+		Kind           func(childComplexity int) int
+		LastUsedAt     func(childComplexity int) int
+		Limits         func(childComplexity int) int
+		Name           func(childComplexity int) int
+		Owner          func(childComplexity int) int
+		Permissions    func(childComplexity int) int
+		Project        func(childComplexity int) int
+		Quota          func(childComplexity int) int
+		Resources      func(childComplexity int) int
+		RevokedAt      func(childComplexity int) int
+		RotatedAt      func(childComplexity int) int
+		Status         func(childComplexity int) int
+		Type           func(childComplexity int) int
+		Usage          func(childComplexity int) int
 	}
 
 	BucketUsage struct {
@@ -84,6 +85,7 @@ type ComplexityRoot struct {
 	}
 
 	CreatedAPIKey struct {
+		AllowedOrigins        func(childComplexity int) int
 		CreatedAt             func(childComplexity int) int
 		Environment           func(childComplexity int) int
 		ExpiresAt             func(childComplexity int) int
@@ -202,6 +204,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "APIKey.allowedOrigins":
+		if e.ComplexityRoot.APIKey.AllowedOrigins == nil {
+			break
+		}
+
+		return e.ComplexityRoot.APIKey.AllowedOrigins(childComplexity), true
 	case "APIKey.createdAt":
 		if e.ComplexityRoot.APIKey.CreatedAt == nil {
 			break
@@ -433,6 +441,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CallingKey.Type(childComplexity), true
 
+	case "CreatedAPIKey.allowedOrigins":
+		if e.ComplexityRoot.CreatedAPIKey.AllowedOrigins == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedAPIKey.AllowedOrigins(childComplexity), true
 	case "CreatedAPIKey.createdAt":
 		if e.ComplexityRoot.CreatedAPIKey.CreatedAt == nil {
 			break
@@ -924,6 +938,8 @@ func (ec *executionContext) childFields_APIKey(ctx context.Context, field graphq
 		return ec.fieldContext_APIKey_quota(ctx, field)
 	case "identity":
 		return ec.fieldContext_APIKey_identity(ctx, field)
+	case "allowedOrigins":
+		return ec.fieldContext_APIKey_allowedOrigins(ctx, field)
 	case "usage":
 		return ec.fieldContext_APIKey_usage(ctx, field)
 	}
@@ -1012,6 +1028,8 @@ func (ec *executionContext) childFields_CreatedAPIKey(ctx context.Context, field
 		return ec.fieldContext_CreatedAPIKey_quota(ctx, field)
 	case "identity":
 		return ec.fieldContext_CreatedAPIKey_identity(ctx, field)
+	case "allowedOrigins":
+		return ec.fieldContext_CreatedAPIKey_allowedOrigins(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreatedAPIKey", field.Name)
 }
@@ -1882,6 +1900,29 @@ func (ec *executionContext) fieldContext_APIKey_identity(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("APIKey", field, false, false, "String")
 }
 
+func (ec *executionContext) _APIKey_allowedOrigins(ctx context.Context, field graphql.CollectedField, obj *APIKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_APIKey_allowedOrigins(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AllowedOrigins, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_APIKey_allowedOrigins(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("APIKey", field, false, false, "String")
+}
+
 func (ec *executionContext) _APIKey_usage(ctx context.Context, field graphql.CollectedField, obj *APIKey) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2711,6 +2752,29 @@ func (ec *executionContext) _CreatedAPIKey_identity(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_CreatedAPIKey_identity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreatedAPIKey", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreatedAPIKey_allowedOrigins(ctx context.Context, field graphql.CollectedField, obj *CreatedAPIKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreatedAPIKey_allowedOrigins(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AllowedOrigins, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CreatedAPIKey_allowedOrigins(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreatedAPIKey", field, false, false, "String")
 }
 
@@ -4838,7 +4902,7 @@ func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context,
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "permissions", "expiresIn", "type", "project", "environment", "resources", "limits", "quota", "identity"}
+	fieldsInOrder := [...]string{"name", "permissions", "expiresIn", "type", "project", "environment", "resources", "limits", "quota", "identity", "allowedOrigins"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -4915,6 +4979,13 @@ func (ec *executionContext) unmarshalInputCreateAPIKeyInput(ctx context.Context,
 				return it, err
 			}
 			it.Identity = data
+		case "allowedOrigins":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowedOrigins"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowedOrigins = data
 		}
 	}
 	return it, nil
@@ -5055,7 +5126,7 @@ func (ec *executionContext) unmarshalInputUpdateAPIKeyInput(ctx context.Context,
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "limits", "quota", "identity"}
+	fieldsInOrder := [...]string{"name", "limits", "quota", "identity", "allowedOrigins"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -5090,6 +5161,13 @@ func (ec *executionContext) unmarshalInputUpdateAPIKeyInput(ctx context.Context,
 				return it, err
 			}
 			it.Identity = graphql.OmittableOf(data)
+		case "allowedOrigins":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowedOrigins"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowedOrigins = graphql.OmittableOf(data)
 		}
 	}
 	return it, nil
@@ -5218,6 +5296,11 @@ func (ec *executionContext) _APIKey(ctx context.Context, sel ast.SelectionSet, o
 			}
 		case "identity":
 			out.Values[i] = ec._APIKey_identity(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "allowedOrigins":
+			out.Values[i] = ec._APIKey_allowedOrigins(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -5477,6 +5560,11 @@ func (ec *executionContext) _CreatedAPIKey(ctx context.Context, sel ast.Selectio
 			}
 		case "identity":
 			out.Values[i] = ec._CreatedAPIKey_identity(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "allowedOrigins":
+			out.Values[i] = ec._CreatedAPIKey_allowedOrigins(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -7026,6 +7114,41 @@ func (ec *executionContext) marshalORevokedAPIKey2ᚖgithubᚗcomᚋflagbridge�
 		return graphql.Null
 	}
 	return ec._RevokedAPIKey(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -391,7 +391,7 @@ func (w *world) gqlDirect(t *testing.T, key, query string, vars map[string]any) 
 	return w.sendVia(t, key, request{query: query, variables: vars}, w.serveDirect)
 }
 
-var fullKey = regexp.MustCompile(`fb_(live|test|admin)_[0-9A-Za-z]{36}`)
+var fullKey = regexp.MustCompile(apikey.SecretPattern)
 
 // send sends one request through the chain and checks what must hold of
 // every response: uncacheable JSON in GraphQL's shape (data and/or errors,

@@ -36,6 +36,8 @@ type APIKey struct {
 	Quota  *Quota       `json:"quota,omitempty"`
 	// The customer the key belongs to, if any.
 	Identity *string `json:"identity,omitempty"`
+	// The origins whose pages may use a CLIENT key; null for the other types.
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
 	// What the key's rate-limit buckets hold now, read without spending: its limits (or its type's default one), its quota and its identity's. Route limits depend on the route called and are not in it.
 	Usage []*BucketUsage `json:"usage"`
 }
@@ -90,6 +92,8 @@ type CreateAPIKeyInput struct {
 	Quota  *QuotaInput       `json:"quota,omitempty"`
 	// The customer the key belongs to: lower-case letters, digits and hyphens.
 	Identity *string `json:"identity,omitempty"`
+	// Required for CLIENT keys: the origins (such as https://app.example.com) whose pages may use the key.
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
 }
 
 type CreatedAPIKey struct {
@@ -111,6 +115,7 @@ type CreatedAPIKey struct {
 	Limits                []*RateLimit `json:"limits,omitempty"`
 	Quota                 *Quota       `json:"quota,omitempty"`
 	Identity              *string      `json:"identity,omitempty"`
+	AllowedOrigins        []string     `json:"allowedOrigins,omitempty"`
 }
 
 type Environment struct {
@@ -187,6 +192,8 @@ type UpdateAPIKeyInput struct {
 	Limits   graphql.Omittable[[]*RateLimitInput] `json:"limits,omitempty"`
 	Quota    graphql.Omittable[*QuotaInput]       `json:"quota,omitempty"`
 	Identity graphql.Omittable[*string]           `json:"identity,omitempty"`
+	// A CLIENT key's origins, replaced whole; cannot be null.
+	AllowedOrigins graphql.Omittable[[]string] `json:"allowedOrigins,omitempty"`
 }
 
 type Viewer struct {
@@ -377,12 +384,15 @@ func (e KeyStatus) MarshalJSON() ([]byte, error) {
 type KeyType string
 
 const (
-	KeyTypeLive  KeyType = "LIVE"
-	KeyTypeTest  KeyType = "TEST"
-	KeyTypeAdmin KeyType = "ADMIN"
+	// Publishable, for browsers and apps: evaluates client-visible flags over OFREP, READ only, from its allowed origins.
+	KeyTypeClient KeyType = "CLIENT"
+	KeyTypeLive   KeyType = "LIVE"
+	KeyTypeTest   KeyType = "TEST"
+	KeyTypeAdmin  KeyType = "ADMIN"
 )
 
 var AllKeyType = []KeyType{
+	KeyTypeClient,
 	KeyTypeLive,
 	KeyTypeTest,
 	KeyTypeAdmin,
@@ -390,7 +400,7 @@ var AllKeyType = []KeyType{
 
 func (e KeyType) IsValid() bool {
 	switch e {
-	case KeyTypeLive, KeyTypeTest, KeyTypeAdmin:
+	case KeyTypeClient, KeyTypeLive, KeyTypeTest, KeyTypeAdmin:
 		return true
 	}
 	return false

@@ -37,6 +37,7 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input CreateAPIKeyI
 	if input.Identity != nil {
 		in.Identity = *input.Identity
 	}
+	in.AllowedOrigins = input.AllowedOrigins
 	var project string
 	if input.Project != nil {
 		project = *input.Project

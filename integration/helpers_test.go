@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/internal/testenv"
 )
 
@@ -62,7 +63,7 @@ func send(t *testing.T, client *http.Client, method, url, key, body string) repl
 	return reply{resp.StatusCode, resp.Header, string(b)}
 }
 
-var keyPattern = regexp.MustCompile(`fb_(live|test|admin)_[0-9A-Za-z]{36}`)
+var keyPattern = regexp.MustCompile(apikey.SecretPattern)
 
 // bootstrap runs "caddy flagbridge bootstrap" for an instance and returns
 // the printed admin key.

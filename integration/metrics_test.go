@@ -186,7 +186,7 @@ func TestMetrics(t *testing.T) {
 	// No key material anywhere in FlagBridge's metrics, and only the
 	// documented labels.
 	for _, bad := range []*regexp.Regexp{
-		regexp.MustCompile(`fb_(live|test|admin)_`),
+		regexp.MustCompile(`fb_(client|live|test|admin)_`),
 		regexp.MustCompile(`key_[0-9A-Za-z]{20}`),
 		regexp.MustCompile(`[0-9a-f]{64}`),
 		regexp.MustCompile(`127\.0\.0\.1|::1|localhost`),

@@ -128,7 +128,9 @@ func newWorld(t *testing.T, st store.Store) *world {
 		w.must2(w.svc.Tenancy.CreateProject(ctx, w.rootA, tenancy.CreateProjectInput{Slug: p}))
 	}
 	w.must2(w.svc.Tenancy.CreateProject(ctx, w.rootB, tenancy.CreateProjectInput{Slug: "b1"}))
-	doc := []byte(`{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`)
+	// f is client-visible, so that a client key's evaluations succeed
+	// where its scope allows (what it hides is TestClientKeysSeeOnlyClientFlags's).
+	doc := []byte(`{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on","metadata":{"flagbridge.client":true}}}}`)
 	for _, place := range [][2]string{{"p1", "production"}, {"p1", "staging"}, {"p2", "production"}} {
 		w.must(w.svc.Flags.PutFlagSet(ctx, w.rootA, place[0], place[1], doc, flags.Precondition{}))
 	}
@@ -142,6 +144,8 @@ func newWorld(t *testing.T, st store.Store) *world {
 		}
 		return &who{name: name, key: k.Secret, role: authz.RoleOwner, read: true, write: true}
 	}
+	client := key("client", "p1", keys.CreateInput{Type: "client", Environment: "production", AllowedOrigins: []string{"https://app.example"}})
+	client.typ, client.scope, client.write = apikey.Client, envScoped, false
 	live := key("live", "p1", keys.CreateInput{Type: "live", Environment: "production"})
 	live.typ, live.scope = apikey.Live, envScoped
 	test := key("test", "p1", keys.CreateInput{Type: "test", Environment: "production"})
@@ -173,7 +177,7 @@ func newWorld(t *testing.T, st store.Store) *world {
 	if _, err := w.svc.Keys.RevokeKey(ctx, w.rootA, rec.ID); err != nil {
 		t.Fatal(err)
 	}
-	w.people = []*who{live, test, projAdmin, envAdmin, orgAdmin, scoped, readOnly, writeOnly, expired, revoked}
+	w.people = []*who{client, live, test, projAdmin, envAdmin, orgAdmin, scoped, readOnly, writeOnly, expired, revoked}
 	for _, role := range []authz.Role{authz.RoleOwner, authz.RoleAdmin, authz.RoleMember} {
 		w.people = append(w.people, w.member(role))
 	}
@@ -385,7 +389,7 @@ var requests = map[routes.Name]request{
 	routes.PutFlagSet: {allTargets, func(w *world, t target) call {
 		_, p, env := w.place(t)
 		return call{method: "PUT", path: "/v1/projects/" + p + "/environments/" + env + "/flags",
-			body: `{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`, ok: 200}
+			body: `{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on","metadata":{"flagbridge.client":true}}}}`, ok: 200}
 	}},
 	routes.GetFlag: {allTargets, func(w *world, t target) call {
 		_, p, env := w.place(t)
@@ -522,15 +526,17 @@ func expect(p *who, r *routes.Route, c call, t target) answer {
 	}
 	// Then the key type and the permission the route needs.
 	needs := map[routes.Name]apikey.Type{
-		routes.Evaluate: apikey.Live, routes.EvaluateBatch: apikey.Live, routes.OFREPEvaluate: apikey.Live,
-		routes.OFREPEvaluateAll: apikey.Live, routes.OFREPConfig: apikey.Live,
+		routes.Evaluate: apikey.Live, routes.EvaluateBatch: apikey.Live, routes.OFREPEvaluate: apikey.Client,
+		routes.OFREPEvaluateAll: apikey.Client, routes.OFREPConfig: apikey.Client,
 		routes.CreateSession: apikey.Test, routes.SetOverrides: apikey.Test, routes.DeleteSession: apikey.Test,
 	}
 	typ, found := needs[r.Name]
 	if !found {
 		typ = apikey.Admin
 	}
-	if p.typ < typ {
+	// What each type may do, least first: client < live < test < admin.
+	rank := map[apikey.Type]int{apikey.Client: 0, apikey.Live: 1, apikey.Test: 2, apikey.Admin: 3}
+	if rank[p.typ] < rank[typ] {
 		return wrongType
 	}
 	write := r.Method != "GET" && !strings.HasPrefix(string(r.Name), "evaluate") && !strings.HasPrefix(string(r.Name), "ofrep") &&

@@ -20,7 +20,7 @@ func TestREADMEScopeTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(readme)
-	start := strings.Index(text, "| Endpoint | live | test | admin | permission |")
+	start := strings.Index(text, "| Endpoint | client | live | test | admin | permission |")
 	if start < 0 {
 		t.Fatal("README.md has no scope table")
 	}
@@ -33,17 +33,17 @@ func TestREADMEScopeTable(t *testing.T) {
 			break
 		}
 		cells := strings.Split(strings.Trim(row, "|"), "|")
-		if len(cells) != 5 {
+		if len(cells) != 6 {
 			t.Fatalf("row %q has %d cells", row, len(cells))
 		}
 		var least apikey.Type
-		for i, typ := range []apikey.Type{apikey.Live, apikey.Test, apikey.Admin} {
+		for i, typ := range apikey.Types {
 			if strings.TrimSpace(cells[i+1]) == "yes" {
 				least = typ
 				break
 			}
 		}
-		perm := strings.TrimSpace(cells[4])
+		perm := strings.TrimSpace(cells[5])
 		if strings.Contains(cells[0], "every other endpoint under `/v1`") {
 			others = true
 			if least != apikey.Admin || perm != "READ for GET, WRITE for the others" {

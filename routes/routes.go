@@ -88,6 +88,9 @@ type Route struct {
 	// Unmetered routes do not spend from the caller's rate limit (logging
 	// out must always work).
 	Unmetered bool
+	// CORS routes are open to pages of other origins, with a client key
+	// that allows the page's origin (the edge answers their preflights).
+	CORS bool
 
 	pattern pattern
 	index   int
@@ -152,6 +155,19 @@ type Family struct {
 	// Mount, if set, serves the REST routes under Prefix with this
 	// credential: Prefix minus Mount is the REST path.
 	Mount string
+}
+
+// CORSMethods returns the methods of the routes open to browsers (CORS)
+// that path has, for a preflight's answer; none if it has none.
+func CORSMethods(path string) []string {
+	var out []string
+	for i := range table {
+		r := &table[i]
+		if r.CORS && r.pattern.match(path) && !contains(out, r.Method) {
+			out = append(out, r.Method)
+		}
+	}
+	return out
 }
 
 // unknownNeed is what a path no route has needs: an admin key, READ for

@@ -57,7 +57,9 @@ var (
 	adminRead  = Capability{Type: apikey.Admin, Permission: apikey.Read}
 	adminWrite = Capability{Type: apikey.Admin, Permission: apikey.Write}
 	evaluation = Capability{Type: apikey.Live, Permission: apikey.Read}
-	sessions   = Capability{Type: apikey.Test, Permission: apikey.Write}
+	// clientEvaluation admits client keys too: OFREP, which browsers call.
+	clientEvaluation = Capability{Type: apikey.Client, Permission: apikey.Read}
+	sessions         = Capability{Type: apikey.Test, Permission: apikey.Write}
 	// onProject and onEnvironment act on what the path names.
 	onProject     = func(c Capability) Capability { c.Project = "project"; return c }
 	onEnvironment = func(c Capability) Capability { c.Project, c.Environment = "project", "env"; return c }
@@ -103,10 +105,11 @@ var table = []Route{
 	{Name: SetOverrides, Method: "POST", Pattern: "/v1/testing/sessions/{id}/overrides", Needs: sessions},
 	{Name: DeleteSession, Method: "DELETE", Pattern: "/v1/testing/sessions/{id}", Needs: sessions},
 
-	// OpenFeature Remote Evaluation Protocol: evaluation, so live-level.
-	{Name: OFREPEvaluate, Method: "POST", Pattern: "/ofrep/v1/evaluate/flags/{key}", Needs: evaluation, Style: apierror.OFREP, Timeout: SelfBounded},
-	{Name: OFREPEvaluateAll, Method: "POST", Pattern: "/ofrep/v1/evaluate/flags", Needs: evaluation, Style: apierror.OFREP, Timeout: SelfBounded},
-	{Name: OFREPConfig, Method: "GET", Pattern: "/ofrep/v1/configuration", Needs: evaluation, Style: apierror.OFREP, Timeout: SelfBounded},
+	// OpenFeature Remote Evaluation Protocol: evaluation, the only one
+	// client keys may do, and from pages of the origins they allow.
+	{Name: OFREPEvaluate, Method: "POST", Pattern: "/ofrep/v1/evaluate/flags/{key}", Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
+	{Name: OFREPEvaluateAll, Method: "POST", Pattern: "/ofrep/v1/evaluate/flags", Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
+	{Name: OFREPConfig, Method: "GET", Pattern: "/ofrep/v1/configuration", Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
 
 	// GraphQL: admin keys. Queries and mutations alike arrive as POST, so
 	// the route asks for READ and the resolvers refuse mutations to

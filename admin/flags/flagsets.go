@@ -247,7 +247,8 @@ func (s *Service) DeleteProject(tx store.Writer, org, slug string, envs []tenanc
 }
 
 // compileFlags validates a document with the evaluator, turning its
-// definition errors into 400s that name the flag and the problem.
+// definition errors into 400s that name the flag and the problem, and
+// FlagBridge's own metadata (ClientVisibleKey) too.
 func compileFlags(doc []byte) (*evaluator.FlagSet, error) {
 	fs, err := evaluator.Compile(doc)
 	if err != nil {
@@ -255,7 +256,28 @@ func compileFlags(doc []byte) (*evaluator.FlagSet, error) {
 		// caller's, and its message names the flag and the problem.
 		return nil, apierror.Invalid("invalid flag definitions: %v", err)
 	}
+	for _, k := range fs.Keys() {
+		md, _ := fs.Metadata(k)
+		if v, set := md[ClientVisibleKey]; set {
+			if _, ok := v.(bool); !ok {
+				return nil, apierror.Invalid("invalid flag definitions: flag %q: metadata %q must be true or false (from the flag or the flag set's metadata), not %v", k, ClientVisibleKey, v)
+			}
+		}
+	}
 	return fs, nil
+}
+
+// ClientVisibleKey is the metadata entry that makes a flag evaluable with
+// a client key, which browsers and apps carry: "flagbridge.client": true,
+// in the flag's metadata or, for every flag without its own, the flag
+// set's. It lives in the metadata so that the document stays valid flagd.
+const ClientVisibleKey = "flagbridge.client"
+
+// ClientVisible reports whether a flag with metadata md (the set's overlaid
+// by the flag's) may be evaluated with a client key: only if it says so.
+func ClientVisible(md map[string]any) bool {
+	v, _ := md[ClientVisibleKey].(bool)
+	return v
 }
 
 // flagsOf returns the "flags" object of a stored (valid) document.

@@ -39,6 +39,9 @@ type CreateInput struct {
 	Quota *ratelimit.Quota `json:"quota,omitempty"`
 	// Identity, if given, names the customer the key belongs to (a slug).
 	Identity string `json:"identity,omitempty"`
+	// AllowedOrigins are the origins of the pages that may use a client
+	// key: required for one, refused for the other types.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 }
 
 // UpdateInput is the body of PATCH /v1/api-keys/{id}: what to change of a
@@ -50,6 +53,9 @@ type UpdateInput struct {
 	Limits   jsonbody.Optional[[]LimitInput]    `json:"limits"`
 	Quota    jsonbody.Optional[ratelimit.Quota] `json:"quota"`
 	Identity jsonbody.Optional[string]          `json:"identity"`
+	// AllowedOrigins replaces a client key's origins (never null: a client
+	// key always has one).
+	AllowedOrigins jsonbody.Optional[[]string] `json:"allowed_origins"`
 }
 
 // RotateInput is the (optional) body of POST /v1/api-keys/{id}/rotate.
@@ -108,6 +114,8 @@ type Spec struct {
 	Limits      []ratelimit.NamedLimit
 	Quota       *ratelimit.Quota
 	Identity    string
+	// AllowedOrigins, for a client key (checked by CleanOrigins).
+	AllowedOrigins []string
 }
 
 // Mint makes a key and its secret and writes it, inside a transaction. It
@@ -138,6 +146,8 @@ func (s *Service) Mint(tx store.Writer, spec Spec) (*apikey.Record, string, erro
 		Limits:      spec.Limits,
 		Quota:       spec.Quota,
 		Identity:    spec.Identity,
+
+		AllowedOrigins: spec.AllowedOrigins,
 	}
 	return rec, secret, putKey(tx, rec)
 }
@@ -179,7 +189,7 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 		return nil, err
 	}
 	if in.Type == "" {
-		return nil, apierror.Invalid("type is required (live, test or admin)")
+		return nil, apierror.Invalid("type is required (client, live, test or admin)")
 	}
 	typ, err := apikey.ParseType(in.Type)
 	if err != nil {
@@ -201,10 +211,17 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 		}
 	}
 	perms := apikey.AllPermissions
+	if typ == apikey.Client {
+		perms = clientPermissions
+	}
 	if in.Permissions != nil {
 		if perms, err = apikey.ParsePermissions(in.Permissions); err != nil {
 			return nil, apierror.Invalid("permissions: %v", err)
 		}
+	}
+	origins, err := checkClient(typ, perms, in)
+	if err != nil {
+		return nil, err
 	}
 	var expiresAt *time.Time
 	if in.ExpiresIn != "" {
@@ -255,7 +272,7 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 		}
 		rec, secret, err := s.Mint(tx, Spec{
 			Scope: scope, Type: typ, Permissions: perms, Name: name, ExpiresAt: expiresAt, Owner: p.Member,
-			Limits: limits, Quota: in.Quota, Identity: in.Identity,
+			Limits: limits, Quota: in.Quota, Identity: in.Identity, AllowedOrigins: origins,
 		})
 		if err != nil {
 			return err
@@ -267,6 +284,42 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 		return nil, err
 	}
 	return out, nil
+}
+
+// errClientLimits refuses limits, quota or identity to a client key.
+var errClientLimits = apierror.Invalid("client keys are public, so they take no limits, quota or identity of their own (anyone could spend them); their limit counts per key and client address (rate_limit client)")
+
+// originsNotClient refuses allowed origins to a key of another type.
+func originsNotClient(typ apikey.Type) error {
+	return apierror.Invalid("allowed_origins: only client keys have origins; %s keys are secret and not for browsers", typ)
+}
+
+// clientPermissions are a client key's: it reads flags and nothing else.
+var clientPermissions, _ = apikey.ParsePermissions([]string{string(apikey.Read)})
+
+// checkClient checks what sets a client key apart, and returns its
+// allowed origins. Such a key is public (every visitor of the page holds
+// it), so it only reads, and it has no limits, quota or identity of its
+// own: anyone could spend them. Its type's limit counts per key and client
+// address instead (rate_limit client).
+func checkClient(typ apikey.Type, perms apikey.Permissions, in CreateInput) ([]string, error) {
+	if typ != apikey.Client {
+		if len(in.AllowedOrigins) > 0 {
+			return nil, originsNotClient(typ)
+		}
+		return nil, nil
+	}
+	switch {
+	case perms != clientPermissions:
+		return nil, apierror.Invalid("permissions: client keys are READ only")
+	case len(in.Limits) > 0 || in.Quota != nil || in.Identity != "":
+		return nil, errClientLimits
+	}
+	origins, err := apikey.CleanOrigins(in.AllowedOrigins)
+	if err != nil {
+		return nil, apierror.Invalid("allowed_origins: %v", err)
+	}
+	return origins, nil
 }
 
 // cleanResources checks the projects a new Scoped key lists: slugs, each
@@ -409,13 +462,14 @@ type change struct {
 	limits   []ratelimit.NamedLimit
 	quota    *ratelimit.Quota
 	identity string
+	origins  []string
 }
 
 // checkUpdate checks an UpdateInput whole, before anything is read, so that
 // a refusal writes nothing.
 func checkUpdate(in UpdateInput) (*change, error) {
-	if !in.Name.Set && !in.Limits.Set && !in.Quota.Set && !in.Identity.Set {
-		return nil, apierror.Invalid("nothing to change: give at least one of name, limits, quota and identity")
+	if !in.Name.Set && !in.Limits.Set && !in.Quota.Set && !in.Identity.Set && !in.AllowedOrigins.Set {
+		return nil, apierror.Invalid("nothing to change: give at least one of name, limits, quota, identity and allowed_origins")
 	}
 	c := &change{in: in, quota: in.Quota.Value}
 	if in.Name.Set {
@@ -450,7 +504,27 @@ func checkUpdate(in UpdateInput) (*change, error) {
 			return nil, err
 		}
 	}
+	if in.AllowedOrigins.Set {
+		if in.AllowedOrigins.Value == nil {
+			return nil, apierror.Invalid("allowed_origins cannot be null: a client key always has an origin")
+		}
+		if c.origins, err = apikey.CleanOrigins(*in.AllowedOrigins.Value); err != nil {
+			return nil, apierror.Invalid("allowed_origins: %v", err)
+		}
+	}
 	return c, nil
+}
+
+// checkFor checks the change against the key it changes: origins are a
+// client key's alone, and limits, quota and identity never a client key's.
+func (c *change) checkFor(rec *apikey.Record) error {
+	switch {
+	case c.in.AllowedOrigins.Set && rec.Type != apikey.Client:
+		return originsNotClient(rec.Type)
+	case rec.Type == apikey.Client && (c.in.Limits.Value != nil || c.in.Quota.Value != nil || c.in.Identity.Value != nil):
+		return errClientLimits
+	}
+	return nil
 }
 
 // apply sets the given members on rec; null clears.
@@ -466,6 +540,9 @@ func (c *change) apply(rec *apikey.Record) {
 	}
 	if c.in.Identity.Set {
 		rec.Identity = c.identity
+	}
+	if c.in.AllowedOrigins.Set {
+		rec.AllowedOrigins = c.origins
 	}
 }
 
@@ -494,6 +571,9 @@ func (s *Service) UpdateKey(ctx context.Context, p *authz.Principal, id string, 
 			return apierror.Conflict("API key %q is revoked and cannot be updated", id)
 		case "expired":
 			return apierror.Conflict("API key %q has expired and cannot be updated", id)
+		}
+		if err := c.checkFor(rec); err != nil {
+			return err
 		}
 		c.apply(rec)
 		if err := docs.Put(tx, colKeys(rec.OrgID), rec.ID, rec); err != nil {
