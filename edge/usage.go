@@ -72,8 +72,12 @@ type UsageReader interface {
 // through the guard's limiter, under the storage timeout; with the
 // configuration's default limit for its type, and its identity's buckets
 // when it has one. It fails when storage does not answer: usage cannot be
-// made up.
+// made up. A client key has none to show: its limit counts per client
+// address (clientBucket), one bucket per visitor.
 func (g *Guard) KeyUsage(ctx context.Context, rec *apikey.Record) (KeyUsage, error) {
+	if rec.Type == apikey.Client {
+		return KeyUsage{}, nil
+	}
 	cfg := g.cfg.Load()
 	now := g.now()
 	entry := KeyEntry{Key: rec}

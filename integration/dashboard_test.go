@@ -570,6 +570,93 @@ func TestDashboardAPIKeys(t *testing.T) {
 	})
 }
 
+// TestDashboardClientKey: a client key from the key dialog is READ only
+// and takes allowed origins instead of limits; the list shows its origins,
+// and its Origins dialog changes them (a refused origin's message shown in
+// the dialog, nothing changed).
+func TestDashboardClientKey(t *testing.T) {
+	t.Parallel()
+	d := startDashboard(t)
+	mustStatus(t, call(t, d.c, "POST", "/v1/projects", d.admin, `{"slug":"shop","name":"Shop"}`), 201)
+	tab := d.b.Tab()
+	d.login(tab, ownerEmail, ownerPassword)
+
+	d.goTo(tab, "keys?project=shop")
+	d.waitText(tab, "#keys-list", "No keys yet")
+	d.click(tab, "#new-key")
+	d.visible(tab, "#new-key-dialog #key-name")
+	d.typeInto(tab, "#key-name", "Storefront")
+	if evalJS[bool](d, tab, `!document.querySelector('#key-origins').closest('[hidden]')`) {
+		t.Error("a live key's dialog shows allowed origins")
+	}
+	d.click(tab, "#key-type-client")
+	d.visible(tab, "#key-origins")
+	if !evalJS[bool](d, tab, `document.querySelector('#key-perm-write').disabled && !document.querySelector('#key-perm-write').checked`) {
+		t.Error("a client key may be given WRITE in the dialog")
+	}
+	if !evalJS[bool](d, tab, `!!document.querySelector('#key-limits-section').closest('[hidden]')`) {
+		t.Error("a client key's dialog offers limits")
+	}
+	d.typeInto(tab, "#key-origins", "https://shop.example.com\nhttp://localhost:5173")
+	d.shot(tab, "new-client-key")
+	d.click(tab, "#new-key-dialog button[type=submit]")
+	d.visible(tab, "#secret-dialog #secret-value")
+	if key := d.textOf(tab, "#secret-value"); !regexp.MustCompile(`^fb_client_[0-9A-Za-z]{36}$`).MatchString(key) {
+		t.Fatalf("the dialog shows %q, not a client key", key)
+	}
+	d.click(tab, "#secret-done")
+	d.gone(tab, "#secret-dialog")
+
+	row := `#keys-list tr[data-key-name="Storefront"]`
+	d.visible(tab, row)
+	if got := evalJS[[]string](d, tab, `[...document.querySelectorAll('`+row+` .key-origin')].map((e) => e.textContent)`); strings.Join(got, " ") != "https://shop.example.com http://localhost:5173" {
+		t.Errorf("the list shows the origins as %q", got)
+	}
+	d.waitText(tab, row, "Client")
+	if evalJS[bool](d, tab, `!!document.querySelector('`+row+` .edit-limits')`) {
+		t.Error("a client key offers limits")
+	}
+	id := evalJS[string](d, tab, `document.querySelector('`+row+`').dataset.keyId`)
+	stored := func() string {
+		t.Helper()
+		r := mustStatus(t, call(t, d.c, "GET", "/v1/api-keys/"+id, d.admin, ""), 200)
+		var k struct {
+			Type           string
+			Permissions    []string
+			AllowedOrigins []string `json:"allowed_origins"`
+		}
+		if err := json.Unmarshal([]byte(r.Body), &k); err != nil {
+			t.Fatalf("key: %v\n%s", err, r.Body)
+		}
+		return fmt.Sprintf("%s %v %v", k.Type, k.Permissions, k.AllowedOrigins)
+	}
+	if got, want := stored(), "client [READ] [https://shop.example.com http://localhost:5173]"; got != want {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+
+	// An origin the server refuses: its message, and nothing changed.
+	edit := "#edit-origins-dialog"
+	d.click(tab, row+" .edit-origins")
+	d.visible(tab, edit+" #key-origins")
+	if got := d.textOf(tab, edit+" #key-origins"); got != "https://shop.example.com\nhttp://localhost:5173" {
+		t.Errorf("the dialog holds %q", got)
+	}
+	d.typeInto(tab, edit+" #key-origins", "http://shop.example.com")
+	d.click(tab, edit+" button[type=submit]")
+	d.waitText(tab, edit+" [role=alert]", "only https origins are allowed")
+	if got, want := stored(), "client [READ] [https://shop.example.com http://localhost:5173]"; got != want {
+		t.Fatalf("stored %q after a refused change", got)
+	}
+	d.typeInto(tab, edit+" #key-origins", "https://shop.example.com\nhttps://www.shop.example.com")
+	d.click(tab, edit+" button[type=submit]")
+	d.gone(tab, edit)
+	d.waitText(tab, row+" .key-origins", "www.shop")
+	if got, want := stored(), "client [READ] [https://shop.example.com https://www.shop.example.com]"; got != want {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+	d.shot(tab, "client-key-origins")
+}
+
 // TestDashboardKeyLimits: generate a key with two limits (one in shadow),
 // a quota and an identity in the key dialog, see them in the list, then
 // edit them: a window the server refuses shows its message in the dialog

@@ -12,11 +12,12 @@ import {
 import { loadFailed, loadProjects, pickProject, projectSelect, readOnlyBanner } from './common.js';
 
 const TYPES = [
+  { value: 'client', label: 'Client', text: 'Publishable, for browsers and apps: reads client-visible flags over OFREP from its origins.' },
   { value: 'live', label: 'Live', text: 'Evaluates flags in one environment: servers and apps.' },
   { value: 'test', label: 'Test', text: 'Evaluates flags and runs testing sessions: CI.' },
   { value: 'admin', label: 'Admin', text: 'Manages the project’s flags, environments and keys.' },
 ];
-const TYPE_BADGE = { live: 'success', test: 'warning', admin: 'accent' };
+const TYPE_BADGE = { client: 'info', live: 'success', test: 'warning', admin: 'accent' };
 const STATUS_BADGE = { active: 'success', expired: 'warning', revoked: 'danger' };
 const EXPIRY = [
   { value: '', label: 'No expiry' },
@@ -27,6 +28,7 @@ const EXPIRY = [
 ];
 // Without limits of its own, a key has its type's (see "Rate limits").
 const TYPE_LIMIT = {
+  client: { requests: 600, window: '1m' },
   live: { requests: 10000, window: '1m' },
   test: { requests: 1000, window: '1m' },
   admin: { requests: 500, window: '1m' },
@@ -123,7 +125,10 @@ export async function render(root, ctx) {
     const active = k.status === 'active';
     const actions = active ? [
       // "Limits", not "Edit limits": with three actions the table must still fit.
-      button('Limits', { kind: 'secondary', small: true, 'aria-label': `Edit limits of key ${k.name}`, title: 'Edit limits, quota and identity', onClick: () => editLimits(k), className: 'edit-limits' }),
+      // A client key has no limits of its own, but origins.
+      k.type === 'client'
+        ? button('Origins', { kind: 'secondary', small: true, 'aria-label': `Edit allowed origins of key ${k.name}`, title: 'Edit the origins whose pages may use the key', onClick: () => editOrigins(k), className: 'edit-origins' })
+        : button('Limits', { kind: 'secondary', small: true, 'aria-label': `Edit limits of key ${k.name}`, title: 'Edit limits, quota and identity', onClick: () => editLimits(k), className: 'edit-limits' }),
       button('Rotate', { kind: 'secondary', small: true, 'aria-label': `Rotate key ${k.name}`, onClick: () => rotate(k), className: 'rotate-key' }),
       button('Revoke', { kind: 'danger-ghost', small: true, 'aria-label': `Revoke key ${k.name}`, onClick: () => revoke(k), className: 'revoke-key' }),
     ] : null;
@@ -131,6 +136,7 @@ export async function render(root, ctx) {
       h('td', { class: 'cell-name' },
         h('span', { class: 'cell-strong' }, k.name),
         h('span', { class: 'key-hint', title: 'The key’s first and last characters' }, k.hint),
+        originsSummary(k),
         limitsSummary(k),
         usageSummary(k)),
       h('td', {}, badge(label(k.type), TYPE_BADGE[k.type])),
@@ -161,13 +167,23 @@ export async function render(root, ctx) {
     const envField = field('Environment', env);
     const expiry = select(EXPIRY, '', { id: 'key-expiry' });
     const typeOf = () => radios.find((r) => r.checked).value;
+    const origins = originsInput([]);
+    const originsField = field('Allowed origins', origins, 'One per line, such as https://app.example.com: the pages that may use the key. http only on localhost.');
+    const limits = limitsFields({}, typeOf);
+    const limitsSection = h('div', { id: 'key-limits-section' }, limits.body);
     const onType = () => {
       const t = typeOf();
       envField.hidden = t === 'admin';
       env.disabled = t === 'admin';
-      if (!permsTouched) write.checked = t !== 'live';
+      // A client key is public: READ only, its origins instead of limits.
+      const client = t === 'client';
+      originsField.hidden = !client;
+      origins.disabled = !client;
+      limitsSection.hidden = client;
+      write.disabled = client;
+      if (client) write.checked = false;
+      else if (!permsTouched) write.checked = t !== 'live';
     };
-    const limits = limitsFields({}, typeOf);
     radios.forEach((r) => r.addEventListener('change', () => { onType(); limits.refresh(); }));
     onType();
 
@@ -180,7 +196,7 @@ export async function render(root, ctx) {
       wide: true,
       body: [
         field('Descriptive name', name, 'Say where the key is used, so that you know what breaks if you revoke it.'),
-        h('fieldset', { class: 'fieldset choice-grid choice-grid-3' },
+        h('fieldset', { class: 'fieldset choice-grid choice-grid-2' },
           h('legend', {}, 'Type'),
           TYPES.map((t, i) => h('label', { class: 'choice', for: radios[i].id }, radios[i],
             h('span', {}, h('strong', {}, t.label), h('span', { class: 'choice-text' }, t.text))))),
@@ -191,7 +207,8 @@ export async function render(root, ctx) {
           h('label', { class: 'choice', for: write.id }, write,
             h('span', {}, h('strong', {}, 'WRITE'), h('span', { class: 'choice-text' }, 'Make changes: testing sessions (test keys), everything (admin keys).')))),
         h('div', { class: 'field-row' }, envField, field('Expires after', expiry)),
-        limits.body,
+        originsField,
+        limitsSection,
       ],
       onSubmit: async () => {
         const permissions = [read, write].filter((c) => c.checked).map((c) => c.value);
@@ -200,6 +217,10 @@ export async function render(root, ctx) {
         const input = { name: name.value.trim(), type: t, permissions };
         if (t !== 'admin') input.environment = env.value;
         if (expiry.value) input.expires_in = expiry.value;
+        if (t === 'client') {
+          input.allowed_origins = originsOf(origins);
+          return post(v1('projects', project, 'api-keys'), input);
+        }
         const l = limits.value();
         if (l.limits) input.limits = l.limits;
         if (l.quota) input.quota = l.quota;
@@ -246,6 +267,22 @@ export async function render(root, ctx) {
     if (updated !== k) load();
   }
 
+  async function editOrigins(k) {
+    const origins = originsInput(k.allowed_origins || []);
+    const updated = await dialog({
+      id: 'edit-origins-dialog',
+      title: `Allowed origins of “${k.name}”`,
+      intro: 'Pages of these origins may use the key; a page of any other can read nothing. Changes reach every instance at once.',
+      submitLabel: 'Save origins',
+      busyLabel: 'Saving…',
+      body: [field('Allowed origins', origins, 'One per line, such as https://app.example.com.')],
+      onSubmit: () => patch(v1('api-keys', k.id), { allowed_origins: originsOf(origins) }),
+    });
+    if (!updated) return;
+    toast(`Origins of “${k.name}” saved`);
+    load();
+  }
+
   async function rotate(k) {
     const grace = select(GRACE, '', { id: 'rotate-grace' });
     const rotated = await dialog({
@@ -288,6 +325,29 @@ export async function render(root, ctx) {
 
   newKey.addEventListener('click', () => create());
   await load();
+}
+
+// originsInput is the text area of a client key's origins, one per line.
+function originsInput(origins) {
+  const input = h('textarea', { id: 'key-origins', rows: '3', placeholder: 'https://app.example.com', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'none' });
+  input.value = origins.join('\n');
+  return input;
+}
+
+// originsOf reads the origins typed, one per line; the server checks them
+// and its message names the one it refuses.
+function originsOf(input) {
+  return input.value.split('\n').map((o) => o.trim()).filter(Boolean);
+}
+
+// originsSummary lists a client key's origins in the list.
+function originsSummary(k) {
+  if (!k.allowed_origins || k.allowed_origins.length === 0) return null;
+  // One per line, in the name cell: a column of their own would push the
+  // actions out of the table.
+  return h('span', { class: 'key-origins', title: 'Allowed origins' },
+    k.allowed_origins.map((o) => h('span', { class: 'key-origin' }, o)),
+    h('span', { class: 'muted' }, `${formatCount(TYPE_LIMIT.client.requests)}/${TYPE_LIMIT.client.window} per visitor address`));
 }
 
 // limitsOf reads a key's limits, quota and identity as limitsFields writes
