@@ -14,6 +14,7 @@ import (
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/internal/jsonbody"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // MaxBodyBytes bounds request bodies of the admin endpoints.
@@ -25,6 +26,16 @@ type Handler struct {
 	eval  *evaluation.Service
 	usage edge.UsageReader
 	log   *zap.Logger
+	// tokens and hub serve OFREP's event streams; without them bulk
+	// answers name none.
+	tokens *streams.Tokens
+	hub    *streams.Hub
+}
+
+// SetStreams turns on event streams: bulk answers name a stream URL with
+// a token from tokens, and streams register with hub.
+func (h *Handler) SetStreams(tokens *streams.Tokens, hub *streams.Hub) {
+	h.tokens, h.hub = tokens, hub
 }
 
 // New returns the handlers over the admin and evaluation services, with

@@ -12,8 +12,10 @@ import (
 
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/authz"
+	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/evaluator"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // The OpenFeature Remote Evaluation Protocol (OFREP) endpoints. Their
@@ -125,12 +127,16 @@ type ofrepBulk struct {
 	Metadata map[string]any `json:"metadata,omitempty"`
 }
 
-// ofrepEvaluateAll evaluates every flag. Its ETag is the digest of the
-// answer itself, which holds the flag-set version and depends on the whole
-// context and the session's overrides: a changed context or set can never
-// be answered 304 by mistake, even by rules that read the clock.
-// OFREPEvaluateAll serves POST /ofrep/v1/evaluate/flags.
-func (h *Handler) OFREPEvaluateAll(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+// OFREPEvaluateAll serves POST /ofrep/v1/evaluate/flags: every flag (a
+// client key's client-visible ones). Its ETag is the digest of the answer
+// itself (but for its eventStreams, whose token is new each time), which
+// holds the flag-set version and depends on the whole context and the
+// session's overrides: a changed context or set can never be answered 304
+// by mistake, even by rules that read the clock. A refetch an event
+// stream asked for (flagConfigEtag) is answered from that version or a
+// newer one.
+func (h *Handler) OFREPEvaluateAll(w http.ResponseWriter, r *http.Request, a *edge.Admission) error {
+	p := a.Principal
 	var in ofrepRequest
 	if err := decodeEvaluation(r, &in, true); err != nil {
 		h.ofrepFail(w, r, "", err)
@@ -141,7 +147,8 @@ func (h *Handler) OFREPEvaluateAll(w http.ResponseWriter, r *http.Request, p *au
 		h.ofrepFail(w, r, "", err)
 		return nil
 	}
-	ev, err := h.begin(r, p)
+	ev, err := h.eval.BeginAtLeast(r.Context(), p, r.Header.Get(HeaderProject), r.Header.Get(HeaderEnvironment),
+		r.Header.Get(HeaderSession), streams.ParseETag(r.URL.Query().Get("flagConfigEtag")))
 	if err != nil {
 		h.ofrepFail(w, r, "", err)
 		return nil
@@ -160,6 +167,11 @@ func (h *Handler) OFREPEvaluateAll(w http.ResponseWriter, r *http.Request, p *au
 	}
 	sum := sha256.Sum256(body)
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	if s := h.eventStreams(r, a, &ev); s != nil {
+		// Spliced in after the ETag is taken: {"flags":...,"eventStreams":[...]}.
+		body = append(append(body[:len(body)-1], `,"eventStreams":`...), s...)
+		body = append(body, '}')
+	}
 	setVersion(w, &ev)
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Cache-Control", "no-cache")

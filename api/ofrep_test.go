@@ -144,14 +144,24 @@ func TestOFREPBulk(t *testing.T) {
 
 	res, etag := bulk(t, s.live, ctxBody(proCtx))
 	var got struct {
-		Flags    []map[string]any `json:"flags"`
-		Metadata map[string]any   `json:"metadata"`
+		Flags        []map[string]any `json:"flags"`
+		Metadata     map[string]any   `json:"metadata"`
+		EventStreams []struct {
+			Type               string `json:"type"`
+			URL                string `json:"url"`
+			InactivityDelaySec int    `json:"inactivityDelaySec"`
+		} `json:"eventStreams"`
 	}
 	if err := json.Unmarshal([]byte(res.body), &got); err != nil {
 		t.Fatal(err)
 	}
-	if !jsonEqual(got.Metadata, map[string]any{"version": 1}) || len(res.json(t)) != 2 {
+	if !jsonEqual(got.Metadata, map[string]any{"version": 1}) || len(res.json(t)) != 3 {
 		t.Fatalf("bulk answer %s", res.body)
+	}
+	// One event stream, whose URL carries a token, never the key.
+	if es := got.EventStreams; len(es) != 1 || es[0].Type != "sse" || es[0].InactivityDelaySec != 120 ||
+		!strings.HasPrefix(es[0].URL, "https://flagbridge.test/ofrep/v1/events?token=") || strings.Contains(es[0].URL, s.live.Secret) {
+		t.Fatalf("bulk eventStreams %+v", es)
 	}
 	byKey := map[string]map[string]any{}
 	var keys []string

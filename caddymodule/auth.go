@@ -109,7 +109,7 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if carriesUnredactedKey(r.Header) {
+	if carriesUnredactedKey(r.Header) || carriesStreamToken(r) {
 		// Caddy would log this key: flagbridge_auth writes the request's
 		// log entries itself (credlog.go).
 		return a.serveKeyOutOfLogs(w, r, next)

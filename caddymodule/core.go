@@ -109,9 +109,16 @@ func (c *core) open() (*openCore, error) {
 			}
 		}
 	})
-	o.done.Add(2)
+	o.done.Add(3)
 	go o.background(c.log)
 	go o.resyncLoop()
+	go func() {
+		// The event streams' sweeps; stopping ends every stream.
+		defer o.done.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-o.stop; cancel() }()
+		o.Streams.Run(ctx)
+	}()
 	c.opened = o
 	c.ready.Store(o)
 	c.log.Info("storage opened", zap.String("storage", store.Redact(c.url)))

@@ -33,6 +33,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/routes"
 )
 
 // caddyRedacts are the request headers Caddy's log marshalers write as
@@ -75,6 +77,34 @@ func carriesUnredactedKey(h http.Header) bool {
 		}
 	}
 	return false
+}
+
+// streamPath is the path of OFREP's event streams, whose URL carries a
+// stream token (edge.StreamTokenParam): a credential Caddy would log in
+// the request's uri.
+var streamPath = routes.ByName(routes.OFREPEvents).Pattern
+
+// carriesStreamToken reports whether r is an event stream's request with
+// a token in its URL.
+func carriesStreamToken(r *http.Request) bool {
+	return r.URL.Path == streamPath && r.URL.RawQuery != ""
+}
+
+// redactStreamToken returns uri with the stream token's value replaced by
+// REDACTED (the rest of the query as it was).
+func redactStreamToken(uri string) string {
+	path, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	parts := strings.Split(query, "&")
+	for i, p := range parts {
+		name, _, _ := strings.Cut(p, "=")
+		if n, err := url.QueryUnescape(name); err == nil && n == edge.StreamTokenParam {
+			parts[i] = name + "=REDACTED"
+		}
+	}
+	return path + "?" + strings.Join(parts, "&")
 }
 
 // varLogsTaken marks a request whose log entries a flagbridge_auth writes.
@@ -200,6 +230,12 @@ func redactedRequest(r *http.Request) *http.Request {
 		if _, ok := c.Header[name]; ok {
 			c.Header[name] = []string{"REDACTED"}
 		}
+	}
+	if carriesStreamToken(r) {
+		c.RequestURI = redactStreamToken(c.RequestURI)
+		u := *c.URL
+		u.RawQuery = strings.TrimPrefix(redactStreamToken("?"+u.RawQuery), "?")
+		c.URL = &u
 	}
 	return c
 }

@@ -5,9 +5,11 @@ import (
 	"net/http"
 
 	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/routes"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // Admission is a request the guard let through: who makes it, which route
@@ -28,6 +30,11 @@ type Admission struct {
 	Entry *KeyEntry
 	// ClientIP is the client's address, as the server established it.
 	ClientIP string
+	// Stream is an event stream's token's claims, for a stream.
+	Stream *streams.Claims
+	// Digest is the digest of the secret the request authenticated with,
+	// for a key (a stream token is minted for it).
+	Digest apikey.Digest
 
 	guard *Guard
 	// bucket is the caller's rate-limit bucket, whose limit follows from

@@ -18,6 +18,7 @@ import (
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/routes"
 	"github.com/flagbridge/flagbridge/store"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // Default limits, per minute, by key type. A logged-in member of the
@@ -200,6 +201,8 @@ type Guard struct {
 	// was last logged, in Unix seconds, per kind of bucket (bucketKinds):
 	// at most one line a second each.
 	lastShadowLog [numKinds]atomic.Int64
+	// streamTokens verifies event streams' tokens (SetStreamTokens).
+	streamTokens *streams.Tokens
 	// metrics, if set, are what the guard records into; see SetMetrics.
 	metrics atomic.Pointer[Metrics]
 	// storageDown is set by a failed limiter call and cleared, with a log
@@ -305,6 +308,8 @@ func (g *Guard) check(r *http.Request, in Request, p Policy) Decision {
 		d = g.public(r, &m)
 	case m.Credential() == routes.Session || m.Credential() == routes.OptionalSession:
 		d = g.bySession(r, in, cfg, &m)
+	case m.Credential() == routes.StreamToken:
+		d = g.byStreamToken(r, in, cfg, &m, &p)
 	default:
 		d = g.byKey(r, in, cfg, &m, &p)
 	}
@@ -331,7 +336,6 @@ func (g *Guard) public(r *http.Request, m *routes.Match) Decision {
 // (and the route's), then what the route needs of it, or, in front of
 // other services, the key type pol.Require and the method's permission.
 func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match, pol *Policy) Decision {
-	require := pol.Require
 	now := g.now()
 	token, err := Credentials(r.Header)
 	if err != nil {
@@ -344,8 +348,15 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 	if err != nil {
 		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
 	}
-	digest := apikey.DigestOf(token)
+	return g.byDigest(r, in, cfg, m, pol, now, typ, apikey.DigestOf(token))
+}
 
+// byDigest goes on from a credential's digest: the key's record (cached,
+// or looked up), which must be of type typ (the credential's prefix; 0 for
+// a stream token, which names the digest alone), its limits, and what the
+// route (or pol) needs of it.
+func (g *Guard) byDigest(r *http.Request, in Request, cfg *Config, m *routes.Match, pol *Policy, now time.Time, typ apikey.Type, digest apikey.Digest) Decision {
+	require := pol.Require
 	entry, ok := g.keys.Cached(digest, now)
 	if !ok {
 		// Only a key we have not seen lately costs a lookup, and an address
@@ -354,6 +365,7 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 			return Decision{Err: apierror.RateLimited(res.RetryAfterSeconds()), Rate: res.Headers(now)}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), cfg.Timeout)
+		var err error
 		entry, err = g.keys.Load(ctx, digest, now)
 		cancel()
 		if err != nil {
@@ -361,9 +373,10 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 			return Decision{Err: apierror.StorageDown}
 		}
 	}
-	if entry.Key == nil || entry.Key.Type != typ || !entry.Admits(now) {
+	if entry.Key == nil || (typ != 0 && entry.Key.Type != typ) || !entry.Admits(now) {
 		return g.refuse(r.Context(), cfg, in, now, apierror.InvalidKey)
 	}
+	typ = entry.Key.Type
 	p := entry.Principal
 	d := Decision{caller: callerOf(p)}
 	bucket := entry.Bucket
@@ -375,7 +388,7 @@ func (g *Guard) byKey(r *http.Request, in Request, cfg *Config, m *routes.Match,
 		bucket = clientBucket(bucket, in.ClientIP)
 	}
 	entry.MarkUsed(now)
-	adm := &Admission{Principal: p, Entry: entry, guard: g, bucket: bucket}
+	adm := &Admission{Principal: p, Entry: entry, guard: g, bucket: bucket, Digest: digest}
 	rate, e, wouldLimit := g.chargeKey(r.Context(), cfg, now, entry, bucket, pol.Limits, max(pol.Cost, 1), &adm.rateStorage)
 	d.Rate, d.wouldLimit = rate, wouldLimit
 	if e != nil {

@@ -96,6 +96,10 @@ func (e *KeyEntry) Admits(now time.Time) bool {
 	return e.valid && (e.validUntil.IsZero() || now.Before(e.validUntil))
 }
 
+// ValidUntil is until when the digest authenticates its key: the zero
+// time for no limit.
+func (e *KeyEntry) ValidUntil() time.Time { return e.validUntil }
+
 // MarkUsed notes that the key was used at now, for last_used_at.
 func (e *KeyEntry) MarkUsed(now time.Time) {
 	s := now.Unix()

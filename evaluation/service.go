@@ -73,6 +73,14 @@ type Evaluation struct {
 // the caller keeps with the rest of its request: an Evaluation of its own
 // would be one more allocation per request.
 func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, sessionID string) (Evaluation, error) {
+	return s.BeginAtLeast(ctx, p, project, env, sessionID, 0)
+}
+
+// BeginAtLeast is Begin from flag-set version minVersion or a newer one
+// (0: any): a refetch an event stream asked for is read-your-writes. An
+// instance that has not yet heard of that version reads the set again
+// from storage, once; a version that does not exist yet gets the newest.
+func (s *Service) BeginAtLeast(ctx context.Context, p *authz.Principal, project, env, sessionID string, minVersion int64) (Evaluation, error) {
 	ref, err := Target(p, project, env)
 	if err != nil {
 		return Evaluation{}, err
@@ -97,6 +105,10 @@ func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, s
 		}
 	}
 	e.Set, err = s.sets.Get(ctx, ref)
+	if err == nil && e.Set.Version < minVersion {
+		s.sets.Invalidate(ref.String())
+		e.Set, err = s.sets.Get(ctx, ref)
+	}
 	if err != nil {
 		return Evaluation{}, err
 	}

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +107,111 @@ func TestBrowserClientKeyCORS(t *testing.T) {
 	r := mustStatus(t, call(t, c, "POST", "/ofrep/v1/evaluate/flags", k.Key, `{"context":{}}`), http.StatusOK)
 	if strings.Contains(r.Body, "pricing-experiment") {
 		t.Fatalf("a client key read a server-only flag: %s", r.Body)
+	}
+}
+
+// browserExample serves examples/browser (the README's page, with its npm
+// packages) from a site of its own on port.
+func browserExample(t *testing.T, port int) string {
+	t.Helper()
+	dir := filepath.Join(testenv.ProjectRoot(t), "examples", "browser")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@openfeature", "ofrep-web-provider")); err != nil {
+		npm := need(t, "npm", "install npm (Debian: apt-get install npm)")
+		run(t, dir, nil, npm, "ci", "--no-audit", "--no-fund")
+	}
+	return fmt.Sprintf("https://localhost:%d {\n\ttls internal\n\troot * %q\n\tfile_server\n}\n", port, dir)
+}
+
+// The README's page, in a real browser on another origin than FlagBridge,
+// reads a client-visible flag through OpenFeature's web SDK and the OFREP
+// web provider with a client key, polling off: a change made through the
+// admin API reaches it within a second, over the event stream the bulk
+// answer named, with no reload. The same page on an origin the key does
+// not allow reads nothing.
+func TestBrowserWebProviderStreams(t *testing.T) {
+	t.Parallel()
+	readme := readFile(t, filepath.Join(testenv.ProjectRoot(t), "README.md"))
+	if !strings.Contains(readme, readFile(t, filepath.Join(testenv.ProjectRoot(t), "examples", "browser", "index.html"))) {
+		t.Error("README.md does not show examples/browser/index.html as it is")
+	}
+	pagePort, otherPort := testenv.FreePort(t), testenv.FreePort(t)
+	c := testenv.NewCaddy(t, testenv.CaddyOptions{Extra: browserExample(t, pagePort) + browserExample(t, otherPort)}).Start()
+	admin := bootstrapOwner(t, c)
+	mustStatus(t, call(t, c, "POST", "/v1/projects", admin, `{"slug":"shop"}`), 201)
+	flag := func(variant string) string {
+		return `{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"` + variant + `","metadata":{"flagbridge.client":true}}`
+	}
+	mustStatus(t, call(t, c, "PUT", "/v1/projects/shop/environments/production/flags/new-banner", admin, flag("off")), 201)
+	page := fmt.Sprintf("https://localhost:%d", pagePort)
+	created := mustStatus(t, call(t, c, "POST", "/v1/projects/shop/api-keys", admin,
+		`{"name":"storefront","type":"client","environment":"production","allowed_origins":["`+page+`"]}`), 201)
+	var k struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(created.Body), &k); err != nil {
+		t.Fatal(err)
+	}
+	fragment := "#" + url.Values{"server": {c.URL("")}, "key": {k.Key}}.Encode()
+
+	b := testenv.StartBrowser(t, testenv.BrowserOptions{TrustCA: c.RootCA()})
+	tab := b.Tab()
+	open := func(ctx context.Context, u string) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(cctx, chromedp.Navigate(u)); err != nil {
+			t.Fatalf("opening %s: %v", u, err)
+		}
+	}
+	banner := func(ctx context.Context, want string, within time.Duration) (time.Duration, bool) {
+		t.Helper()
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, within)
+		defer cancel()
+		_, err := chromedp.Run(cctx, chromedp.PollFunction[bool](`(want) => document.querySelector('#banner')?.textContent === want`,
+			chromedp.WithPollingArgs(want), chromedp.WithPollingInterval(10*time.Millisecond), chromedp.WithPollingTimeout(within)))
+		return time.Since(start), err == nil
+	}
+	open(tab, page+"/index.html"+fragment)
+	if _, ok := banner(tab, "false", 10*time.Second); !ok {
+		t.Fatalf("the page never showed the flag; the console: %q", b.TakeProblems())
+	}
+	// Give the provider a moment to open the stream, then flip the flag.
+	time.Sleep(300 * time.Millisecond)
+	flipped := time.Now()
+	mustStatus(t, call(t, c, "PUT", "/v1/projects/shop/environments/production/flags/new-banner", admin, flag("on")), 200)
+	if took, ok := banner(tab, "true", 2*time.Second); !ok || time.Since(flipped) > time.Second {
+		t.Fatalf("the page showed the change after %v (ok %v), want within 1 s", took, ok)
+	} else {
+		t.Logf("admin write to the page showing it: %v", time.Since(flipped).Round(time.Millisecond))
+	}
+	// And back, to see it was no one-off.
+	mustStatus(t, call(t, c, "PUT", "/v1/projects/shop/environments/production/flags/new-banner", admin, flag("off")), 200)
+	if _, ok := banner(tab, "false", time.Second); !ok {
+		t.Fatal("the second change did not reach the page within 1 s")
+	}
+
+	// The stream's token is a credential: the access log has it redacted
+	// (in the entry written when the stream ends: the page reloads), and
+	// never the key.
+	if _, err := chromedp.Run(tab, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the stream's access entry", func() bool {
+		return strings.Contains(readFile(t, c.AccessLog), `"uri":"/ofrep/v1/events?token=REDACTED"`)
+	})
+	log := readFile(t, c.AccessLog)
+	if keyPattern.MatchString(log) || regexp.MustCompile(`token=[A-Za-z0-9_-]{20,}`).MatchString(log) {
+		t.Error("the access log holds a key or a stream token")
+	}
+
+	// The same page on an origin the key does not allow: nothing readable.
+	other := b.NewPrivateTab()
+	open(other, fmt.Sprintf("https://localhost:%d/index.html", otherPort)+fragment)
+	if _, ok := banner(other, "false", 3*time.Second); ok {
+		t.Fatal("a page of an origin the key does not allow read the flag")
+	}
+	if problems := strings.Join(b.TakeProblems(), "\n"); !strings.Contains(problems, "CORS policy") {
+		t.Fatalf("no CORS refusal on the console: %q", problems)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/routes"
 	"github.com/flagbridge/flagbridge/store"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // target is what a request acts on, relative to the principal.
@@ -434,6 +435,11 @@ var requests = map[routes.Name]request{
 		return call{method: "POST", path: "/ofrep/v1/evaluate/flags", body: `{"context":{}}`, header: onEnv(w, t), ok: 200}
 	}},
 	routes.OFREPConfig: {[]target{own}, func(w *world, t target) call { return call{method: "GET", path: "/ofrep/v1/configuration", ok: 200} }},
+	// The stream's token names the target's environment; check adds a
+	// token minted for the principal's key.
+	routes.OFREPEvents: {allTargets, func(w *world, t target) call {
+		return call{method: "GET", path: "/ofrep/v1/events", header: onEnv(w, t), ok: 200}
+	}},
 	routes.GraphQLPost: {[]target{own}, func(w *world, t target) call {
 		return call{method: "POST", path: "/graphql", body: `{"query":"{ projects { id } }"}`, ok: 200}
 	}},
@@ -474,13 +480,15 @@ var (
 	badKey     = answer{401, apierror.CodeUnauthorized, apierror.InvalidKey.Message}
 	missingKey = answer{401, apierror.CodeUnauthorized, apierror.MissingKey.Message}
 	loggedOut  = answer{401, apierror.CodeUnauthorized, "Please log in"}
-	wrongType  = answer{403, apierror.CodeForbidden, apierror.WrongKeyType.Message}
-	readOnly   = answer{403, apierror.CodeForbidden, apierror.ReadOnlyKey.Message}
-	memberRO   = answer{403, apierror.CodeForbidden, "Your role (Member) is read-only; ask an owner or admin of your organization"}
-	noRead     = answer{403, apierror.CodeForbidden, "This key lacks the READ permission"}
-	forbidden  = answer{403, apierror.CodeForbidden, ""}
-	notFound   = answer{404, apierror.CodeNotFound, ""}
-	noSession  = answer{404, apierror.CodeSessionNotFound, ""}
+	// badStreamToken: no stream token (a member has none).
+	badStreamToken = answer{401, apierror.CodeUnauthorized, "Invalid or expired stream token; evaluate again for a new event stream URL"}
+	wrongType      = answer{403, apierror.CodeForbidden, apierror.WrongKeyType.Message}
+	readOnly       = answer{403, apierror.CodeForbidden, apierror.ReadOnlyKey.Message}
+	memberRO       = answer{403, apierror.CodeForbidden, "Your role (Member) is read-only; ask an owner or admin of your organization"}
+	noRead         = answer{403, apierror.CodeForbidden, "This key lacks the READ permission"}
+	forbidden      = answer{403, apierror.CodeForbidden, ""}
+	notFound       = answer{404, apierror.CodeNotFound, ""}
+	noSession      = answer{404, apierror.CodeSessionNotFound, ""}
 )
 
 // routeKind groups routes by the rule that governs their target.
@@ -496,7 +504,7 @@ func kindOf(n routes.Name) string {
 		return "key by id"
 	case routes.SetOverrides, routes.DeleteSession:
 		return "session by id"
-	case routes.Evaluate, routes.EvaluateBatch, routes.OFREPEvaluate, routes.OFREPEvaluateAll, routes.CreateSession:
+	case routes.Evaluate, routes.EvaluateBatch, routes.OFREPEvaluate, routes.OFREPEvaluateAll, routes.OFREPEvents, routes.CreateSession:
 		return "environment named in the request"
 	case routes.GetFlagSet, routes.PutFlagSet, routes.GetFlag, routes.PutFlag, routes.DeleteFlag:
 		return "environment in the path"
@@ -520,6 +528,10 @@ func expect(p *who, r *routes.Route, c call, t target) answer {
 		if !p.session {
 			return loggedOut
 		}
+	case routes.StreamToken:
+		if p.session {
+			return badStreamToken
+		}
 	}
 	if p.dead {
 		return badKey
@@ -527,7 +539,7 @@ func expect(p *who, r *routes.Route, c call, t target) answer {
 	// Then the key type and the permission the route needs.
 	needs := map[routes.Name]apikey.Type{
 		routes.Evaluate: apikey.Live, routes.EvaluateBatch: apikey.Live, routes.OFREPEvaluate: apikey.Client,
-		routes.OFREPEvaluateAll: apikey.Client, routes.OFREPConfig: apikey.Client,
+		routes.OFREPEvaluateAll: apikey.Client, routes.OFREPConfig: apikey.Client, routes.OFREPEvents: apikey.Client,
 		routes.CreateSession: apikey.Test, routes.SetOverrides: apikey.Test, routes.DeleteSession: apikey.Test,
 	}
 	typ, found := needs[r.Name]
@@ -681,6 +693,22 @@ func (w *world) check(t *testing.T, p *who, r *routes.Route, tg target) {
 	if p.session && !mounted && r.Credential == routes.APIKey {
 		// A session is no API key: the OFREP and GraphQL routes take keys.
 		want = missingKey
+	}
+	if r.Credential == routes.StreamToken {
+		// A token minted for the principal's key, naming the target's
+		// environment (a member has none). An admitted stream stays open
+		// until the client leaves: here, after 100 ms.
+		if !p.session {
+			token, err := w.chain.Tokens.Mint(context.Background(), streams.Claims{Digest: apikey.DigestOf(p.key),
+				Project: c.header["FlagBridge-Project"], Environment: c.header["FlagBridge-Environment"]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL.RawQuery = "token=" + token
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		defer cancel()
+		req = req.WithContext(ctx)
 	}
 	rec := httptest.NewRecorder()
 	w.chain.ServeHTTP(rec, req)

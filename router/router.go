@@ -23,6 +23,7 @@ import (
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/graphqlapi"
 	"github.com/flagbridge/flagbridge/routes"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // RequestTimeout bounds the storage work of one request on a route of the
@@ -37,6 +38,9 @@ type Config struct {
 	// (the guard).
 	Limits Limits
 	Log    *zap.Logger
+	// Tokens and Hub serve OFREP's event streams (none if nil).
+	Tokens *streams.Tokens
+	Hub    *streams.Hub
 }
 
 // Limits is what the router's handlers ask of the guard's rate limits.
@@ -61,6 +65,9 @@ func New(cfg Config) *Router {
 		cfg.Log = zap.NewNop()
 	}
 	rest := api.New(cfg.Admin, cfg.Eval, cfg.Limits, cfg.Log.Named("api"))
+	if cfg.Tokens != nil && cfg.Hub != nil {
+		rest.SetStreams(cfg.Tokens, cfg.Hub)
+	}
 	gql := graphqlapi.NewHandler(cfg.Admin, cfg.Limits, cfg.Log.Named("graphql"))
 	dash := dashboard.New(cfg.Admin.Identity, cfg.Limits)
 
@@ -99,7 +106,8 @@ func New(cfg Config) *Router {
 		routes.SetOverrides:      as(rest.SetOverrides),
 		routes.DeleteSession:     as(rest.DeleteSession),
 		routes.OFREPEvaluate:     as(rest.OFREPEvaluate),
-		routes.OFREPEvaluateAll:  as(rest.OFREPEvaluateAll),
+		routes.OFREPEvaluateAll:  rest.OFREPEvaluateAll,
+		routes.OFREPEvents:       rest.OFREPEvents,
 		routes.OFREPConfig:       as(rest.OFREPConfiguration),
 		routes.GraphQLPost:       graphQL(gql),
 		routes.GraphQLGet:        graphQL(gql),

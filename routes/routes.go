@@ -27,6 +27,10 @@ const (
 	OptionalSession
 	// Public: none. Changes still need a same-origin request.
 	Public
+	// StreamToken: an event stream's token, in the token query parameter
+	// (a browser's EventSource cannot send headers), minted by a bulk
+	// evaluation for its key.
+	StreamToken
 )
 
 // String names the credential for messages and tests.
@@ -40,6 +44,8 @@ func (c Credential) String() string {
 		return "optional session"
 	case Public:
 		return "none"
+	case StreamToken:
+		return "stream token"
 	}
 	return "unknown"
 }

@@ -39,6 +39,7 @@ const (
 	OFREPEvaluate     Name = "ofrepEvaluate"
 	OFREPEvaluateAll  Name = "ofrepEvaluateAll"
 	OFREPConfig       Name = "ofrepConfiguration"
+	OFREPEvents       Name = "ofrepEvents"
 	GraphQLPost       Name = "graphqlPost"
 	GraphQLGet        Name = "graphqlGet"
 	DashboardRoot     Name = "dashboardRoot"
@@ -110,6 +111,10 @@ var table = []Route{
 	{Name: OFREPEvaluate, Method: "POST", Pattern: "/ofrep/v1/evaluate/flags/{key}", Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
 	{Name: OFREPEvaluateAll, Method: "POST", Pattern: "/ofrep/v1/evaluate/flags", Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
 	{Name: OFREPConfig, Method: "GET", Pattern: "/ofrep/v1/configuration", Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
+	// The event stream a bulk evaluation names: open for as long as the
+	// client keeps it (so under no request timeout), for the key its token
+	// was minted for.
+	{Name: OFREPEvents, Method: "GET", Pattern: "/ofrep/v1/events", Credential: StreamToken, Needs: clientEvaluation, Style: apierror.OFREP, Timeout: SelfBounded, CORS: true},
 
 	// GraphQL: admin keys. Queries and mutations alike arrive as POST, so
 	// the route asks for READ and the resolvers refuse mutations to

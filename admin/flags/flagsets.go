@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
@@ -39,6 +40,15 @@ type Ref struct {
 
 // String is the change-feed payload naming the set.
 func (r Ref) String() string { return r.OrgID + "/" + r.Project + "/" + r.Environment }
+
+// ParseRef reads what Ref.String writes.
+func ParseRef(s string) (Ref, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return Ref{}, fmt.Errorf("flags: %q is not an org/project/environment reference", s)
+	}
+	return Ref{OrgID: parts[0], Project: parts[1], Environment: parts[2]}, nil
+}
 
 // Scope is the environment the set belongs to.
 func (r Ref) Scope() authz.Scope { return authz.Environment(r.OrgID, r.Project, r.Environment) }

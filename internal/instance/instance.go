@@ -7,6 +7,7 @@ package instance
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -14,11 +15,13 @@ import (
 	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
 	"github.com/flagbridge/flagbridge/ratelimit"
 	"github.com/flagbridge/flagbridge/router"
 	"github.com/flagbridge/flagbridge/store"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // Instance is one instance's services and request path.
@@ -30,6 +33,11 @@ type Instance struct {
 	Registry   *evaluation.Registry
 	Guard      *edge.Guard
 	Router     *router.Router
+	// Streams are the instance's open event streams; Run their sweeps
+	// (RunStreams) for as long as the instance serves.
+	Streams *streams.Hub
+	// Tokens mint and verify event streams' tokens.
+	Tokens *streams.Tokens
 }
 
 // New builds an instance over st, limiting with limiter. The guard logs
@@ -41,9 +49,34 @@ func New(st store.Store, limiter ratelimit.Limiter, cfg edge.Config, log *zap.Lo
 	guard := edge.NewGuard(cfg, kc, svc.Identity, limiter, log.Named("edge"))
 	ids := edge.NewIdentityCache(identitySource{svc.Identities}, 0)
 	guard.SetIdentities(ids)
+	tokens := streams.NewTokens(st)
+	guard.SetStreamTokens(tokens)
+	hub := streams.NewHub(streams.HubConfig{
+		Version: func(ctx context.Context, ref string) (int64, error) {
+			r, err := flags.ParseRef(ref)
+			if err != nil {
+				return 0, err
+			}
+			c, err := reg.Get(ctx, r)
+			if err != nil {
+				return 0, err
+			}
+			return c.Version, nil
+		},
+		// Read afresh: the feed event that asks has just dropped the
+		// cached record.
+		Validate: func(ctx context.Context, d apikey.Digest) (time.Time, bool, error) {
+			e, err := kc.Load(ctx, d, time.Now())
+			if err != nil {
+				return time.Time{}, false, err
+			}
+			return e.ValidUntil(), e.Key != nil && e.Admits(time.Now()), nil
+		},
+	})
 	return &Instance{
-		Admin: svc, Keys: kc, Identities: ids, Registry: reg, Guard: guard,
-		Router: router.New(router.Config{Admin: svc, Eval: evaluation.New(svc.Flags, reg), Limits: guard, Log: log}),
+		Admin: svc, Keys: kc, Identities: ids, Registry: reg, Guard: guard, Streams: hub, Tokens: tokens,
+		Router: router.New(router.Config{Admin: svc, Eval: evaluation.New(svc.Flags, reg), Limits: guard, Log: log,
+			Tokens: tokens, Hub: hub}),
 	}
 }
 
@@ -57,8 +90,10 @@ func (in *Instance) Evict(ev store.Event) (resync bool) {
 		return true
 	case ev.Topic == keys.Topic:
 		in.Keys.Invalidate(string(ev.Payload))
+		in.Streams.KeyChanged(string(ev.Payload))
 	case ev.Topic == flags.Topic:
 		in.Registry.Invalidate(string(ev.Payload))
+		in.Streams.FlagsChanged(string(ev.Payload))
 	case ev.Topic == customers.Topic:
 		// The payload is customers.Ref's "<org>/<project>/<slug>", the
 		// edge's IdentityTag.
@@ -72,6 +107,7 @@ func (in *Instance) Purge() {
 	in.Keys.Purge()
 	in.Identities.Purge()
 	in.Registry.Purge()
+	in.Streams.Resync()
 }
 
 // identitySource is the customers service as the edge reads it.

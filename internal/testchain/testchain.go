@@ -8,6 +8,7 @@
 package testchain
 
 import (
+	"context"
 	"net"
 	"net/http"
 
@@ -52,15 +53,19 @@ func New(st store.Store, opts Options) *Chain {
 		opts.Log = zap.NewNop()
 	}
 	c := &Chain{Instance: instance.New(st, opts.Limiter, cfg, opts.Log)}
-	c.unsubscribe = st.Subscribe(func(ev store.Event) {
+	unsubscribe := st.Subscribe(func(ev store.Event) {
 		if c.Evict(ev) {
 			c.Purge()
 		}
 	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Streams.Run(ctx) }()
+	c.unsubscribe = func() { unsubscribe(); cancel(); <-done }
 	return c
 }
 
-// Close stops the change-feed subscription.
+// Close stops the change-feed subscription and ends the event streams.
 func (c *Chain) Close() { c.unsubscribe() }
 
 // ServeHTTP serves one request as Caddy would with flagbridge_auth and

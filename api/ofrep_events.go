@@ -1,0 +1,115 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/edge"
+	"github.com/flagbridge/flagbridge/evaluation"
+	"github.com/flagbridge/flagbridge/routes"
+	"github.com/flagbridge/flagbridge/streams"
+)
+
+// errNoStreams answers a stream when the instance serves none.
+var errNoStreams = apierror.New(http.StatusNotFound, apierror.CodeNotFound, "This server serves no event streams")
+
+// eventStream is one entry of a bulk answer's eventStreams (OFREP 0.3.0).
+type eventStream struct {
+	Type               string `json:"type"`
+	URL                string `json:"url"`
+	InactivityDelaySec int    `json:"inactivityDelaySec"`
+}
+
+// eventStreams is the JSON of a bulk answer's eventStreams for the caller,
+// nil when it gets none: streams are off, the request names a testing
+// session (whose changes streams do not carry yet), or the token secret
+// cannot be read (the provider then polls, as it would without streams).
+func (h *Handler) eventStreams(r *http.Request, a *edge.Admission, ev *evaluation.Evaluation) []byte {
+	if h.tokens == nil || ev.Session != nil || a.Entry == nil {
+		return nil
+	}
+	ref := ev.Set.Ref
+	token, err := h.tokens.Mint(r.Context(), streams.Claims{
+		Digest: a.Digest, Project: ref.Project, Environment: ref.Environment, Version: ev.Set.Version,
+	})
+	if err != nil {
+		h.log.Warn("no event stream for a bulk evaluation", zap.Error(err))
+		return nil
+	}
+	u := "https://" + r.Host + routes.ByName(routes.OFREPEvents).Path() + "?" + edge.StreamTokenParam + "=" + token
+	b, _ := json.Marshal([]eventStream{{Type: "sse", URL: u, InactivityDelaySec: int(streams.InactivityDelay.Seconds())}})
+	return b
+}
+
+// OFREPEvents serves GET /ofrep/v1/events: the event stream a bulk
+// answer named. It sends a refetchEvaluation event whenever the flag set
+// the token names changes (id: the new version, so that Last-Event-ID
+// resumes without a gap; etag: the version, which the refetch sends back
+// as flagConfigEtag), one at once if the set changed since the version the
+// client last saw, a comment line as heartbeat, and ends when the key no
+// longer authenticates or the client leaves.
+func (h *Handler) OFREPEvents(w http.ResponseWriter, r *http.Request, a *edge.Admission) error {
+	if h.hub == nil || a.Stream == nil {
+		return errNoStreams
+	}
+	c := a.Stream
+	// The key must still reach what its token names, and it must exist;
+	// refusals are the bulk evaluation's.
+	ref, err := evaluation.Target(a.Principal, c.Project, c.Environment)
+	if err != nil {
+		h.ofrepFail(w, r, "", err)
+		return nil
+	}
+	set, err := h.eval.Registry().Get(r.Context(), ref)
+	if err != nil {
+		h.ofrepFail(w, r, "", err)
+		return nil
+	}
+	seen := c.Version
+	if id, err := strconv.ParseInt(strings.TrimSpace(r.Header.Get("Last-Event-ID")), 10, 64); err == nil && id >= 0 {
+		seen = id
+	}
+	s := h.hub.Open(ref.String(), a.Entry.Key.ID, a.Digest, seen, a.Entry.ValidUntil())
+	defer h.hub.Close(s)
+	// A change that arrived between the answer that minted the token (or
+	// the last event) and now.
+	if set.Version > seen {
+		s.Notify(set.Version)
+	}
+
+	hd := w.Header()
+	hd.Set("Content-Type", "text/event-stream")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Accel-Buffering", "no") // proxies that buffer would hold the events
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if _, err := fmt.Fprint(w, ": flagbridge event stream\nretry: 2000\n\n"); err != nil {
+		return nil
+	}
+	if rc.Flush() != nil {
+		return nil
+	}
+	for {
+		var err error
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-s.Ended():
+			return nil
+		case <-s.Beat():
+			_, err = fmt.Fprint(w, ": heartbeat\n\n")
+		case <-s.Wake():
+			v := s.Latest()
+			_, err = fmt.Fprintf(w, "id: %d\ndata: {\"type\":\"refetchEvaluation\",\"etag\":%q}\n\n", v, streams.ETag(v))
+		}
+		if err != nil || rc.Flush() != nil {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,329 @@
+package streams
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/flagbridge/flagbridge/apikey"
+)
+
+// Heartbeat is how often an idle stream gets a comment line, so that
+// proxies and load balancers do not close it as idle (most wait 60 s).
+const Heartbeat = 30 * time.Second
+
+// InactivityDelay is what the bulk answer tells providers (OFREP's
+// inactivityDelaySec): after this long hidden, a page closes its stream
+// and evaluates again when it is shown.
+const InactivityDelay = 120 * time.Second
+
+// HubConfig is what a Hub asks of the instance it runs in.
+type HubConfig struct {
+	// Version returns the current version of a flag set ("org/project/env"),
+	// as the instance serves it.
+	Version func(ctx context.Context, ref string) (int64, error)
+	// Validate says until when a key's secret (by digest) authenticates:
+	// ok false if no longer (revoked, rotated past its grace period,
+	// expired), zero time for no limit. It reads the key afresh.
+	Validate func(ctx context.Context, d apikey.Digest) (until time.Time, ok bool, err error)
+	// Timeout bounds each of those calls (default 5 s).
+	Timeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Hub is one instance's open streams, by the flag set they watch and the
+// key they belong to. Its one goroutine (Run) ends streams whose key
+// expires and sends heartbeats: a stream costs no timer of its own.
+type Hub struct {
+	cfg HubConfig
+
+	mu    sync.Mutex
+	byRef map[string]map[*Stream]struct{}
+	byKey map[string]map[*Stream]struct{} // by key id
+	n     int
+}
+
+// Stream is one open event stream. Its owner (the HTTP handler) waits on
+// Wake, Beat and Ended, and reads Latest after Wake.
+type Stream struct {
+	ref    string
+	keyID  string
+	digest apikey.Digest
+
+	// wake and beat carry at most one pending signal each: a burst of
+	// changes is one refetch.
+	wake  chan struct{}
+	beat  chan struct{}
+	ended chan struct{}
+
+	mu         sync.Mutex
+	latest     int64
+	validUntil time.Time
+	closed     bool
+}
+
+// NewHub returns a hub; call Run to start its sweeps.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Hub{cfg: cfg, byRef: map[string]map[*Stream]struct{}{}, byKey: map[string]map[*Stream]struct{}{}}
+}
+
+// Open registers a stream of key keyID, authenticated by the secret with
+// digest d, watching ref, whose client has seen version seen; the secret
+// authenticates until validUntil (zero: no limit).
+func (h *Hub) Open(ref, keyID string, d apikey.Digest, seen int64, validUntil time.Time) *Stream {
+	s := &Stream{ref: ref, keyID: keyID, digest: d, latest: seen, validUntil: validUntil,
+		wake: make(chan struct{}, 1), beat: make(chan struct{}, 1), ended: make(chan struct{})}
+	h.mu.Lock()
+	add(h.byRef, ref, s)
+	add(h.byKey, keyID, s)
+	h.n++
+	h.mu.Unlock()
+	return s
+}
+
+func add[K comparable](m map[K]map[*Stream]struct{}, k K, s *Stream) {
+	set := m[k]
+	if set == nil {
+		set = map[*Stream]struct{}{}
+		m[k] = set
+	}
+	set[s] = struct{}{}
+}
+
+func remove[K comparable](m map[K]map[*Stream]struct{}, k K, s *Stream) {
+	if set := m[k]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// Close unregisters s (its handler returned).
+func (h *Hub) Close(s *Stream) {
+	h.mu.Lock()
+	if _, ok := h.byRef[s.ref][s]; ok {
+		remove(h.byRef, s.ref, s)
+		remove(h.byKey, s.keyID, s)
+		h.n--
+	}
+	h.mu.Unlock()
+	s.end()
+}
+
+// Len is the number of open streams.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
+
+// Wake is signalled when the flag set changed to a version the client
+// has not seen (Latest).
+func (s *Stream) Wake() <-chan struct{} { return s.wake }
+
+// Beat is signalled when the stream should send a heartbeat.
+func (s *Stream) Beat() <-chan struct{} { return s.beat }
+
+// Ended is closed when the hub ends the stream: its key no longer
+// authenticates.
+func (s *Stream) Ended() <-chan struct{} { return s.ended }
+
+// Latest is the newest version the stream was told of.
+func (s *Stream) Latest() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest
+}
+
+// Notify tells s of version v if it is newer than what it knows.
+func (s *Stream) Notify(v int64) {
+	s.mu.Lock()
+	newer := v > s.latest
+	if newer {
+		s.latest = v
+	}
+	s.mu.Unlock()
+	if newer {
+		signal(s.wake)
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Stream) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.ended)
+	}
+}
+
+// streamsOf returns a copy of the streams of a set of m.
+func streamsOf[K comparable](h *Hub, m map[K]map[*Stream]struct{}, k K) []*Stream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Stream, 0, len(m[k]))
+	for s := range m[k] {
+		out = append(out, s)
+	}
+	return out
+}
+
+// FlagsChanged tells the streams watching ref of its new version. The
+// change feed calls it, after the instance dropped its compiled set, so
+// the version read here is the new one (read once for every stream).
+func (h *Hub) FlagsChanged(ref string) {
+	ss := streamsOf(h, h.byRef, ref)
+	if len(ss) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+		defer cancel()
+		v, err := h.cfg.Version(ctx, ref)
+		if err != nil {
+			// The set cannot be read: a refetch will say so, or find it.
+			v = maxVersion(ss) + 1
+		}
+		for _, s := range ss {
+			s.Notify(v)
+		}
+	}()
+}
+
+func maxVersion(ss []*Stream) int64 {
+	var v int64
+	for _, s := range ss {
+		v = max(v, s.Latest())
+	}
+	return v
+}
+
+// KeyChanged re-checks the streams of a key the change feed names (a
+// revocation, rotation, update): those whose secret no longer
+// authenticates end, on every instance, as soon as the event arrives.
+func (h *Hub) KeyChanged(keyID string) {
+	ss := streamsOf(h, h.byKey, keyID)
+	if len(ss) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+		defer cancel()
+		// One lookup per secret: after a rotation with a grace period a
+		// key's streams may hold either.
+		checked := map[apikey.Digest]bool{}
+		for _, s := range ss {
+			if checked[s.digest] {
+				continue
+			}
+			checked[s.digest] = true
+			until, ok, err := h.cfg.Validate(ctx, s.digest)
+			if err != nil {
+				// Unknown: keep them; the next event or the sweep decides.
+				continue
+			}
+			for _, t := range ss {
+				if t.digest != s.digest {
+					continue
+				}
+				if !ok {
+					h.Close(t)
+					continue
+				}
+				t.mu.Lock()
+				t.validUntil = until
+				t.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// Resync re-checks every stream's key and tells every stream to refetch:
+// the feed may have missed events.
+func (h *Hub) Resync() {
+	h.mu.Lock()
+	refs := make([]string, 0, len(h.byRef))
+	for ref := range h.byRef {
+		refs = append(refs, ref)
+	}
+	ids := make([]string, 0, len(h.byKey))
+	for id := range h.byKey {
+		ids = append(ids, id)
+	}
+	h.mu.Unlock()
+	for _, ref := range refs {
+		h.FlagsChanged(ref)
+	}
+	for _, id := range ids {
+		h.KeyChanged(id)
+	}
+}
+
+// closeAll ends every stream: the instance stops.
+func (h *Hub) closeAll() {
+	h.mu.Lock()
+	var all []*Stream
+	for _, set := range h.byRef {
+		for s := range set {
+			all = append(all, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		h.Close(s)
+	}
+}
+
+// Run sweeps until ctx ends: every second it ends the streams whose key
+// expired, and every Heartbeat it signals each stream to send one.
+func (h *Hub) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastBeat := h.cfg.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			h.closeAll()
+			return
+		case <-tick.C:
+		}
+		now := h.cfg.Now()
+		beat := now.Sub(lastBeat) >= Heartbeat
+		if beat {
+			lastBeat = now
+		}
+		var expired []*Stream
+		h.mu.Lock()
+		for _, set := range h.byRef {
+			for s := range set {
+				s.mu.Lock()
+				gone := !s.validUntil.IsZero() && !now.Before(s.validUntil)
+				s.mu.Unlock()
+				if gone {
+					expired = append(expired, s)
+				} else if beat {
+					signal(s.beat)
+				}
+			}
+		}
+		h.mu.Unlock()
+		for _, s := range expired {
+			h.Close(s)
+		}
+	}
+}
