@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/api"
 )
 
 // eventClient reads an event stream over a real server, line by line.
@@ -228,3 +229,42 @@ func TestEventStreamCORS(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// A stream of a bulk evaluation that named a testing session also gets
+// the session's changes: CI sees its own overrides pushed, and the end of
+// its session.
+func TestEventStreamOfATestingSession(t *testing.T) {
+	s := newEvalServer(t)
+	srv := httptest.NewTLSServer(s.chain)
+	t.Cleanup(srv.Close)
+	id := s.session(t, s.test, "")
+	u := streamURL(t, srv, s.ofrepBulk(t, s.test, `{}`, api.HeaderSession, id))
+	c := connect(t, srv, u)
+	if c.resp.StatusCode != 200 {
+		t.Fatalf("connect = %d", c.resp.StatusCode)
+	}
+	if res := s.override(t, s.test, id, `{"theme":"dark"}`); res.code != 200 {
+		t.Fatalf("overrides = %d %s", res.code, res.body)
+	}
+	eid, data, ok := c.event(time.Second)
+	if !ok || !strings.HasSuffix(eid, ".1") || !strings.Contains(data, "refetchEvaluation") {
+		t.Fatalf("after the overrides: %q %q %v", eid, data, ok)
+	}
+	// Another session's changes do not reach it.
+	other := s.session(t, s.test, "")
+	s.override(t, s.test, other, `{"theme":"dark"}`)
+	if eid, _, ok := c.event(300 * time.Millisecond); ok {
+		t.Fatalf("another session's change reached the stream: %s", eid)
+	}
+	// Ending the session: one more refetch, which then learns it ended.
+	if res := s.native(t, s.test, "DELETE", "/v1/testing/sessions/"+id, ""); res.code != 204 {
+		t.Fatalf("delete = %d %s", res.code, res.body)
+	}
+	if eid2, _, ok := c.event(time.Second); !ok || eid2 == eid {
+		t.Fatalf("after the session ended: %q %v", eid2, ok)
+	}
+	// A reconnection now is refused as the bulk evaluation would be.
+	if again := connect(t, srv, u); again.resp.StatusCode != 400 {
+		t.Fatalf("reconnecting to an ended session's stream = %d", again.resp.StatusCode)
+	}
+}

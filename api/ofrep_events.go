@@ -4,11 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/edge"
 	"github.com/flagbridge/flagbridge/evaluation"
@@ -27,17 +26,18 @@ type eventStream struct {
 }
 
 // eventStreams is the JSON of a bulk answer's eventStreams for the caller,
-// nil when it gets none: streams are off, the request names a testing
-// session (whose changes streams do not carry yet), or the token secret
-// cannot be read (the provider then polls, as it would without streams).
+// nil when it gets none: streams are off, or the token secret cannot be
+// read (the provider then polls, as it would without streams).
 func (h *Handler) eventStreams(r *http.Request, a *edge.Admission, ev *evaluation.Evaluation) []byte {
-	if h.tokens == nil || ev.Session != nil || a.Entry == nil {
+	if h.tokens == nil || a.Entry == nil {
 		return nil
 	}
 	ref := ev.Set.Ref
-	token, err := h.tokens.Mint(r.Context(), streams.Claims{
-		Digest: a.Digest, Project: ref.Project, Environment: ref.Environment, Version: ev.Set.Version,
-	})
+	claims := streams.Claims{Digest: a.Digest, Project: ref.Project, Environment: ref.Environment, Version: ev.Set.Version}
+	if ev.Session != nil {
+		claims.Session, claims.Revision = ev.Session.ID, ev.Session.Revision
+	}
+	token, err := h.tokens.Mint(r.Context(), claims)
 	if err != nil {
 		h.log.Warn("no event stream for a bulk evaluation", zap.Error(err))
 		return nil
@@ -49,7 +49,8 @@ func (h *Handler) eventStreams(r *http.Request, a *edge.Admission, ev *evaluatio
 
 // OFREPEvents serves GET /ofrep/v1/events: the event stream a bulk
 // answer named. It sends a refetchEvaluation event whenever the flag set
-// the token names changes (id: the new version, so that Last-Event-ID
+// the token names changes, or the testing session it names (id: the new
+// version, with the session's revision after a dot, so that Last-Event-ID
 // resumes without a gap; etag: the version, which the refetch sends back
 // as flagConfigEtag), one at once if the set changed since the version the
 // client last saw, a comment line as heartbeat, and ends when the key no
@@ -59,29 +60,27 @@ func (h *Handler) OFREPEvents(w http.ResponseWriter, r *http.Request, a *edge.Ad
 		return errNoStreams
 	}
 	c := a.Stream
-	// The key must still reach what its token names, and it must exist;
-	// refusals are the bulk evaluation's.
-	ref, err := evaluation.Target(a.Principal, c.Project, c.Environment)
+	// The key must still reach what its token names, and it (and the
+	// session) must exist; refusals are the bulk evaluation's.
+	ev, err := h.eval.Begin(r.Context(), a.Principal, c.Project, c.Environment, c.Session)
 	if err != nil {
 		h.ofrepFail(w, r, "", err)
 		return nil
 	}
-	set, err := h.eval.Registry().Get(r.Context(), ref)
-	if err != nil {
-		h.ofrepFail(w, r, "", err)
-		return nil
+	seen := streams.Position{Version: c.Version, Revision: c.Revision}
+	if p, ok := streams.ParsePosition(r.Header.Get("Last-Event-ID")); ok {
+		seen = p
 	}
-	seen := c.Version
-	if id, err := strconv.ParseInt(strings.TrimSpace(r.Header.Get("Last-Event-ID")), 10, 64); err == nil && id >= 0 {
-		seen = id
+	now := streams.Position{Version: ev.Set.Version}
+	var session string
+	if ev.Session != nil {
+		session, now.Revision = flags.SessionEvent(ev.Session.OrgID, ev.Session.ID), ev.Session.Revision
 	}
-	s := h.hub.Open(ref.String(), a.Entry.Key.ID, a.Digest, seen, a.Entry.ValidUntil())
+	s := h.hub.Open(ev.Set.Ref.String(), session, a.Entry.Key.ID, a.Digest, seen, a.Entry.ValidUntil())
 	defer h.hub.Close(s)
 	// A change that arrived between the answer that minted the token (or
 	// the last event) and now.
-	if set.Version > seen {
-		s.Notify(set.Version)
-	}
+	s.Notify(now)
 
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
@@ -105,8 +104,8 @@ func (h *Handler) OFREPEvents(w http.ResponseWriter, r *http.Request, a *edge.Ad
 		case <-s.Beat():
 			_, err = fmt.Fprint(w, ": heartbeat\n\n")
 		case <-s.Wake():
-			v := s.Latest()
-			_, err = fmt.Fprintf(w, "id: %d\ndata: {\"type\":\"refetchEvaluation\",\"etag\":%q}\n\n", v, streams.ETag(v))
+			p := s.Latest()
+			_, err = fmt.Fprintf(w, "id: %s\ndata: {\"type\":\"refetchEvaluation\",\"etag\":%q}\n\n", p.ID(s.HasSession()), streams.ETag(p.Version))
 		}
 		if err != nil || rc.Flush() != nil {
 			return nil

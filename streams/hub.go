@@ -2,6 +2,8 @@ package streams
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +28,9 @@ type HubConfig struct {
 	// ok false if no longer (revoked, rotated past its grace period,
 	// expired), zero time for no limit. It reads the key afresh.
 	Validate func(ctx context.Context, d apikey.Digest) (until time.Time, ok bool, err error)
+	// Revision returns a testing session's revision ("org/id"); ok false
+	// if it no longer exists.
+	Revision func(ctx context.Context, session string) (rev int64, ok bool, err error)
 	// Timeout bounds each of those calls (default 5 s).
 	Timeout time.Duration
 	// Now is the clock (default time.Now).
@@ -38,18 +43,20 @@ type HubConfig struct {
 type Hub struct {
 	cfg HubConfig
 
-	mu    sync.Mutex
-	byRef map[string]map[*Stream]struct{}
-	byKey map[string]map[*Stream]struct{} // by key id
-	n     int
+	mu        sync.Mutex
+	byRef     map[string]map[*Stream]struct{}
+	byKey     map[string]map[*Stream]struct{} // by key id
+	bySession map[string]map[*Stream]struct{} // by "org/id"
+	n         int
 }
 
 // Stream is one open event stream. Its owner (the HTTP handler) waits on
 // Wake, Beat and Ended, and reads Latest after Wake.
 type Stream struct {
-	ref    string
-	keyID  string
-	digest apikey.Digest
+	ref     string
+	session string
+	keyID   string
+	digest  apikey.Digest
 
 	// wake and beat carry at most one pending signal each: a burst of
 	// changes is one refetch.
@@ -58,9 +65,42 @@ type Stream struct {
 	ended chan struct{}
 
 	mu         sync.Mutex
-	latest     int64
+	latest     Position
 	validUntil time.Time
 	closed     bool
+}
+
+// Position is what a stream's client has seen: the flag set's version
+// and, for a stream of a testing session, the session's revision. Each
+// only grows.
+type Position struct {
+	Version, Revision int64
+}
+
+// ID is the position as an event id: "<version>", or
+// "<version>.<revision>" with a session.
+func (p Position) ID(session bool) string {
+	if !session {
+		return strconv.FormatInt(p.Version, 10)
+	}
+	return strconv.FormatInt(p.Version, 10) + "." + strconv.FormatInt(p.Revision, 10)
+}
+
+// ParsePosition reads an event id (Last-Event-ID); ok false for anything
+// else.
+func ParsePosition(s string) (Position, bool) {
+	v, r, hasRev := strings.Cut(strings.TrimSpace(s), ".")
+	var p Position
+	var err error
+	if p.Version, err = strconv.ParseInt(v, 10, 64); err != nil || p.Version < 0 {
+		return Position{}, false
+	}
+	if hasRev {
+		if p.Revision, err = strconv.ParseInt(r, 10, 64); err != nil || p.Revision < 0 {
+			return Position{}, false
+		}
+	}
+	return p, true
 }
 
 // NewHub returns a hub; call Run to start its sweeps.
@@ -71,18 +111,23 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Hub{cfg: cfg, byRef: map[string]map[*Stream]struct{}{}, byKey: map[string]map[*Stream]struct{}{}}
+	return &Hub{cfg: cfg, byRef: map[string]map[*Stream]struct{}{}, byKey: map[string]map[*Stream]struct{}{},
+		bySession: map[string]map[*Stream]struct{}{}}
 }
 
 // Open registers a stream of key keyID, authenticated by the secret with
-// digest d, watching ref, whose client has seen version seen; the secret
-// authenticates until validUntil (zero: no limit).
-func (h *Hub) Open(ref, keyID string, d apikey.Digest, seen int64, validUntil time.Time) *Stream {
-	s := &Stream{ref: ref, keyID: keyID, digest: d, latest: seen, validUntil: validUntil,
+// digest d, watching ref and, if not "", testing session ("org/id"), whose
+// client has seen seen; the secret authenticates until validUntil (zero:
+// no limit).
+func (h *Hub) Open(ref, session, keyID string, d apikey.Digest, seen Position, validUntil time.Time) *Stream {
+	s := &Stream{ref: ref, session: session, keyID: keyID, digest: d, latest: seen, validUntil: validUntil,
 		wake: make(chan struct{}, 1), beat: make(chan struct{}, 1), ended: make(chan struct{})}
 	h.mu.Lock()
 	add(h.byRef, ref, s)
 	add(h.byKey, keyID, s)
+	if session != "" {
+		add(h.bySession, session, s)
+	}
 	h.n++
 	h.mu.Unlock()
 	return s
@@ -112,6 +157,9 @@ func (h *Hub) Close(s *Stream) {
 	if _, ok := h.byRef[s.ref][s]; ok {
 		remove(h.byRef, s.ref, s)
 		remove(h.byKey, s.keyID, s)
+		if s.session != "" {
+			remove(h.bySession, s.session, s)
+		}
 		h.n--
 	}
 	h.mu.Unlock()
@@ -125,8 +173,8 @@ func (h *Hub) Len() int {
 	return h.n
 }
 
-// Wake is signalled when the flag set changed to a version the client
-// has not seen (Latest).
+// Wake is signalled when the flag set or the session changed to what the
+// client has not seen (Latest).
 func (s *Stream) Wake() <-chan struct{} { return s.wake }
 
 // Beat is signalled when the stream should send a heartbeat.
@@ -136,20 +184,23 @@ func (s *Stream) Beat() <-chan struct{} { return s.beat }
 // authenticates.
 func (s *Stream) Ended() <-chan struct{} { return s.ended }
 
-// Latest is the newest version the stream was told of.
-func (s *Stream) Latest() int64 {
+// Latest is the newest position the stream was told of.
+func (s *Stream) Latest() Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest
 }
 
-// Notify tells s of version v if it is newer than what it knows.
-func (s *Stream) Notify(v int64) {
+// HasSession reports whether the stream watches a testing session.
+func (s *Stream) HasSession() bool { return s.session != "" }
+
+// Notify tells s of p, waking it if either part is newer than what it
+// knows.
+func (s *Stream) Notify(p Position) {
 	s.mu.Lock()
-	newer := v > s.latest
-	if newer {
-		s.latest = v
-	}
+	newer := p.Version > s.latest.Version || p.Revision > s.latest.Revision
+	s.latest.Version = max(s.latest.Version, p.Version)
+	s.latest.Revision = max(s.latest.Revision, p.Revision)
 	s.mu.Unlock()
 	if newer {
 		signal(s.wake)
@@ -195,22 +246,40 @@ func (h *Hub) FlagsChanged(ref string) {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 		defer cancel()
 		v, err := h.cfg.Version(ctx, ref)
-		if err != nil {
-			// The set cannot be read: a refetch will say so, or find it.
-			v = maxVersion(ss) + 1
-		}
 		for _, s := range ss {
-			s.Notify(v)
+			if err != nil {
+				// The set cannot be read: a refetch will say so, or
+				// find it.
+				v = s.Latest().Version + 1
+			}
+			s.Notify(Position{Version: v})
 		}
 	}()
 }
 
-func maxVersion(ss []*Stream) int64 {
-	var v int64
-	for _, s := range ss {
-		v = max(v, s.Latest())
+// SessionChanged tells the streams of a testing session ("org/id") of its
+// new revision; a session that ended gets one more, so that its streams
+// refetch (and learn that it ended).
+func (h *Hub) SessionChanged(session string) {
+	ss := streamsOf(h, h.bySession, session)
+	if len(ss) == 0 {
+		return
 	}
-	return v
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+		defer cancel()
+		rev, ok, err := int64(0), false, error(nil)
+		if h.cfg.Revision != nil {
+			rev, ok, err = h.cfg.Revision(ctx, session)
+		}
+		for _, s := range ss {
+			r := rev
+			if err != nil || !ok {
+				r = s.Latest().Revision + 1
+			}
+			s.Notify(Position{Revision: r})
+		}
+	}()
 }
 
 // KeyChanged re-checks the streams of a key the change feed names (a
@@ -265,9 +334,16 @@ func (h *Hub) Resync() {
 	for id := range h.byKey {
 		ids = append(ids, id)
 	}
+	sessions := make([]string, 0, len(h.bySession))
+	for id := range h.bySession {
+		sessions = append(sessions, id)
+	}
 	h.mu.Unlock()
 	for _, ref := range refs {
 		h.FlagsChanged(ref)
+	}
+	for _, id := range sessions {
+		h.SessionChanged(id)
 	}
 	for _, id := range ids {
 		h.KeyChanged(id)

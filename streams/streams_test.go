@@ -15,13 +15,13 @@ func TestTokenRoundTripAndExpiry(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	tk := NewTokensWithKey([]byte("0123456789abcdef0123456789abcdef"))
 	tk.now = func() time.Time { return now }
-	in := Claims{Digest: apikey.DigestOf("fb_live_x"), Project: "shop", Environment: "production", Version: 42}
+	in := Claims{Digest: apikey.DigestOf("fb_live_x"), Project: "shop", Environment: "production", Version: 42, Session: "ses_9", Revision: 3}
 	tok, err := tk.Mint(context.Background(), in)
 	if err != nil || strings.Contains(tok, "fb_live_x") || len(tok) > 200 {
 		t.Fatalf("Mint = %q %v", tok, err)
 	}
 	got, err := tk.Verify(context.Background(), tok)
-	if err != nil || got.Digest != in.Digest || got.Project != "shop" || got.Environment != "production" || got.Version != 42 ||
+	if err != nil || got.Digest != in.Digest || got.Project != "shop" || got.Environment != "production" || got.Version != 42 || got.Session != "ses_9" || got.Revision != 3 ||
 		!got.Expires.Equal(now.Add(TokenTTL)) {
 		t.Fatalf("Verify = %+v %v", got, err)
 	}
@@ -51,6 +51,22 @@ func TestTokensShareTheStoreSecret(t *testing.T) {
 	}
 	if _, err := b.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("the other instance refused the token: %v", err)
+	}
+}
+
+func TestPosition(t *testing.T) {
+	for in, want := range map[string]Position{"7": {7, 0}, "7.3": {7, 3}, " 12.0 ": {12, 0}} {
+		if got, ok := ParsePosition(in); !ok || got != want {
+			t.Errorf("ParsePosition(%q) = %+v %v", in, got, ok)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1", "1.x", "1.-2"} {
+		if _, ok := ParsePosition(bad); ok {
+			t.Errorf("ParsePosition(%q) accepted", bad)
+		}
+	}
+	if (Position{7, 3}).ID(false) != "7" || (Position{7, 3}).ID(true) != "7.3" {
+		t.Fatal("ID")
 	}
 }
 
@@ -88,8 +104,8 @@ func TestHub(t *testing.T) {
 	})
 	d1, d2 := apikey.DigestOf("one"), apikey.DigestOf("two")
 	valid[d1], valid[d2] = true, true
-	prod := h.Open("o/p/prod", "key_1", d1, 4, time.Time{})
-	dev := h.Open("o/p/dev", "key_2", d2, 1, now.Add(2*time.Second))
+	prod := h.Open("o/p/prod", "", "key_1", d1, Position{Version: 4}, time.Time{})
+	dev := h.Open("o/p/dev", "o/ses_1", "key_2", d2, Position{Version: 1, Revision: 2}, now.Add(2*time.Second))
 	if h.Len() != 2 {
 		t.Fatal(h.Len())
 	}
@@ -99,7 +115,7 @@ func TestHub(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("no wake")
 	}
-	if prod.Latest() != 5 {
+	if prod.Latest() != (Position{Version: 5}) {
 		t.Fatal(prod.Latest())
 	}
 	select {
@@ -108,11 +124,21 @@ func TestHub(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	// An old version never wakes a stream that knows a newer one.
-	prod.Notify(3)
+	prod.Notify(Position{Version: 3})
 	select {
 	case <-prod.Wake():
 		t.Fatal("woken by an older version")
 	default:
+	}
+	// A session's change wakes its streams alone; one that ended, too.
+	h.SessionChanged("o/ses_1")
+	select {
+	case <-dev.Wake():
+	case <-time.After(time.Second):
+		t.Fatal("the session's stream did not wake")
+	}
+	if got := dev.Latest(); got != (Position{Version: 1, Revision: 3}) || got.ID(true) != "1.3" {
+		t.Fatalf("after the session ended: %+v", got)
 	}
 	// Revoked: its streams end; the other key's stay.
 	mu.Lock()

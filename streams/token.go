@@ -41,8 +41,13 @@ type Claims struct {
 	Digest      apikey.Digest
 	Project     string
 	Environment string
-	Version     int64
-	Expires     time.Time
+	// Session is the testing session the answer applied, if any: its
+	// changes are the stream's too.
+	Session string
+	Version int64
+	// Revision is the session's revision the answer applied.
+	Revision int64
+	Expires  time.Time
 }
 
 // ErrInvalidToken is a token that is malformed, forged or expired.
@@ -112,12 +117,13 @@ func (t *Tokens) Mint(ctx context.Context, c Claims) (string, error) {
 		return "", err
 	}
 	c.Expires = t.now().Add(TokenTTL).Truncate(time.Second)
-	body := make([]byte, 0, 64+len(c.Project)+len(c.Environment))
+	body := make([]byte, 0, 72+len(c.Project)+len(c.Environment)+len(c.Session))
 	body = append(body, tokenFormat)
 	body = append(body, c.Digest[:]...)
 	body = binary.BigEndian.AppendUint64(body, uint64(c.Expires.Unix()))
 	body = binary.BigEndian.AppendUint64(body, uint64(c.Version))
-	for _, s := range []string{c.Project, c.Environment} {
+	body = binary.BigEndian.AppendUint64(body, uint64(c.Revision))
+	for _, s := range []string{c.Project, c.Environment, c.Session} {
 		body = binary.AppendUvarint(body, uint64(len(s)))
 		body = append(body, s...)
 	}
@@ -172,14 +178,15 @@ func sign(key, body []byte) []byte {
 
 func decodeClaims(b []byte) (Claims, bool) {
 	var c Claims
-	if len(b) < 1+32+16 || b[0] != tokenFormat {
+	if len(b) < 1+32+24 || b[0] != tokenFormat {
 		return c, false
 	}
 	copy(c.Digest[:], b[1:33])
 	c.Expires = time.Unix(int64(binary.BigEndian.Uint64(b[33:41])), 0)
 	c.Version = int64(binary.BigEndian.Uint64(b[41:49]))
-	rest := b[49:]
-	for _, dst := range []*string{&c.Project, &c.Environment} {
+	c.Revision = int64(binary.BigEndian.Uint64(b[49:57]))
+	rest := b[57:]
+	for _, dst := range []*string{&c.Project, &c.Environment, &c.Session} {
 		n, k := binary.Uvarint(rest)
 		if k <= 0 || n > uint64(len(rest)-k) {
 			return c, false

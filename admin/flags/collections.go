@@ -18,3 +18,11 @@ const colLegacySessions = "testing-sessions"
 // Topic is the change-feed topic on which a changed flag set is published,
 // as "<org>/<project>/<environment>".
 const Topic = "flags"
+
+// SessionTopic is the change-feed topic on which a testing session whose
+// overrides changed, or that ended, is published, as "<org>/<id>": the
+// event streams that named it refetch.
+const SessionTopic = "testing-sessions"
+
+// SessionEvent is a session's payload on SessionTopic.
+func SessionEvent(org, id string) string { return org + "/" + id }

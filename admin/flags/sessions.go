@@ -207,6 +207,7 @@ func (s *Service) SetOverrides(ctx context.Context, p *authz.Principal, id strin
 		}
 		ts.Revision++
 		out = ts
+		tx.Publish(SessionTopic, []byte(SessionEvent(ts.OrgID, ts.ID)))
 		return docs.Put(tx, colSessions(ts.OrgID), ts.ID, ts)
 	})
 	if err != nil {
@@ -225,6 +226,7 @@ func (s *Service) DeleteSession(ctx context.Context, p *authz.Principal, id stri
 		if err != nil {
 			return err
 		}
+		tx.Publish(SessionTopic, []byte(SessionEvent(ts.OrgID, ts.ID)))
 		return tx.Delete(colSessions(ts.OrgID), id)
 	})
 }
@@ -248,6 +250,22 @@ func (s *Service) UseSession(ctx context.Context, p *authz.Principal, id string,
 		return nil
 	})
 	return out, err
+}
+
+// SessionRevision returns the revision of session id of org, for the
+// event streams that watch it (which authenticated when they connected);
+// ok false if it no longer exists or has expired.
+func (s *Service) SessionRevision(ctx context.Context, org, id string) (rev int64, ok bool, err error) {
+	err = s.env.View(ctx, func(r store.Reader) error {
+		var ts TestingSession
+		found, err := docs.Get(r, colSessions(org), id, &ts)
+		if err != nil || !found || !s.env.Now().Before(ts.ExpiresAt) {
+			return err
+		}
+		rev, ok = ts.Revision, true
+		return nil
+	})
+	return rev, ok, err
 }
 
 // SweepSessions deletes expired sessions, organization by organization,

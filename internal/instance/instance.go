@@ -7,6 +7,7 @@ package instance
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,6 +64,10 @@ func New(st store.Store, limiter ratelimit.Limiter, cfg edge.Config, log *zap.Lo
 			}
 			return c.Version, nil
 		},
+		Revision: func(ctx context.Context, session string) (int64, bool, error) {
+			org, id, _ := strings.Cut(session, "/")
+			return svc.Flags.SessionRevision(ctx, org, id)
+		},
 		// Read afresh: the feed event that asks has just dropped the
 		// cached record.
 		Validate: func(ctx context.Context, d apikey.Digest) (time.Time, bool, error) {
@@ -94,6 +99,8 @@ func (in *Instance) Evict(ev store.Event) (resync bool) {
 	case ev.Topic == flags.Topic:
 		in.Registry.Invalidate(string(ev.Payload))
 		in.Streams.FlagsChanged(string(ev.Payload))
+	case ev.Topic == flags.SessionTopic:
+		in.Streams.SessionChanged(string(ev.Payload))
 	case ev.Topic == customers.Topic:
 		// The payload is customers.Ref's "<org>/<project>/<slug>", the
 		// edge's IdentityTag.

@@ -1,0 +1,228 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flagbridge/flagbridge/internal/testenv"
+)
+
+var nStreams = flag.Int("bench.streams", 10_000, "event streams TestStreamsFanout opens, spread over three instances")
+
+// peer starts another instance on the same storage as in (no bootstrap:
+// the keys and flags are in.'s, shared through Redis).
+func peer(t *testing.T, storage string) *testenv.Caddy {
+	t.Helper()
+	return testenv.NewCaddy(t, testenv.CaddyOptions{
+		Global: fmt.Sprintf("\tflagbridge {\n%s\t\trate_limit live 1000000000/1m\n\t}", storage),
+		Site:   "flagbridge_auth\n\tflagbridge_api",
+	}).Start()
+}
+
+// heapInUse reads an instance's heap in use from Caddy's expvar endpoint.
+func heapInUse(t *testing.T, c *testenv.Caddy) uint64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/vars", c.AdminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Memstats struct{ HeapInuse uint64 } `json:"memstats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v.Memstats.HeapInuse
+}
+
+// TestStreamsFanout opens -bench.streams event streams spread over three
+// instances sharing Redis, over HTTP/2 as browsers and SDKs connect, and
+// measures: the heap each idle stream holds, the server CPU the idle
+// streams cost, and how long a flag write takes to reach every stream as
+// a refetchEvaluation event (p50, p99, max over all streams, for several
+// writes, each made on one instance and carried to the others by the
+// change feed).
+//
+//	go test -count=1 -tags bench -run TestStreamsFanout -v -timeout 30m ./bench
+func TestStreamsFanout(t *testing.T) {
+	r := testenv.StartRedis(t)
+	storage := fmt.Sprintf("\t\tstorage %s\n", r.URL())
+	a := setUpBinary(t, "", storage, 0)
+	insts := []*testenv.Caddy{a.c, peer(t, storage), peer(t, storage)}
+
+	// One stream URL per instance, from a bulk evaluation there.
+	urls := make([]string, len(insts))
+	clients := make([]*http.Client, len(insts))
+	for i, c := range insts {
+		clients[i] = clientH2(client(c).Transport.(*http.Transport).TLSClientConfig)
+		clients[i].Timeout = 0
+		resp, err := clients[i].Do(post(c.URL("/ofrep/v1/evaluate/flags"), a.live, `{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bulk struct{ EventStreams []struct{ URL string } }
+		err = json.NewDecoder(resp.Body).Decode(&bulk)
+		resp.Body.Close()
+		if err != nil || len(bulk.EventStreams) != 1 {
+			t.Fatalf("instance %d: bulk answer without an event stream: %v", i, err)
+		}
+		urls[i] = bulk.EventStreams[0].URL
+	}
+	time.Sleep(time.Second)
+	var heapBefore [3]uint64
+	for i, c := range insts {
+		heapBefore[i] = heapInUse(t, c)
+	}
+
+	n := *nStreams
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// got[v][i] is when stream i received version v's event.
+	var mu sync.Mutex
+	got := map[int64][]time.Time{}
+	var open, failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := i % len(insts)
+			req, _ := http.NewRequestWithContext(ctx, "GET", urls[k], nil)
+			resp, err := clients[k].Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				if failed.Add(1) == 1 {
+					t.Logf("stream %d: %v %v", i, err, resp)
+				}
+				return
+			}
+			defer resp.Body.Close()
+			open.Add(1)
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				line := sc.Text()
+				if !strings.HasPrefix(line, "id: ") {
+					continue
+				}
+				v, _ := strconv.ParseInt(strings.TrimPrefix(line, "id: "), 10, 64)
+				at := time.Now()
+				mu.Lock()
+				if got[v] == nil {
+					got[v] = make([]time.Time, n)
+				}
+				got[v][i] = at
+				mu.Unlock()
+			}
+		}()
+	}
+	for open.Load()+failed.Load() < int64(n) && time.Since(start) < 2*time.Minute {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d streams failed to open", failed.Load(), n)
+	}
+	t.Logf("%d streams open in %v", n, time.Since(start).Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+
+	// Idle: heap per stream, and CPU over 10 s.
+	var heapAfter uint64
+	var heapDelta float64
+	for i, c := range insts {
+		h := heapInUse(t, c)
+		heapAfter += h
+		heapDelta += float64(int64(h) - int64(heapBefore[i]))
+	}
+	var cpu0 time.Duration
+	for _, c := range insts {
+		cpu0 += c.CPUTime()
+	}
+	time.Sleep(10 * time.Second)
+	var cpu1 time.Duration
+	for _, c := range insts {
+		cpu1 += c.CPUTime()
+	}
+	idleCPU := (cpu1 - cpu0).Seconds() / 10 // cores busy, summed over the instances
+
+	// Writes: each on one instance, in turn.
+	flagDoc := func(variant string) string {
+		return `{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"` + variant + `"}`
+	}
+	var lat []time.Duration
+	var worstMiss int
+	for w := range 5 {
+		c := insts[w%len(insts)]
+		req, _ := http.NewRequest("PUT", c.URL("/v1/projects/bench/environments/production/flags/pushed"), strings.NewReader(flagDoc([]string{"on", "off"}[w%2])))
+		req.Header.Set("Authorization", "Bearer "+a.admin)
+		t0 := time.Now()
+		resp, err := clients[w%len(insts)].Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 && resp.StatusCode != 201 {
+			t.Fatalf("write %d: %d", w, resp.StatusCode)
+		}
+		v, _ := strconv.ParseInt(resp.Header.Get("Flagbridge-Flag-Set-Version"), 10, 64)
+		if v == 0 {
+			t.Fatalf("write %d: no version in the answer", w)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			arrived := 0
+			for _, at := range got[v] {
+				if !at.IsZero() {
+					arrived++
+				}
+			}
+			mu.Unlock()
+			if arrived == n || time.Now().After(deadline) {
+				if arrived < n {
+					worstMiss = max(worstMiss, n-arrived)
+				}
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		mu.Lock()
+		for _, at := range got[v] {
+			if !at.IsZero() {
+				lat = append(lat, at.Sub(t0))
+			}
+		}
+		mu.Unlock()
+		time.Sleep(time.Second)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(float64(len(lat)-1)*p)].Round(time.Millisecond)
+	}
+	fmt.Printf("\n%d event streams over 3 instances sharing Redis (HTTP/2)\n", n)
+	fmt.Printf("heap in use per idle stream: %.1f KiB (%.0f MiB over all, three instances)\n", heapDelta/float64(n)/1024, float64(heapAfter)/(1<<20))
+	fmt.Printf("server CPU with the streams idle: %.3f cores (three instances together)\n", idleCPU)
+	fmt.Printf("write to event, all streams, 5 writes: p50 %v, p99 %v, max %v; streams that missed a write: %d\n", pct(0.5), pct(0.99), pct(1), worstMiss)
+	if worstMiss > 0 {
+		t.Errorf("%d streams missed a write", worstMiss)
+	}
+	cancel()
+	wg.Wait()
+}
