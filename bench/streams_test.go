@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,21 +34,28 @@ func peer(t *testing.T, storage string) *testenv.Caddy {
 	}).Start()
 }
 
-// heapInUse reads an instance's heap in use from Caddy's expvar endpoint.
-func heapInUse(t *testing.T, c *testenv.Caddy) uint64 {
+// memInUse reads an instance's heap and goroutine stacks in use from
+// Caddy's expvar endpoint, after a collection.
+func memInUse(t *testing.T, c *testenv.Caddy) (heap, stack uint64) {
 	t.Helper()
+	// A collection first (pprof's gc=1), so that the heap holds what is
+	// live, not garbage a collection has not swept yet.
+	if resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/pprof/heap?gc=1", c.AdminPort)); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/vars", c.AdminPort))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var v struct {
-		Memstats struct{ HeapInuse uint64 } `json:"memstats"`
+		Memstats struct{ HeapInuse, StackInuse uint64 } `json:"memstats"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
 		t.Fatal(err)
 	}
-	return v.Memstats.HeapInuse
+	return v.Memstats.HeapInuse, v.Memstats.StackInuse
 }
 
 // TestStreamsFanout opens -bench.streams event streams spread over three
@@ -84,9 +92,9 @@ func TestStreamsFanout(t *testing.T) {
 		urls[i] = bulk.EventStreams[0].URL
 	}
 	time.Sleep(time.Second)
-	var heapBefore [3]uint64
+	var heapBefore, stackBefore [3]uint64
 	for i, c := range insts {
-		heapBefore[i] = heapInUse(t, c)
+		heapBefore[i], stackBefore[i] = memInUse(t, c)
 	}
 
 	n := *nStreams
@@ -141,11 +149,21 @@ func TestStreamsFanout(t *testing.T) {
 
 	// Idle: heap per stream, and CPU over 10 s.
 	var heapAfter uint64
-	var heapDelta float64
+	var heapDelta, stackDelta float64
 	for i, c := range insts {
-		h := heapInUse(t, c)
+		h, st := memInUse(t, c)
 		heapAfter += h
 		heapDelta += float64(int64(h) - int64(heapBefore[i]))
+		stackDelta += float64(int64(st) - int64(stackBefore[i]))
+	}
+	if *profile != "" {
+		// The heap of the first instance with its streams idle.
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/debug/pprof/heap", insts[0].AdminPort))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			_ = os.WriteFile(*profile+"-streams-heap.pprof", b, 0o644)
+		}
 	}
 	var cpu0 time.Duration
 	for _, c := range insts {
@@ -217,7 +235,8 @@ func TestStreamsFanout(t *testing.T) {
 		return lat[int(float64(len(lat)-1)*p)].Round(time.Millisecond)
 	}
 	fmt.Printf("\n%d event streams over 3 instances sharing Redis (HTTP/2)\n", n)
-	fmt.Printf("heap in use per idle stream: %.1f KiB (%.0f MiB over all, three instances)\n", heapDelta/float64(n)/1024, float64(heapAfter)/(1<<20))
+	fmt.Printf("per idle stream: heap in use %.1f KiB, goroutine stacks %.1f KiB (heap %.0f MiB over all, three instances)\n",
+		heapDelta/float64(n)/1024, stackDelta/float64(n)/1024, float64(heapAfter)/(1<<20))
 	fmt.Printf("server CPU with the streams idle: %.3f cores (three instances together)\n", idleCPU)
 	fmt.Printf("write to event, all streams, 5 writes: p50 %v, p99 %v, max %v; streams that missed a write: %d\n", pct(0.5), pct(0.99), pct(1), worstMiss)
 	if worstMiss > 0 {

@@ -3,6 +3,7 @@ package evaluation
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin/flags"
@@ -50,7 +51,14 @@ func (c *Compiled) ClientVisible(flag string) bool { return c.client[flag] }
 type Registry struct {
 	cache *feedcache.Cache[flags.Ref, *Compiled]
 	now   func() time.Time
+	// forced is when AtLeast last read a set again, by ref.
+	forced sync.Map
 }
+
+// forcedReadEvery bounds how often AtLeast reads one set again: a client
+// naming a version that does not exist cannot make every request a read
+// and a compile.
+const forcedReadEvery = 250 * time.Millisecond
 
 // NewRegistry returns a registry over source. ttl (default
 // feedcache.DefaultTTL) bounds how long a set is trusted without hearing of
@@ -82,6 +90,25 @@ func NewRegistry(source FlagSource, ttl time.Duration) *Registry {
 // a change.
 func (r *Registry) Get(ctx context.Context, ref flags.Ref) (*Compiled, error) {
 	return r.cache.Get(ctx, ref, r.now())
+}
+
+// AtLeast is Get for version min or a newer one: an instance that has not
+// yet heard of that version through the change feed reads the set again
+// from storage, at most once per forcedReadEvery for one set (a version
+// that does not exist yet gets the newest there is).
+func (r *Registry) AtLeast(ctx context.Context, ref flags.Ref, min int64) (*Compiled, error) {
+	c, err := r.Get(ctx, ref)
+	if err != nil || c.Version >= min {
+		return c, err
+	}
+	now := r.now()
+	key := ref.String()
+	if last, ok := r.forced.Load(key); ok && now.Sub(last.(time.Time)) < forcedReadEvery {
+		return c, nil
+	}
+	r.forced.Store(key, now)
+	r.cache.Invalidate(key)
+	return r.Get(ctx, ref)
 }
 
 // Invalidate drops the set a change event names ("org/project/env").

@@ -77,9 +77,8 @@ func (s *Service) Begin(ctx context.Context, p *authz.Principal, project, env, s
 }
 
 // BeginAtLeast is Begin from flag-set version minVersion or a newer one
-// (0: any): a refetch an event stream asked for is read-your-writes. An
-// instance that has not yet heard of that version reads the set again
-// from storage, once; a version that does not exist yet gets the newest.
+// (0: any): a refetch an event stream asked for is read-your-writes (see
+// Registry.AtLeast).
 func (s *Service) BeginAtLeast(ctx context.Context, p *authz.Principal, project, env, sessionID string, minVersion int64) (Evaluation, error) {
 	ref, err := Target(p, project, env)
 	if err != nil {
@@ -104,11 +103,7 @@ func (s *Service) BeginAtLeast(ctx context.Context, p *authz.Principal, project,
 			e.overrides[k] = v
 		}
 	}
-	e.Set, err = s.sets.Get(ctx, ref)
-	if err == nil && e.Set.Version < minVersion {
-		s.sets.Invalidate(ref.String())
-		e.Set, err = s.sets.Get(ctx, ref)
-	}
+	e.Set, err = s.sets.AtLeast(ctx, ref, minVersion)
 	if err != nil {
 		return Evaluation{}, err
 	}
