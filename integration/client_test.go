@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -213,5 +214,112 @@ func TestBrowserWebProviderStreams(t *testing.T) {
 	}
 	if problems := strings.Join(b.TakeProblems(), "\n"); !strings.Contains(problems, "CORS policy") {
 		t.Fatalf("no CORS refusal on the console: %q", problems)
+	}
+}
+
+// openStream opens an event stream on c and returns a channel of its
+// event ids, closed when the stream ends.
+func openStream(t *testing.T, c *testenv.Caddy, u string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
+	resp, err := c.Client().Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream on %s: %v %v", c.URL(""), err, resp)
+	}
+	ids := make(chan string, 16)
+	go func() {
+		defer close(ids)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+				ids <- id
+			}
+		}
+	}()
+	return ids
+}
+
+// Streams across instances sharing Redis: a write on one instance reaches
+// a stream on another; a revocation on one ends the key's streams on the
+// others within a second, and a rotation's grace period ends the old
+// secret's streams when it ends.
+func TestStreamsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	a, b := redisCaddy(t, r, ""), redisCaddy(t, r, "")
+	admin := bootstrap(t, a)
+	mustStatus(t, call(t, a, "POST", "/v1/projects", admin, `{"slug":"app"}`), 201)
+	flag := func(v string) string {
+		return `{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"` + v + `"}`
+	}
+	mustStatus(t, call(t, a, "PUT", "/v1/projects/app/environments/production/flags/f", admin, flag("off")), 201)
+	streamOf := func(c *testenv.Caddy, key string) string {
+		t.Helper()
+		res := mustStatus(t, call(t, c, "POST", "/ofrep/v1/evaluate/flags", key, `{}`), 200)
+		var bulk struct{ EventStreams []struct{ URL string } }
+		if err := json.Unmarshal([]byte(res.Body), &bulk); err != nil || len(bulk.EventStreams) != 1 {
+			t.Fatalf("bulk: %v %s", err, res.Body)
+		}
+		return bulk.EventStreams[0].URL
+	}
+	id, live := createKey(t, a, admin, "app", `{"name":"l","type":"live","environment":"production"}`)
+	// A token minted by a, used on b: the instances share its secret.
+	u := streamOf(a, live)
+	onB := openStream(t, b, strings.Replace(u, a.URL(""), b.URL(""), 1))
+
+	start := time.Now()
+	w := mustStatus(t, call(t, a, "PUT", "/v1/projects/app/environments/production/flags/f", admin, flag("on")), 200)
+	select {
+	case got := <-onB:
+		if got != w.Header.Get("Flagbridge-Flag-Set-Version") {
+			t.Fatalf("event %q for the write of version %s", got, w.Header.Get("Flagbridge-Flag-Set-Version"))
+		}
+		t.Logf("a write on a reached a stream on b in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(time.Second):
+		t.Fatal("a write on a did not reach the stream on b within 1 s")
+	}
+
+	// Revoked on a: the stream on b ends within a second.
+	start = time.Now()
+	mustStatus(t, call(t, a, "DELETE", "/v1/api-keys/"+id, admin, ""), 200)
+	ended := func(ids <-chan string, within time.Duration) bool {
+		deadline := time.After(within)
+		for {
+			select {
+			case _, open := <-ids:
+				if !open {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	if !ended(onB, time.Second) {
+		t.Fatal("the revoked key's stream on b is open after 1 s")
+	}
+	t.Logf("a revocation on a ended the stream on b in %v", time.Since(start).Round(time.Millisecond))
+
+	// Rotated with a grace period: the old secret's stream lives until the
+	// grace period ends, then ends; the new secret's goes on.
+	rid, old := createKey(t, a, admin, "app", `{"name":"r","type":"live","environment":"production","expires_in":"1h"}`)
+	oldStream := openStream(t, b, strings.Replace(streamOf(a, old), a.URL(""), b.URL(""), 1))
+	rot := mustStatus(t, call(t, a, "POST", "/v1/api-keys/"+rid+"/rotate", admin, `{"grace_period":"2s"}`), 200)
+	var rotated struct{ Key string }
+	if err := json.Unmarshal([]byte(rot.Body), &rotated); err != nil {
+		t.Fatal(err)
+	}
+	if ended(oldStream, time.Second) {
+		t.Fatal("the old secret's stream ended within its grace period")
+	}
+	if !ended(oldStream, 2500*time.Millisecond) {
+		t.Fatal("the old secret's stream on b is open a second after its grace period")
+	}
+	newStream := openStream(t, b, strings.Replace(streamOf(a, rotated.Key), a.URL(""), b.URL(""), 1))
+	if ended(newStream, 300*time.Millisecond) {
+		t.Fatal("the new secret's stream ended")
 	}
 }
