@@ -15,6 +15,9 @@ import (
 	"github.com/flagbridge/flagbridge/streams"
 )
 
+// heartbeat is a stream's idle comment line.
+var heartbeat = []byte(": heartbeat\n\n")
+
 // errNoStreams answers a stream when the instance serves none.
 var errNoStreams = apierror.New(http.StatusNotFound, apierror.CodeNotFound, "This server serves no event streams")
 
@@ -102,10 +105,9 @@ func (h *Handler) OFREPEvents(w http.ResponseWriter, r *http.Request, a *edge.Ad
 		case <-s.Ended():
 			return nil
 		case <-s.Beat():
-			_, err = fmt.Fprint(w, ": heartbeat\n\n")
+			_, err = w.Write(heartbeat)
 		case <-s.Wake():
-			p := s.Latest()
-			_, err = fmt.Fprintf(w, "id: %s\ndata: {\"type\":\"refetchEvaluation\",\"etag\":%q}\n\n", p.ID(s.HasSession()), streams.ETag(p.Version))
+			_, err = w.Write(s.Latest().Event(s.HasSession()))
 		}
 		if err != nil || rc.Flush() != nil {
 			return nil

@@ -86,6 +86,16 @@ func (p Position) ID(session bool) string {
 	return strconv.FormatInt(p.Version, 10) + "." + strconv.FormatInt(p.Revision, 10)
 }
 
+// Event is the refetchEvaluation event for position p, as sent.
+func (p Position) Event(session bool) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, "id: "...)
+	b = append(b, p.ID(session)...)
+	b = append(b, "\ndata: {\"type\":\"refetchEvaluation\",\"etag\":"...)
+	b = strconv.AppendQuote(b, ETag(p.Version))
+	return append(b, "}\n\n"...)
+}
+
 // ParsePosition reads an event id (Last-Event-ID); ok false for anything
 // else.
 func ParsePosition(s string) (Position, bool) {

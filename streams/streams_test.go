@@ -44,7 +44,7 @@ func TestTokensShareTheStoreSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, b := NewTokens(st), NewTokens(st) // two instances on one store
+	a, b := NewTokens(st, time.Second), NewTokens(st, time.Second) // two instances on one store
 	tok, err := a.Mint(context.Background(), Claims{Project: "p", Environment: "e"})
 	if err != nil {
 		t.Fatal(err)
@@ -167,4 +167,13 @@ func TestHub(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func TestEvent(t *testing.T) {
+	if got := string((Position{8, 2}).Event(false)); got != "id: 8\ndata: {\"type\":\"refetchEvaluation\",\"etag\":\"\\\"8\\\"\"}\n\n" {
+		t.Fatalf("%q", got)
+	}
+	if got := string((Position{8, 2}).Event(true)); !strings.HasPrefix(got, "id: 8.2\n") {
+		t.Fatalf("%q", got)
+	}
 }
