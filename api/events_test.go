@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/api"
+	"github.com/flagbridge/flagbridge/streams"
 )
 
 // eventClient reads an event stream over a real server, line by line.
@@ -266,5 +268,40 @@ func TestEventStreamOfATestingSession(t *testing.T) {
 	// A reconnection now is refused as the bulk evaluation would be.
 	if again := connect(t, srv, u); again.resp.StatusCode != 400 {
 		t.Fatalf("reconnecting to an ended session's stream = %d", again.resp.StatusCode)
+	}
+}
+
+// A key holds at most streams.MaxStreamsPerClient streams from one client
+// address: its rate limit alone would let connections pile up.
+func TestEventStreamsPerClientBound(t *testing.T) {
+	s := newEvalServer(t)
+	srv := httptest.NewTLSServer(s.chain)
+	t.Cleanup(srv.Close)
+	u := streamURL(t, srv, s.ofrepBulk(t, s.live, `{}`))
+	var open []*eventClient
+	for range streams.MaxStreamsPerClient {
+		c := connect(t, srv, u)
+		if c.resp.StatusCode != 200 {
+			t.Fatalf("stream %d = %d", len(open), c.resp.StatusCode)
+		}
+		open = append(open, c)
+	}
+	over := connect(t, srv, u)
+	b, _ := io.ReadAll(over.resp.Body)
+	if over.resp.StatusCode != 429 || string(b) != errorBody("RATE_LIMITED", "This key has 32 event streams open from this address already; close one first") {
+		t.Fatalf("one more = %d %s", over.resp.StatusCode, b)
+	}
+	// Closing one frees its place (once the server sees it go).
+	open[0].close()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c := connect(t, srv, u)
+		if c.resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after closing one: %d", c.resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

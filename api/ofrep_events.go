@@ -15,6 +15,10 @@ import (
 	"github.com/flagbridge/flagbridge/streams"
 )
 
+// errTooManyStreams refuses a stream past streams.MaxStreamsPerClient.
+var errTooManyStreams = apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited,
+	fmt.Sprintf("This key has %d event streams open from this address already; close one first", streams.MaxStreamsPerClient))
+
 // heartbeat is a stream's idle comment line.
 var heartbeat = []byte(": heartbeat\n\n")
 
@@ -79,7 +83,10 @@ func (h *Handler) OFREPEvents(w http.ResponseWriter, r *http.Request, a *edge.Ad
 	if ev.Session != nil {
 		session, now.Revision = flags.SessionEvent(ev.Session.OrgID, ev.Session.ID), ev.Session.Revision
 	}
-	s := h.hub.Open(ev.Set.Ref.String(), session, a.Entry.Key.ID, a.Digest, seen, a.Entry.ValidUntil())
+	s := h.hub.Open(ev.Set.Ref.String(), session, a.Entry.Key.ID, edge.ClientKey(a.ClientIP), a.Digest, seen, a.Entry.ValidUntil())
+	if s == nil {
+		return errTooManyStreams
+	}
 	defer h.hub.Close(s)
 	// A change that arrived between the answer that minted the token (or
 	// the last event) and now.

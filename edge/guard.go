@@ -385,7 +385,7 @@ func (g *Guard) byDigest(r *http.Request, in Request, cfg *Config, m *routes.Mat
 		if d.cors, d.Err = crossOriginKey(r, m, entry.Key); d.Err != nil {
 			return d
 		}
-		bucket = clientBucket(bucket, in.ClientIP)
+		bucket = clientBucket(bucket, ClientKey(in.ClientIP))
 	}
 	entry.MarkUsed(now)
 	adm := &Admission{Principal: p, Entry: entry, guard: g, bucket: bucket, Digest: digest}

@@ -19,6 +19,13 @@ const Heartbeat = 30 * time.Second
 // and evaluates again when it is shown.
 const InactivityDelay = 120 * time.Second
 
+// MaxStreamsPerClient bounds the streams one key may hold open from one
+// client address on one instance: a page or an SDK needs one, a person
+// with many tabs a few; without a bound, the connections a key's rate
+// limit admits could pile up into memory (each idle stream holds about
+// 35 KiB with its goroutine).
+const MaxStreamsPerClient = 32
+
 // HubConfig is what a Hub asks of the instance it runs in.
 type HubConfig struct {
 	// Version returns the current version of a flag set ("org/project/env"),
@@ -47,6 +54,7 @@ type Hub struct {
 	byRef     map[string]map[*Stream]struct{}
 	byKey     map[string]map[*Stream]struct{} // by key id
 	bySession map[string]map[*Stream]struct{} // by "org/id"
+	byClient  map[string]int                  // open streams by key id and client address
 	n         int
 }
 
@@ -56,6 +64,7 @@ type Stream struct {
 	ref     string
 	session string
 	keyID   string
+	client  string
 	digest  apikey.Digest
 
 	// wake and beat carry at most one pending signal each: a burst of
@@ -122,17 +131,23 @@ func NewHub(cfg HubConfig) *Hub {
 		cfg.Now = time.Now
 	}
 	return &Hub{cfg: cfg, byRef: map[string]map[*Stream]struct{}{}, byKey: map[string]map[*Stream]struct{}{},
-		bySession: map[string]map[*Stream]struct{}{}}
+		bySession: map[string]map[*Stream]struct{}{}, byClient: map[string]int{}}
 }
 
-// Open registers a stream of key keyID, authenticated by the secret with
-// digest d, watching ref and, if not "", testing session ("org/id"), whose
-// client has seen seen; the secret authenticates until validUntil (zero:
-// no limit).
-func (h *Hub) Open(ref, session, keyID string, d apikey.Digest, seen Position, validUntil time.Time) *Stream {
-	s := &Stream{ref: ref, session: session, keyID: keyID, digest: d, latest: seen, validUntil: validUntil,
+// Open registers a stream of key keyID from client address client,
+// authenticated by the secret with digest d, watching ref and, if not "",
+// testing session ("org/id"), whose client has seen seen; the secret
+// authenticates until validUntil (zero: no limit). It returns nil when the
+// key holds MaxStreamsPerClient streams from that address already.
+func (h *Hub) Open(ref, session, keyID, client string, d apikey.Digest, seen Position, validUntil time.Time) *Stream {
+	s := &Stream{ref: ref, session: session, keyID: keyID, client: keyID + "@" + client, digest: d, latest: seen, validUntil: validUntil,
 		wake: make(chan struct{}, 1), beat: make(chan struct{}, 1), ended: make(chan struct{})}
 	h.mu.Lock()
+	if h.byClient[s.client] >= MaxStreamsPerClient {
+		h.mu.Unlock()
+		return nil
+	}
+	h.byClient[s.client]++
 	add(h.byRef, ref, s)
 	add(h.byKey, keyID, s)
 	if session != "" {
@@ -167,6 +182,9 @@ func (h *Hub) Close(s *Stream) {
 	if _, ok := h.byRef[s.ref][s]; ok {
 		remove(h.byRef, s.ref, s)
 		remove(h.byKey, s.keyID, s)
+		if h.byClient[s.client]--; h.byClient[s.client] <= 0 {
+			delete(h.byClient, s.client)
+		}
 		if s.session != "" {
 			remove(h.bySession, s.session, s)
 		}

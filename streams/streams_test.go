@@ -104,10 +104,29 @@ func TestHub(t *testing.T) {
 	})
 	d1, d2 := apikey.DigestOf("one"), apikey.DigestOf("two")
 	valid[d1], valid[d2] = true, true
-	prod := h.Open("o/p/prod", "", "key_1", d1, Position{Version: 4}, time.Time{})
-	dev := h.Open("o/p/dev", "o/ses_1", "key_2", d2, Position{Version: 1, Revision: 2}, now.Add(2*time.Second))
+	prod := h.Open("o/p/prod", "", "key_1", "192.0.2.1", d1, Position{Version: 4}, time.Time{})
+	dev := h.Open("o/p/dev", "o/ses_1", "key_2", "192.0.2.1", d2, Position{Version: 1, Revision: 2}, now.Add(2*time.Second))
 	if h.Len() != 2 {
 		t.Fatal(h.Len())
+	}
+	// A key holds at most MaxStreamsPerClient from one address; others
+	// addresses and keys are not held back by it, and closing frees one.
+	var extra []*Stream
+	for range MaxStreamsPerClient - 1 {
+		extra = append(extra, h.Open("o/p/prod", "", "key_1", "192.0.2.1", d1, Position{}, time.Time{}))
+	}
+	if h.Open("o/p/prod", "", "key_1", "192.0.2.1", d1, Position{}, time.Time{}) != nil {
+		t.Fatal("past the bound")
+	}
+	if h.Open("o/p/prod", "", "key_1", "192.0.2.2", d1, Position{}, time.Time{}) == nil {
+		t.Fatal("another address held back")
+	}
+	h.Close(extra[0])
+	if s := h.Open("o/p/prod", "", "key_1", "192.0.2.1", d1, Position{}, time.Time{}); s == nil {
+		t.Fatal("closing freed nothing")
+	}
+	for _, s := range extra[1:] {
+		h.Close(s)
 	}
 	h.FlagsChanged("o/p/prod")
 	select {
