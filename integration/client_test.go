@@ -323,3 +323,26 @@ func TestStreamsAcrossInstances(t *testing.T) {
 		t.Fatal("the new secret's stream ended")
 	}
 }
+
+// OpenFeature's server SDK for Node.js with its OFREP provider keeps
+// working against FlagBridge (the Go provider is TestOpenFeatureProvider's).
+func TestNodeOFREPProvider(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testenv.ProjectRoot(t), "integration", "testdata", "ofrep-node")
+	node := need(t, "node", "install Node.js 18 or later (Debian: apt-get install nodejs npm)")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@openfeature", "ofrep-provider")); err != nil {
+		npm := need(t, "npm", "install npm (Debian: apt-get install npm)")
+		run(t, dir, nil, npm, "ci", "--no-audit", "--no-fund")
+	}
+	c := testenv.NewCaddy(t, testenv.CaddyOptions{}).Start()
+	admin := bootstrap(t, c)
+	mustStatus(t, call(t, c, "POST", "/v1/projects", admin, `{"slug":"app"}`), 201)
+	mustStatus(t, call(t, c, "PUT", "/v1/projects/app/environments/production/flags/new-checkout", admin,
+		`{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off","targeting":{"if":[{"==":[{"var":"plan"},"pro"]},"on","off"]}}`), 201)
+	_, live := createKey(t, c, admin, "app", `{"name":"node","type":"live","environment":"production"}`)
+	out := run(t, dir, []string{"FLAGBRIDGE_URL=" + c.URL(""), "FLAGBRIDGE_KEY=" + live, "NODE_EXTRA_CA_CERTS=" + c.RootCA()}, node, "evaluate.mjs")
+	want := `{"pro":[true,"TARGETING_MATCH","on"],"free":[false,"TARGETING_MATCH","off"],"missing":["fallback","FLAG_NOT_FOUND"]}`
+	if strings.TrimSpace(out) != want {
+		t.Fatalf("the Node.js OFREP provider read\n%s\nwant\n%s", out, want)
+	}
+}
