@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,6 +26,9 @@ func init() {
 // refused.
 type API struct {
 	appHandle
+	// unloaded ends when this config is unloaded (a reload, or Caddy
+	// stopping): the event streams it serves end then.
+	unloaded context.Context
 }
 
 // CaddyModule returns the Caddy module information.
@@ -36,7 +40,10 @@ func (API) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision finds the flagbridge app.
-func (a *API) Provision(ctx caddy.Context) error { return a.provision(ctx) }
+func (a *API) Provision(ctx caddy.Context) error {
+	a.unloaded = ctx
+	return a.provision(ctx)
+}
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
@@ -48,6 +55,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 	// other way (the vars directive can only set strings) fails the
 	// assertion, and the router refuses the request.
 	adm, _ := caddyhttp.GetVar(r.Context(), varAdmission).(*edge.Admission)
+	if adm != nil && adm.Stream != nil && a.unloaded != nil {
+		// An event stream lasts until its client leaves, and Caddy's
+		// default grace period waits for every request: without this, a
+		// reload or a stop would wait for every stream's client. It ends
+		// with this config instead, and the clients reconnect to the next.
+		ctx, cancel := context.WithCancel(r.Context())
+		stop := context.AfterFunc(a.unloaded, cancel)
+		defer stop()
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	c.Router.Serve(w, r, adm)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/edge"
@@ -119,10 +120,32 @@ func (c *core) open() (*openCore, error) {
 		go func() { <-o.stop; cancel() }()
 		o.Streams.Run(ctx)
 	}()
+	go endStreamsOnExit(o)
 	c.opened = o
 	c.ready.Store(o)
 	c.log.Info("storage opened", zap.String("storage", store.Redact(c.url)))
 	return o, nil
+}
+
+// endStreamsOnExit ends every event stream once Caddy starts exiting:
+// its http app waits for every request to finish before it stops the
+// other apps (with the default, eternal, grace period), and a stream
+// finishes only when its client leaves. Checked every 100 ms: Caddy has
+// no hook for a module to hear that it exits before its servers finish.
+func endStreamsOnExit(o *openCore) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.stop:
+			return
+		case <-t.C:
+			if caddy.Exiting() {
+				o.Streams.CloseAll()
+				return
+			}
+		}
+	}
 }
 
 // timeout is the storage timeout: the store's, the guard's deadline and

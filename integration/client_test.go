@@ -346,3 +346,45 @@ func TestNodeOFREPProvider(t *testing.T) {
 		t.Fatalf("the Node.js OFREP provider read\n%s\nwant\n%s", out, want)
 	}
 }
+
+// An open event stream does not hold Caddy back: a config reload ends it
+// (its client reconnects to the new config, with the same URL), and so
+// does a stop, which then takes no longer than without streams (Caddy's
+// default grace period would otherwise wait for every stream's client).
+func TestStreamsEndOnReloadAndStop(t *testing.T) {
+	t.Parallel()
+	c := testenv.NewCaddy(t, testenv.CaddyOptions{}).Start()
+	admin := bootstrap(t, c)
+	mustStatus(t, call(t, c, "POST", "/v1/projects", admin, `{"slug":"app"}`), 201)
+	_, live := createKey(t, c, admin, "app", `{"name":"l","type":"live","environment":"production"}`)
+	res := mustStatus(t, call(t, c, "POST", "/ofrep/v1/evaluate/flags", live, `{}`), 200)
+	var bulk struct{ EventStreams []struct{ URL string } }
+	if err := json.Unmarshal([]byte(res.Body), &bulk); err != nil || len(bulk.EventStreams) != 1 {
+		t.Fatalf("bulk: %v %s", err, res.Body)
+	}
+	u := bulk.EventStreams[0].URL
+	ended := func(ids <-chan string, within time.Duration) bool {
+		deadline := time.After(within)
+		for {
+			select {
+			case _, open := <-ids:
+				if !open {
+					return true
+				}
+			case <-deadline:
+				return false
+			}
+		}
+	}
+	first := openStream(t, c, u)
+	c.Run("reload", "--config", c.Config, "--adapter", "caddyfile", "--address", fmt.Sprintf("localhost:%d", c.AdminPort), "--force")
+	if !ended(first, 5*time.Second) {
+		t.Fatal("a reload left the stream open on the old config")
+	}
+	second := openStream(t, c, u) // the same URL, on the new config
+	start := time.Now()
+	c.Stop()
+	if took := time.Since(start); took > 5*time.Second || !ended(second, time.Second) {
+		t.Fatalf("stopping with a stream open took %v", took)
+	}
+}

@@ -378,8 +378,8 @@ func (h *Hub) Resync() {
 	}
 }
 
-// closeAll ends every stream: the instance stops.
-func (h *Hub) closeAll() {
+// CloseAll ends every stream: the instance stops.
+func (h *Hub) CloseAll() {
 	h.mu.Lock()
 	var all []*Stream
 	for _, set := range h.byRef {
@@ -402,7 +402,7 @@ func (h *Hub) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			h.closeAll()
+			h.CloseAll()
 			return
 		case <-tick.C:
 		}
