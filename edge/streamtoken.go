@@ -32,7 +32,8 @@ func (g *Guard) byStreamToken(r *http.Request, in Request, cfg *Config, m *route
 	if token == "" || g.streamTokens == nil {
 		return g.refuse(r.Context(), cfg, in, now, errBadStreamToken)
 	}
-	// Verify bounds its one storage read itself (the secret, once).
+	// Verify's one storage read (the secret, once) is bounded by the
+	// store's own timeout.
 	claims, err := g.streamTokens.Verify(r.Context(), token)
 	switch {
 	case errors.Is(err, streams.ErrInvalidToken):

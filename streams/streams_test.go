@@ -44,7 +44,7 @@ func TestTokensShareTheStoreSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	a, b := NewTokens(st, time.Second), NewTokens(st, time.Second) // two instances on one store
+	a, b := NewTokens(st), NewTokens(st) // two instances on one store
 	tok, err := a.Mint(context.Background(), Claims{Project: "p", Environment: "e"})
 	if err != nil {
 		t.Fatal(err)

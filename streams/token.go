@@ -60,19 +60,16 @@ const tokenFormat = 1
 // serves a stream another one handed out. The secret is read from the
 // store (or made there) on first use.
 type Tokens struct {
-	st      store.Store
-	timeout time.Duration
-	now     func() time.Time
+	st  store.Store
+	now func() time.Time
 
 	mu  sync.Mutex
 	key []byte
 }
 
-// NewTokens returns tokens signed with the secret kept in st, read (once)
-// under timeout.
-func NewTokens(st store.Store, timeout time.Duration) *Tokens {
-	return &Tokens{st: st, timeout: timeout, now: time.Now}
-}
+// NewTokens returns tokens signed with the secret kept in st, read once
+// (the store bounds that read by its own timeout).
+func NewTokens(st store.Store) *Tokens { return &Tokens{st: st, now: time.Now} }
 
 // NewTokensWithKey returns tokens signed with key, for tests.
 func NewTokensWithKey(key []byte) *Tokens { return &Tokens{key: key, now: time.Now} }
@@ -83,18 +80,12 @@ const (
 	secretID         = "stream-token-secret"
 )
 
-// secret returns the signing key, reading or making it in the store once
-// (bounded by the timeout: only that first read costs a timer).
+// secret returns the signing key, reading or making it in the store once.
 func (t *Tokens) secret(ctx context.Context) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.key != nil {
 		return t.key, nil
-	}
-	if t.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t.timeout)
-		defer cancel()
 	}
 	var key []byte
 	err := t.st.Update(ctx, func(tx store.Writer) error {

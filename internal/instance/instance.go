@@ -50,7 +50,7 @@ func New(st store.Store, limiter ratelimit.Limiter, cfg edge.Config, log *zap.Lo
 	guard := edge.NewGuard(cfg, kc, svc.Identity, limiter, log.Named("edge"))
 	ids := edge.NewIdentityCache(identitySource{svc.Identities}, 0)
 	guard.SetIdentities(ids)
-	tokens := streams.NewTokens(st, cfg.Timeout)
+	tokens := streams.NewTokens(st)
 	guard.SetStreamTokens(tokens)
 	hub := streams.NewHub(streams.HubConfig{
 		Version: func(ctx context.Context, ref string) (int64, error) {
