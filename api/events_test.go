@@ -275,7 +275,11 @@ func TestEventStreamOfATestingSession(t *testing.T) {
 // address: its rate limit alone would let connections pile up.
 func TestEventStreamsPerClientBound(t *testing.T) {
 	s := newEvalServer(t)
-	srv := httptest.NewTLSServer(s.chain)
+	// Over HTTP/2, as browsers connect: a thousand streams on a few
+	// connections.
+	srv := httptest.NewUnstartedServer(s.chain)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	u := streamURL(t, srv, s.ofrepBulk(t, s.live, `{}`))
 	var open []*eventClient
@@ -288,7 +292,7 @@ func TestEventStreamsPerClientBound(t *testing.T) {
 	}
 	over := connect(t, srv, u)
 	b, _ := io.ReadAll(over.resp.Body)
-	if over.resp.StatusCode != 429 || string(b) != errorBody("RATE_LIMITED", "This key has 32 event streams open from this address already; close one first") {
+	if over.resp.StatusCode != 429 || string(b) != errorBody("RATE_LIMITED", "This key has 1000 event streams open from this address already; close one first") {
 		t.Fatalf("one more = %d %s", over.resp.StatusCode, b)
 	}
 	// Closing one frees its place (once the server sees it go).

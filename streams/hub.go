@@ -20,11 +20,12 @@ const Heartbeat = 30 * time.Second
 const InactivityDelay = 120 * time.Second
 
 // MaxStreamsPerClient bounds the streams one key may hold open from one
-// client address on one instance: a page or an SDK needs one, a person
-// with many tabs a few; without a bound, the connections a key's rate
-// limit admits could pile up into memory (each idle stream holds about
-// 35 KiB with its goroutine).
-const MaxStreamsPerClient = 32
+// client address on one instance. A page or an SDK needs one, but one
+// address may be a whole office behind one NAT, every browser of which
+// carries the same client key; without a bound, the connections a key's
+// rate limit admits could pile up into memory (an idle stream holds about
+// 35 KiB with its goroutine: 35 MB at the bound).
+const MaxStreamsPerClient = 1000
 
 // HubConfig is what a Hub asks of the instance it runs in.
 type HubConfig struct {
