@@ -110,6 +110,7 @@ func TestStreamsFanout(t *testing.T) {
 	got := map[int64][]time.Time{}
 	var open, failed atomic.Int64
 	reconnected := make([]atomic.Int64, n) // when stream i last reconnected, Unix ns
+	retries := map[int]int{}               // failed reconnections by status (-1: no answer)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range n {
@@ -135,8 +136,15 @@ func TestStreamsFanout(t *testing.T) {
 				}
 				resp, err := clients[k].Do(req)
 				if err != nil || resp.StatusCode != 200 {
+					code := -1
 					if resp != nil {
+						code = resp.StatusCode
 						resp.Body.Close()
+					}
+					if !first {
+						mu.Lock()
+						retries[code]++
+						mu.Unlock()
 					}
 					if first {
 						if failed.Add(1) == 1 {
@@ -346,6 +354,7 @@ func TestStreamsFanout(t *testing.T) {
 		(cpuW1-cpuW0-time.Duration(idleCPU*float64(5*time.Second))).Seconds()*1e6/float64(max(len(lat), 1)))
 	fmt.Printf("restart of one instance (its %d streams reconnecting every 100 ms): %d back, after it was ready p50 %v, p99 %v, max %v; streams that missed the write made while it was away: %d\n",
 		(n+1)/len(insts), len(back), backPct(0.5), backPct(0.99), backPct(1), missedAway)
+	fmt.Printf("failed reconnection attempts by status (-1: no answer, the instance down): %v\n", retries)
 	if missedAway > 0 {
 		t.Errorf("%d streams missed the write made while their instance was away", missedAway)
 	}
