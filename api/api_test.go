@@ -124,7 +124,19 @@ var fullKey = regexp.MustCompile(apikey.SecretPattern)
 // send serves one request through the chain, with caller's secret as the
 // bearer token (none if caller is nil) and the given header pairs.
 func (s *server) send(caller *key, method, path, body string, header ...string) response {
+	return s.sendFrom(caller, "", "", method, path, body, header...)
+}
+
+// sendFrom is send from a page of pageOrigin (no Origin header if "") at
+// client address addr (httptest's default if "").
+func (s *server) sendFrom(caller *key, pageOrigin, addr, method, path, body string, header ...string) response {
 	r := httptest.NewRequest(method, origin+path, strings.NewReader(body))
+	if addr != "" {
+		r.RemoteAddr = addr
+	}
+	if pageOrigin != "" {
+		r.Header.Set("Origin", pageOrigin)
+	}
 	if body != "" {
 		r.Header.Set("Content-Type", "application/json")
 	}

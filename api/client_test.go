@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -37,27 +36,6 @@ const clientDoc = `{
 }`
 
 const pageOrigin = "https://app.example.com"
-
-// sendFrom serves a request from a page of origin (none if "") at a client
-// address.
-func (s *server) sendFrom(caller *key, origin, addr, method, path, body string, header ...string) response {
-	r := httptest.NewRequest(method, "https://flags.example.com"+path, strings.NewReader(body))
-	if addr != "" {
-		r.RemoteAddr = addr
-	}
-	if origin != "" {
-		r.Header.Set("Origin", origin)
-	}
-	if caller != nil {
-		r.Header.Set("Authorization", "Bearer "+caller.Secret)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Set(header[i], header[i+1])
-	}
-	w := httptest.NewRecorder()
-	s.chain.ServeHTTP(w, r)
-	return response{code: w.Code, header: w.Header(), body: w.Body.String()}
-}
 
 func clientKey(t *testing.T, s *evalServer, origins ...string) *key {
 	t.Helper()

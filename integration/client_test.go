@@ -242,6 +242,32 @@ func openStream(t *testing.T, c *testenv.Caddy, u string) <-chan string {
 	return ids
 }
 
+// streamEnded reports whether a stream of openStream ends within d.
+func streamEnded(ids <-chan string, within time.Duration) bool {
+	deadline := time.After(within)
+	for {
+		select {
+		case _, open := <-ids:
+			if !open {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// streamURLOf is the event stream a bulk evaluation on c with key names.
+func streamURLOf(t *testing.T, c *testenv.Caddy, key string) string {
+	t.Helper()
+	res := mustStatus(t, call(t, c, "POST", "/ofrep/v1/evaluate/flags", key, `{}`), 200)
+	var bulk struct{ EventStreams []struct{ URL string } }
+	if err := json.Unmarshal([]byte(res.Body), &bulk); err != nil || len(bulk.EventStreams) != 1 {
+		t.Fatalf("bulk: %v %s", err, res.Body)
+	}
+	return bulk.EventStreams[0].URL
+}
+
 // Streams across instances sharing Redis: a write on one instance reaches
 // a stream on another; a revocation on one ends the key's streams on the
 // others within a second, and a rotation's grace period ends the old
@@ -256,18 +282,9 @@ func TestStreamsAcrossInstances(t *testing.T) {
 		return `{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"` + v + `"}`
 	}
 	mustStatus(t, call(t, a, "PUT", "/v1/projects/app/environments/production/flags/f", admin, flag("off")), 201)
-	streamOf := func(c *testenv.Caddy, key string) string {
-		t.Helper()
-		res := mustStatus(t, call(t, c, "POST", "/ofrep/v1/evaluate/flags", key, `{}`), 200)
-		var bulk struct{ EventStreams []struct{ URL string } }
-		if err := json.Unmarshal([]byte(res.Body), &bulk); err != nil || len(bulk.EventStreams) != 1 {
-			t.Fatalf("bulk: %v %s", err, res.Body)
-		}
-		return bulk.EventStreams[0].URL
-	}
 	id, live := createKey(t, a, admin, "app", `{"name":"l","type":"live","environment":"production"}`)
 	// A token minted by a, used on b: the instances share its secret.
-	u := streamOf(a, live)
+	u := streamURLOf(t, a, live)
 	onB := openStream(t, b, strings.Replace(u, a.URL(""), b.URL(""), 1))
 
 	start := time.Now()
@@ -285,20 +302,7 @@ func TestStreamsAcrossInstances(t *testing.T) {
 	// Revoked on a: the stream on b ends within a second.
 	start = time.Now()
 	mustStatus(t, call(t, a, "DELETE", "/v1/api-keys/"+id, admin, ""), 200)
-	ended := func(ids <-chan string, within time.Duration) bool {
-		deadline := time.After(within)
-		for {
-			select {
-			case _, open := <-ids:
-				if !open {
-					return true
-				}
-			case <-deadline:
-				return false
-			}
-		}
-	}
-	if !ended(onB, time.Second) {
+	if !streamEnded(onB, time.Second) {
 		t.Fatal("the revoked key's stream on b is open after 1 s")
 	}
 	t.Logf("a revocation on a ended the stream on b in %v", time.Since(start).Round(time.Millisecond))
@@ -306,20 +310,20 @@ func TestStreamsAcrossInstances(t *testing.T) {
 	// Rotated with a grace period: the old secret's stream lives until the
 	// grace period ends, then ends; the new secret's goes on.
 	rid, old := createKey(t, a, admin, "app", `{"name":"r","type":"live","environment":"production","expires_in":"1h"}`)
-	oldStream := openStream(t, b, strings.Replace(streamOf(a, old), a.URL(""), b.URL(""), 1))
+	oldStream := openStream(t, b, strings.Replace(streamURLOf(t, a, old), a.URL(""), b.URL(""), 1))
 	rot := mustStatus(t, call(t, a, "POST", "/v1/api-keys/"+rid+"/rotate", admin, `{"grace_period":"2s"}`), 200)
 	var rotated struct{ Key string }
 	if err := json.Unmarshal([]byte(rot.Body), &rotated); err != nil {
 		t.Fatal(err)
 	}
-	if ended(oldStream, time.Second) {
+	if streamEnded(oldStream, time.Second) {
 		t.Fatal("the old secret's stream ended within its grace period")
 	}
-	if !ended(oldStream, 2500*time.Millisecond) {
+	if !streamEnded(oldStream, 2500*time.Millisecond) {
 		t.Fatal("the old secret's stream on b is open a second after its grace period")
 	}
-	newStream := openStream(t, b, strings.Replace(streamOf(a, rotated.Key), a.URL(""), b.URL(""), 1))
-	if ended(newStream, 300*time.Millisecond) {
+	newStream := openStream(t, b, strings.Replace(streamURLOf(t, a, rotated.Key), a.URL(""), b.URL(""), 1))
+	if streamEnded(newStream, 300*time.Millisecond) {
 		t.Fatal("the new secret's stream ended")
 	}
 }
@@ -357,34 +361,16 @@ func TestStreamsEndOnReloadAndStop(t *testing.T) {
 	admin := bootstrap(t, c)
 	mustStatus(t, call(t, c, "POST", "/v1/projects", admin, `{"slug":"app"}`), 201)
 	_, live := createKey(t, c, admin, "app", `{"name":"l","type":"live","environment":"production"}`)
-	res := mustStatus(t, call(t, c, "POST", "/ofrep/v1/evaluate/flags", live, `{}`), 200)
-	var bulk struct{ EventStreams []struct{ URL string } }
-	if err := json.Unmarshal([]byte(res.Body), &bulk); err != nil || len(bulk.EventStreams) != 1 {
-		t.Fatalf("bulk: %v %s", err, res.Body)
-	}
-	u := bulk.EventStreams[0].URL
-	ended := func(ids <-chan string, within time.Duration) bool {
-		deadline := time.After(within)
-		for {
-			select {
-			case _, open := <-ids:
-				if !open {
-					return true
-				}
-			case <-deadline:
-				return false
-			}
-		}
-	}
+	u := streamURLOf(t, c, live)
 	first := openStream(t, c, u)
 	c.Run("reload", "--config", c.Config, "--adapter", "caddyfile", "--address", fmt.Sprintf("localhost:%d", c.AdminPort), "--force")
-	if !ended(first, 5*time.Second) {
+	if !streamEnded(first, 5*time.Second) {
 		t.Fatal("a reload left the stream open on the old config")
 	}
 	second := openStream(t, c, u) // the same URL, on the new config
 	start := time.Now()
 	c.Stop()
-	if took := time.Since(start); took > 5*time.Second || !ended(second, time.Second) {
+	if took := time.Since(start); took > 5*time.Second || !streamEnded(second, time.Second) {
 		t.Fatalf("stopping with a stream open took %v", took)
 	}
 }
