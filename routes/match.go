@@ -113,12 +113,23 @@ type methodPath struct{ method, path string }
 // Allowed returns the methods routes have for path, for a 405's Allow
 // header; none if no route has the path.
 func Allowed(path string) []string {
+	return methodsOf(path, func(*Route) bool { return true })
+}
+
+// CORSMethods returns the methods of the routes open to browsers (CORS)
+// that path has, for a preflight's answer; none if it has none.
+func CORSMethods(path string) []string {
+	return methodsOf(path, func(r *Route) bool { return r.CORS })
+}
+
+// methodsOf returns the methods of the routes keep admits that path has.
+func methodsOf(path string, keep func(*Route) bool) []string {
 	fam := familyOf(path)
 	rest := strings.TrimPrefix(path, fam.Mount)
 	var out []string
 	for i := range table {
 		r := &table[i]
-		if fam.Mount != "" && !r.mountable() {
+		if fam.Mount != "" && !r.mountable() || !keep(r) {
 			continue
 		}
 		if r.pattern.match(rest) && !contains(out, r.Method) {

@@ -163,19 +163,6 @@ type Family struct {
 	Mount string
 }
 
-// CORSMethods returns the methods of the routes open to browsers (CORS)
-// that path has, for a preflight's answer; none if it has none.
-func CORSMethods(path string) []string {
-	var out []string
-	for i := range table {
-		r := &table[i]
-		if r.CORS && r.pattern.match(path) && !contains(out, r.Method) {
-			out = append(out, r.Method)
-		}
-	}
-	return out
-}
-
 // unknownNeed is what a path no route has needs: an admin key, READ for
 // safe methods and WRITE for the rest. A typo in a path can thus only make
 // access stricter.
