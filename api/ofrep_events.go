@@ -19,6 +19,9 @@ import (
 var errTooManyStreams = apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited,
 	fmt.Sprintf("This key has %d event streams open from this address already; close one first", streams.MaxStreamsPerClient))
 
+// preamble opens every stream: a comment, and the reconnection delay.
+var preamble = fmt.Appendf(nil, ": flagbridge event stream\nretry: %d\n\n", streams.Retry.Milliseconds())
+
 // heartbeat is a stream's idle comment line.
 var heartbeat = []byte(": heartbeat\n\n")
 
@@ -98,23 +101,28 @@ func (h *Handler) OFREPEvents(w http.ResponseWriter, r *http.Request, a *edge.Ad
 	hd.Set("X-Accel-Buffering", "no") // proxies that buffer would hold the events
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	if _, err := fmt.Fprint(w, ": flagbridge event stream\nretry: 2000\n\n"); err != nil {
+	if _, err := w.Write(preamble); err != nil {
 		return nil
 	}
 	if rc.Flush() != nil {
 		return nil
 	}
 	for {
-		var err error
 		select {
 		case <-r.Context().Done():
 			return nil
-		case <-s.Ended():
+		case <-s.Signal():
+		}
+		var err error
+		switch p := s.Next(); {
+		case p.Ended:
 			return nil
-		case <-s.Beat():
+		case p.Refetch:
+			_, err = w.Write(p.Latest.Event(s.HasSession()))
+		case p.Beat:
 			_, err = w.Write(heartbeat)
-		case <-s.Wake():
-			_, err = w.Write(s.Latest().Event(s.HasSession()))
+		default:
+			continue
 		}
 		if err != nil || rc.Flush() != nil {
 			return nil

@@ -19,6 +19,15 @@ const Heartbeat = 30 * time.Second
 // and evaluates again when it is shown.
 const InactivityDelay = 120 * time.Second
 
+// Retry is the reconnection delay a stream tells EventSource (its
+// "retry:" field): how long a browser waits before connecting again after
+// the stream drops, with Last-Event-ID. Browsers default to 3-5 s; one
+// second brings a restarted instance's streams back within a second of it
+// taking connections, and a client of an instance that stays down tries
+// once a second (behind a load balancer it gets an error answer instead,
+// and the web provider backs off from 1 s to 60 s).
+const Retry = time.Second
+
 // MaxStreamsPerClient bounds the streams one key may hold open from one
 // client address on one instance. A page or an SDK needs one, but one
 // address may be a whole office behind one NAT, every browser of which
@@ -60,7 +69,7 @@ type Hub struct {
 }
 
 // Stream is one open event stream. Its owner (the HTTP handler) waits on
-// Wake, Beat and Ended, and reads Latest after Wake.
+// Signal and then asks Next what to do.
 type Stream struct {
 	ref     string
 	session string
@@ -68,16 +77,29 @@ type Stream struct {
 	client  string
 	digest  apikey.Digest
 
-	// wake and beat carry at most one pending signal each: a burst of
-	// changes is one refetch.
-	wake  chan struct{}
-	beat  chan struct{}
-	ended chan struct{}
+	// signal carries at most one pending signal, and pending says what it
+	// is for: a burst of changes is one refetch, and one channel (not one
+	// per kind of signal) is what an idle stream holds.
+	signal chan struct{}
 
 	mu         sync.Mutex
+	pending    Pending
 	latest     Position
 	validUntil time.Time
-	closed     bool
+}
+
+// Pending is what a stream's owner is to do after a Signal.
+type Pending struct {
+	// Ended: the hub ended the stream (its key no longer authenticates,
+	// or the instance stops); the owner returns.
+	Ended bool
+	// Refetch: the flag set or the session changed to Latest, which the
+	// client has not seen; the owner sends Latest's event.
+	Refetch bool
+	// Beat: the owner sends a heartbeat (unless it sends an event).
+	Beat bool
+	// Latest is the newest position the stream was told of.
+	Latest Position
 }
 
 // Position is what a stream's client has seen: the flag set's version
@@ -142,7 +164,7 @@ func NewHub(cfg HubConfig) *Hub {
 // key holds MaxStreamsPerClient streams from that address already.
 func (h *Hub) Open(ref, session, keyID, client string, d apikey.Digest, seen Position, validUntil time.Time) *Stream {
 	s := &Stream{ref: ref, session: session, keyID: keyID, client: keyID + "@" + client, digest: d, latest: seen, validUntil: validUntil,
-		wake: make(chan struct{}, 1), beat: make(chan struct{}, 1), ended: make(chan struct{})}
+		signal: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.byClient[s.client] >= MaxStreamsPerClient {
 		h.mu.Unlock()
@@ -202,16 +224,20 @@ func (h *Hub) Len() int {
 	return h.n
 }
 
-// Wake is signalled when the flag set or the session changed to what the
-// client has not seen (Latest).
-func (s *Stream) Wake() <-chan struct{} { return s.wake }
+// Signal is signalled when the stream has something to do: Next says
+// what. A signal may find nothing to do (Next returns the zero Pending
+// but for Latest).
+func (s *Stream) Signal() <-chan struct{} { return s.signal }
 
-// Beat is signalled when the stream should send a heartbeat.
-func (s *Stream) Beat() <-chan struct{} { return s.beat }
-
-// Ended is closed when the hub ends the stream: its key no longer
-// authenticates.
-func (s *Stream) Ended() <-chan struct{} { return s.ended }
+// Next returns what is pending and clears it.
+func (s *Stream) Next() Pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending
+	p.Latest = s.latest
+	s.pending = Pending{Ended: p.Ended} // an end stays
+	return p
+}
 
 // Latest is the newest position the stream was told of.
 func (s *Stream) Latest() Position {
@@ -230,26 +256,33 @@ func (s *Stream) Notify(p Position) {
 	newer := p.Version > s.latest.Version || p.Revision > s.latest.Revision
 	s.latest.Version = max(s.latest.Version, p.Version)
 	s.latest.Revision = max(s.latest.Revision, p.Revision)
+	if newer {
+		s.pending.Refetch = true
+	}
 	s.mu.Unlock()
 	if newer {
-		signal(s.wake)
+		s.wake()
 	}
 }
 
-func signal(c chan struct{}) {
+// beat asks for a heartbeat. The caller holds s.mu.
+func (s *Stream) beat() {
+	s.pending.Beat = true
+	s.wake()
+}
+
+func (s *Stream) wake() {
 	select {
-	case c <- struct{}{}:
+	case s.signal <- struct{}{}:
 	default:
 	}
 }
 
 func (s *Stream) end() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.closed {
-		s.closed = true
-		close(s.ended)
-	}
+	s.pending.Ended = true
+	s.mu.Unlock()
+	s.wake()
 }
 
 // streamsOf returns a copy of the streams of a set of m.
@@ -418,11 +451,12 @@ func (h *Hub) Run(ctx context.Context) {
 			for s := range set {
 				s.mu.Lock()
 				gone := !s.validUntil.IsZero() && !now.Before(s.validUntil)
+				if !gone && beat {
+					s.beat()
+				}
 				s.mu.Unlock()
 				if gone {
 					expired = append(expired, s)
-				} else if beat {
-					signal(s.beat)
 				}
 			}
 		}

@@ -129,45 +129,35 @@ func TestHub(t *testing.T) {
 		h.Close(s)
 	}
 	h.FlagsChanged("o/p/prod")
-	select {
-	case <-prod.Wake():
-	case <-time.After(time.Second):
-		t.Fatal("no wake")
+	if p, ok := next(prod, time.Second); !ok || p != (Pending{Refetch: true, Latest: Position{Version: 5}}) {
+		t.Fatalf("after the set changed: %+v %v", p, ok)
 	}
-	if prod.Latest() != (Position{Version: 5}) {
-		t.Fatal(prod.Latest())
-	}
-	select {
-	case <-dev.Wake():
-		t.Fatal("the other set's stream woke")
-	case <-time.After(50 * time.Millisecond):
+	if p, ok := next(dev, 50*time.Millisecond); ok {
+		t.Fatalf("the other set's stream woke: %+v", p)
 	}
 	// An old version never wakes a stream that knows a newer one.
 	prod.Notify(Position{Version: 3})
-	select {
-	case <-prod.Wake():
-		t.Fatal("woken by an older version")
-	default:
+	if p, ok := next(prod, 0); ok {
+		t.Fatalf("woken by an older version: %+v", p)
 	}
 	// A session's change wakes its streams alone; one that ended, too.
 	h.SessionChanged("o/ses_1")
-	select {
-	case <-dev.Wake():
-	case <-time.After(time.Second):
-		t.Fatal("the session's stream did not wake")
-	}
-	if got := dev.Latest(); got != (Position{Version: 1, Revision: 3}) || got.ID(true) != "1.3" {
-		t.Fatalf("after the session ended: %+v", got)
+	p, ok := next(dev, time.Second)
+	if !ok || !p.Refetch || p.Latest != (Position{Version: 1, Revision: 3}) || p.Latest.ID(true) != "1.3" {
+		t.Fatalf("after the session ended: %+v %v", p, ok)
 	}
 	// Revoked: its streams end; the other key's stay.
 	mu.Lock()
 	valid[d1] = false
 	mu.Unlock()
 	h.KeyChanged("key_1")
-	select {
-	case <-prod.Ended():
-	case <-time.After(time.Second):
-		t.Fatal("the revoked key's stream did not end")
+	if p, ok := next(prod, time.Second); !ok || !p.Ended {
+		t.Fatalf("the revoked key's stream did not end: %+v", p)
+	}
+	// An end stays: a later signal still says so.
+	prod.Notify(Position{Version: 9})
+	if p, ok := next(prod, time.Second); !ok || !p.Ended || !p.Refetch {
+		t.Fatalf("after its end: %+v %v", p, ok)
 	}
 	// Expiry: the sweep ends it once the clock passes it.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -176,10 +166,8 @@ func TestHub(t *testing.T) {
 	mu.Lock()
 	now = now.Add(3 * time.Second)
 	mu.Unlock()
-	select {
-	case <-dev.Ended():
-	case <-time.After(3 * time.Second):
-		t.Fatal("the expired key's stream did not end")
+	if p, ok := next(dev, 3*time.Second); !ok || !p.Ended {
+		t.Fatalf("the expired key's stream did not end: %+v", p)
 	}
 	if h.Len() != 0 {
 		t.Fatalf("%d streams left", h.Len())
@@ -188,11 +176,67 @@ func TestHub(t *testing.T) {
 	<-done
 }
 
+// next waits up to d for s's signal (none: only one already there) and
+// returns what is pending; false if no signal came, or it found nothing
+// to do.
+func next(s *Stream, d time.Duration) (Pending, bool) {
+	timeout := time.After(d)
+	if d == 0 {
+		c := make(chan time.Time)
+		close(c)
+		timeout = c
+	}
+	select {
+	case <-s.Signal():
+	default:
+		select {
+		case <-s.Signal():
+		case <-timeout:
+			return Pending{}, false
+		}
+	}
+	p := s.Next()
+	return p, p.Ended || p.Refetch || p.Beat
+}
+
 func TestEvent(t *testing.T) {
 	if got := string((Position{8, 2}).Event(false)); got != "id: 8\ndata: {\"type\":\"refetchEvaluation\",\"etag\":\"\\\"8\\\"\"}\n\n" {
 		t.Fatalf("%q", got)
 	}
 	if got := string((Position{8, 2}).Event(true)); !strings.HasPrefix(got, "id: 8.2\n") {
 		t.Fatalf("%q", got)
+	}
+}
+
+// Every Heartbeat, the sweep asks each open stream for one heartbeat, and
+// nothing in between: an idle stream costs no timer of its own.
+func TestHubHeartbeat(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	h := NewHub(HubConfig{
+		Version:  func(context.Context, string) (int64, error) { return 1, nil },
+		Validate: func(context.Context, apikey.Digest) (time.Time, bool, error) { return time.Time{}, true, nil },
+		Revision: func(context.Context, string) (int64, bool, error) { return 0, true, nil },
+		Now:      func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+	})
+	d := apikey.DigestOf("one")
+	a := h.Open("o/p/prod", "", "key_1", "192.0.2.1", d, Position{Version: 1}, time.Time{})
+	b := h.Open("o/p/prod", "", "key_1", "192.0.2.2", d, Position{Version: 1}, time.Time{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.Run(ctx)
+	if p, ok := next(a, 1500*time.Millisecond); ok {
+		t.Fatalf("a beat before Heartbeat passed: %+v", p)
+	}
+	mu.Lock()
+	now = now.Add(Heartbeat)
+	mu.Unlock()
+	for _, s := range []*Stream{a, b} {
+		if p, ok := next(s, 3*time.Second); !ok || p != (Pending{Beat: true, Latest: Position{Version: 1}}) {
+			t.Fatalf("after Heartbeat: %+v %v", p, ok)
+		}
+	}
+	if p, ok := next(a, 1500*time.Millisecond); ok {
+		t.Fatalf("a second beat within Heartbeat: %+v", p)
 	}
 }
