@@ -5,7 +5,9 @@
 //   - [keys]: API keys, their secrets' digests and last use;
 //   - [customers]: identities, the customers whose keys share limits;
 //   - [flags]: each environment's flag set, and testing sessions;
-//   - [identity]: accounts, members, invitations and login sessions.
+//   - [identity]: accounts, members, invitations and login sessions;
+//   - [audit]: the audit log, which each of them writes in the
+//     transaction of every change.
 //
 // Each keeps its rules, and lists its collections in its collections.go.
 // What spans nouns is here: the bootstrap of a deployment and the deletion
@@ -20,6 +22,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/identity"
@@ -41,6 +44,9 @@ type Service struct {
 	Identities *customers.Service
 	Flags      *flags.Service
 	Identity   *identity.Service
+	// Audit reads the audit log, which every service above writes as it
+	// changes state.
+	Audit *audit.Service
 
 	env *docs.Env
 }
@@ -55,6 +61,7 @@ func New(st store.Store) *Service {
 		Identities: customers.New(env),
 		Flags:      flags.New(env),
 		Identity:   identity.New(env, ks),
+		Audit:      audit.New(env),
 		env:        env,
 	}
 }
@@ -92,6 +99,26 @@ func (s *Service) DeleteProject(ctx context.Context, p *authz.Principal, slug st
 		if err := s.Flags.DeleteProject(tx, p.Org(), slug, envs); err != nil {
 			return err
 		}
-		return tenancy.DeleteProject(tx, p.Org(), slug)
+		if err := tenancy.DeleteProject(tx, p.Org(), slug); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Project: slug, Action: audit.ProjectDeleted,
+			Target: audit.Target{Type: "project", ID: slug}})
 	})
+}
+
+// SweepAudit deletes every organization's audit entries past the log's
+// retention, and returns how many days of entries it deleted.
+func (s *Service) SweepAudit(ctx context.Context) (int, error) {
+	var orgs []string
+	if err := s.env.View(ctx, func(r store.Reader) error {
+		all, err := tenancy.Organizations(r)
+		for _, o := range all {
+			orgs = append(orgs, o.ID)
+		}
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	return s.Audit.Sweep(ctx, orgs)
 }

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/admin/keys"
@@ -127,9 +128,17 @@ func (s *Service) Bootstrap(ctx context.Context, in BootstrapInput) (*BootstrapR
 		}
 		out.Record, out.Key = rec, secret
 		if passwordHash != "" {
-			return s.Identity.SetPasswordHash(tx, out.Owner.Email, passwordHash)
+			if err := s.Identity.SetPasswordHash(tx, out.Owner.Email, passwordHash); err != nil {
+				return err
+			}
 		}
-		return nil
+		// By the system (the command line), for the owner: a new
+		// organization, or a new organization-wide key of one.
+		c := audit.Change{Org: out.Organization.ID, Action: audit.KeyCreated, Target: audit.Target{Type: "api_key", ID: rec.ID}}
+		if out.Created {
+			c.Action, c.Target = audit.OrganizationBootstrapped, audit.Target{Type: "organization", ID: out.Organization.ID}
+		}
+		return audit.Record(ctx, tx, nil, s.env.Now(), c)
 	})
 	if err != nil {
 		return nil, err

@@ -2,11 +2,14 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
@@ -324,5 +327,53 @@ func (h *Handler) RemoveMember(w http.ResponseWriter, r *http.Request, p *authz.
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// auditPage is the answer of GET /v1/audit-log: a page of entries, newest
+// first, and the cursor of the next page if there is one.
+type auditPage struct {
+	Data       []audit.Entry `json:"data"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
+// ndjson is the media type of an export: one entry per line.
+const ndjson = "application/x-ndjson"
+
+// ListAuditLog serves GET /v1/audit-log: a page of the entries the
+// filters select that the caller's scope covers, or, with Accept:
+// application/x-ndjson, all of them as NDJSON (an export).
+func (h *Handler) ListAuditLog(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	q, err := audit.ParseQuery(r.URL.Query(), time.Now())
+	if err != nil {
+		return err
+	}
+	if strings.Contains(r.Header.Get("Accept"), ndjson) {
+		started := false
+		enc := json.NewEncoder(w)
+		err := h.admin.Audit.Export(r.Context(), p, q, func(e *audit.Entry) error {
+			if !started {
+				started = true
+				w.Header().Set("Content-Type", ndjson)
+				w.WriteHeader(http.StatusOK)
+			}
+			return enc.Encode(e)
+		})
+		if err != nil && started {
+			// The answer is under way: cut it short, so that the export
+			// does not look complete.
+			panic(http.ErrAbortHandler)
+		}
+		if err == nil && !started {
+			w.Header().Set("Content-Type", ndjson)
+			w.WriteHeader(http.StatusOK)
+		}
+		return err
+	}
+	page, err := h.admin.Audit.List(r.Context(), p, q)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, auditPage{Data: page.Entries, NextCursor: page.Next})
 	return nil
 }

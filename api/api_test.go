@@ -704,14 +704,16 @@ func TestKeyEndpoints(t *testing.T) {
 }
 
 // withoutRate returns h without the rate-limit headers, which count the
-// caller's own requests (one more on each), so that two answers can be
-// compared for what they say of the resource; it checks they are there.
+// caller's own requests (one more on each), and the request's id, each
+// request's own, so that two answers can be compared for what they say of
+// the resource; it checks they are there.
 func withoutRate(t *testing.T, h http.Header) http.Header {
 	t.Helper()
-	if h.Get("X-Ratelimit-Limit") == "" {
-		t.Errorf("no rate-limit headers in %v", h)
+	if h.Get("X-Ratelimit-Limit") == "" || h.Get(router.RequestIDHeader) == "" {
+		t.Errorf("no rate-limit headers or request id in %v", h)
 	}
 	out := h.Clone()
+	delete(out, router.RequestIDHeader)
 	for name := range out {
 		if strings.HasPrefix(name, "X-Ratelimit-") {
 			delete(out, name)

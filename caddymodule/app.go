@@ -56,6 +56,9 @@ type App struct {
 	// a change (default feedcache.DefaultTTL, 30s). Changes arrive through the change feed at
 	// once; this is only the safety net.
 	KeyCacheTTL caddy.Duration `json:"key_cache_ttl,omitempty"`
+	// AuditRetention is how long audit log entries are kept (default
+	// audit.DefaultRetention, 90 days); older days are deleted.
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// RateLimits overrides the default limits. Keys: client (per key and
 	// client address), live, test, admin and unauthenticated (per client
 	// IP, for requests failing authentication).
@@ -155,6 +158,9 @@ func (a *App) guardSettings() (edge.Config, error) {
 	if a.KeyCacheTTL < 0 {
 		return cfg, fmt.Errorf("key_cache_ttl: %s is not a positive duration", time.Duration(a.KeyCacheTTL))
 	}
+	if a.AuditRetention < 0 || a.AuditRetention > 0 && time.Duration(a.AuditRetention) < 24*time.Hour {
+		return cfg, fmt.Errorf("audit_retention: %s is shorter than a day (entries are kept by the day)", time.Duration(a.AuditRetention))
+	}
 	policy, err := edge.ParseStoragePolicy(a.OnStorageError)
 	if err != nil {
 		return cfg, fmt.Errorf("on_storage_error: %v", err)
@@ -219,6 +225,7 @@ func (a *App) Start() error {
 	}
 	r.Keys.SetTTL(ttl)
 	r.Identities.SetTTL(ttl)
+	r.Admin.Audit.Retention = time.Duration(a.AuditRetention) // 0: the default
 	setRunning(a)
 	return nil
 }

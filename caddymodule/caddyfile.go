@@ -25,6 +25,7 @@ func init() {
 //			key_prefix <prefix>
 //			on_storage_error deny|allow|local [<instances>]
 //			key_cache_ttl <duration>
+//			audit_retention <duration>
 //			rate_limit client|live|test|admin|unauthenticated <requests>[/<window>]
 //			ietf_headers
 //			rate_limit_mode enforce|shadow
@@ -107,7 +108,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "key_prefix":
 				a.KeyPrefix = v
 			}
-		case "storage_timeout", "key_cache_ttl":
+		case "storage_timeout", "key_cache_ttl", "audit_retention":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
@@ -123,10 +124,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			if opt == "storage_timeout" {
+			switch opt {
+			case "storage_timeout":
 				a.StorageTimeout = caddy.Duration(dur)
-			} else {
+			case "key_cache_ttl":
 				a.KeyCacheTTL = caddy.Duration(dur)
+			default:
+				a.AuditRetention = caddy.Duration(dur)
 			}
 		case "rate_limit":
 			args := d.RemainingArgs()

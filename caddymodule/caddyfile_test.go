@@ -23,6 +23,7 @@ func TestUnmarshalAppCaddyfile(t *testing.T) {
 		key_prefix acme
 		on_storage_error allow
 		key_cache_ttl 1m
+		audit_retention 30d
 		rate_limit live 20000/1m
 		rate_limit test 50/s
 		rate_limit admin 100
@@ -38,6 +39,7 @@ func TestUnmarshalAppCaddyfile(t *testing.T) {
 		KeyPrefix:      "acme",
 		OnStorageError: "allow",
 		KeyCacheTTL:    caddy.Duration(time.Minute),
+		AuditRetention: caddy.Duration(30 * 24 * time.Hour),
 		RateLimits: map[string]RateLimit{
 			"live":            {20000, caddy.Duration(time.Minute)},
 			"test":            {50, caddy.Duration(time.Second)},
@@ -117,6 +119,7 @@ func TestValidateNamesTheSetting(t *testing.T) {
 		"rate_limit admin 10/-1m":         "rate_limit admin: the window must be a positive duration such as 1m",
 		"key_cache_ttl -1s":               "key_cache_ttl: -1s is not a positive duration",
 		"storage_timeout -250ms":          "storage_timeout: -250ms is not a positive duration",
+		"audit_retention 12h":             "audit_retention: 12h0m0s is shorter than a day (entries are kept by the day)",
 		"on_storage_error local -2":       "local_instances: -2 is not a positive number of instances",
 		"on_storage_error deny 3":         "local_instances is only for on_storage_error local, not deny",
 		"on_storage_error allow 3":        "local_instances is only for on_storage_error local, not allow",

@@ -153,7 +153,7 @@ func endStreamsOnExit(o *openCore) {
 func (c *core) timeout() time.Duration { return c.guardConfig.Timeout }
 
 // background sweeps the caches, flushes last-used times and deletes expired
-// testing sessions until stop.
+// testing sessions and audit entries past their retention until stop.
 func (o *openCore) background(log *zap.Logger) {
 	defer o.done.Done()
 	sweep := time.NewTicker(10 * time.Second)
@@ -196,6 +196,9 @@ func (o *openCore) background(log *zap.Logger) {
 			}
 			if err := o.Admin.Identity.SweepLoginSessions(ctx); err != nil {
 				log.Warn("could not delete expired login sessions", zap.Error(err))
+			}
+			if _, err := o.Admin.SweepAudit(ctx); err != nil {
+				log.Warn("could not delete audit log entries past their retention", zap.Error(err))
 			}
 			cancel()
 		}

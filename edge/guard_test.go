@@ -396,7 +396,7 @@ func TestScopeMatrix(t *testing.T) {
 		{"DELETE", "/v1/projects/app/environments/production/flags/new-checkout"},
 		{"GET", "/v1/projects/app/identities"}, {"GET", "/v1/projects/app/identities/acme"},
 		{"PUT", "/v1/projects/app/identities/acme"}, {"DELETE", "/v1/projects/app/identities/acme"},
-		{"GET", "/v1/members"}, {"POST", "/graphql"}, {"GET", "/graphql"},
+		{"GET", "/v1/members"}, {"GET", "/v1/audit-log"}, {"POST", "/graphql"}, {"GET", "/graphql"},
 		{"GET", "/v1/anything/else"},
 		// Near misses of the evaluate routes are admin-only, not evaluate.
 		{"GET", "/v1/evaluate"}, {"POST", "/v1/evaluate/"}, {"POST", "/v1//evaluate"},

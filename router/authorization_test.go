@@ -406,6 +406,10 @@ var requests = map[routes.Name]request{
 		return call{method: "DELETE", path: "/v1/projects/" + p + "/environments/" + env + "/flags/" + w.flagIn(t), ok: 204}
 	}},
 	routes.ListMembers: {[]target{own}, func(w *world, t target) call { return call{method: "GET", path: "/v1/members", ok: 200} }},
+	routes.ListAuditLog: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		return call{method: "GET", path: "/v1/audit-log?project=" + p, ok: 200}
+	}},
 	routes.InviteMember: {[]target{own}, func(w *world, t target) call {
 		return call{method: "POST", path: "/v1/members/invitations", body: `{"email":"` + w.unique("i") + `@example.com","name":"I"}`, ok: 201}
 	}},
@@ -508,6 +512,8 @@ func kindOf(n routes.Name) string {
 		return "environment named in the request"
 	case routes.GetFlagSet, routes.PutFlagSet, routes.GetFlag, routes.PutFlag, routes.DeleteFlag:
 		return "environment in the path"
+	case routes.ListAuditLog:
+		return "project filter"
 	}
 	return "nothing in particular"
 }
@@ -586,6 +592,12 @@ func expect(p *who, r *routes.Route, c call, t target) answer {
 		}
 		if t == otherOrg {
 			return notFound
+		}
+	case "project filter":
+		// As a part of a project, but a project the organization does not
+		// have (any more) is no error: the log keeps deleted projects'.
+		if !p.reaches(t) && !(p.scope == envScoped && t == otherEnv) {
+			return forbidden
 		}
 	case "key by id", "session by id":
 		// Looked up in the caller's own organization first.
@@ -669,46 +681,10 @@ func (w *world) check(t *testing.T, p *who, r *routes.Route, tg target) {
 	t.Helper()
 	c := requests[r.Name].make(w, tg)
 	want := expect(p, r, c, tg)
-	path := c.path
-	mounted := r.Credential == routes.APIKey && strings.HasPrefix(r.Pattern, "/v1/")
-	if p.session && mounted {
-		path = "/dashboard/api" + path
-	}
-	req := httptest.NewRequest(c.method, "https://flags.example.com"+path, strings.NewReader(c.body))
-	// Each request from an address of its own: logins are limited per
-	// address whatever the guard's limits.
-	n := w.serial.Add(1)
-	req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:1234", n>>16&255, n>>8&255, n&255)
-	for k, v := range c.header {
-		req.Header.Set(k, v)
-	}
-	switch {
-	case p.session:
-		req.AddCookie(&http.Cookie{Name: edge.SessionCookie, Value: p.cookie})
-		req.Header.Set(edge.HeaderCSRF, p.csrf)
-		req.Header.Set("Origin", "https://flags.example.com")
-	default:
-		req.Header.Set("Authorization", "Bearer "+p.key)
-	}
-	if p.session && !mounted && r.Credential == routes.APIKey {
+	req, path := w.request(t, p, r, c)
+	if p.session && r.Credential == routes.APIKey && !strings.HasPrefix(path, "/dashboard/api/") {
 		// A session is no API key: the OFREP and GraphQL routes take keys.
 		want = missingKey
-	}
-	if r.Credential == routes.StreamToken {
-		// A token minted for the principal's key, naming the target's
-		// environment (a member has none). An admitted stream stays open
-		// until the client leaves: here, after 100 ms.
-		if !p.session {
-			token, err := w.chain.Tokens.Mint(context.Background(), streams.Claims{Digest: apikey.DigestOf(p.key),
-				Project: c.header["FlagBridge-Project"], Environment: c.header["FlagBridge-Environment"]})
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.URL.RawQuery = "token=" + token
-		}
-		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
-		defer cancel()
-		req = req.WithContext(ctx)
 	}
 	rec := httptest.NewRecorder()
 	w.chain.ServeHTTP(rec, req)
@@ -748,4 +724,49 @@ func (w *world) check(t *testing.T, p *who, r *routes.Route, tg target) {
 	if body.Error != want.code || want.message != "" && body.Message != want.message {
 		t.Errorf("%s: %s %q, want %s %q", where, body.Error, body.Message, want.code, want.message)
 	}
+}
+
+// request builds the request of call c to route r as principal p, from an
+// address of its own, and returns it with the path it was sent to (a
+// member reaches the REST routes under /dashboard/api).
+func (w *world) request(t *testing.T, p *who, r *routes.Route, c call) (*http.Request, string) {
+	t.Helper()
+	path := c.path
+	mounted := r.Credential == routes.APIKey && strings.HasPrefix(r.Pattern, "/v1/")
+	if p.session && mounted {
+		path = "/dashboard/api" + path
+	}
+	req := httptest.NewRequest(c.method, "https://flags.example.com"+path, strings.NewReader(c.body))
+	// Each request from an address of its own: logins are limited per
+	// address whatever the guard's limits.
+	n := w.serial.Add(1)
+	req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:1234", n>>16&255, n>>8&255, n&255)
+	for k, v := range c.header {
+		req.Header.Set(k, v)
+	}
+	switch {
+	case p.session:
+		req.AddCookie(&http.Cookie{Name: edge.SessionCookie, Value: p.cookie})
+		req.Header.Set(edge.HeaderCSRF, p.csrf)
+		req.Header.Set("Origin", "https://flags.example.com")
+	default:
+		req.Header.Set("Authorization", "Bearer "+p.key)
+	}
+	if r.Credential == routes.StreamToken {
+		// A token minted for the principal's key, naming the target's
+		// environment (a member has none). An admitted stream stays open
+		// until the client leaves: here, after 100 ms.
+		if !p.session {
+			token, err := w.chain.Tokens.Mint(context.Background(), streams.Claims{Digest: apikey.DigestOf(p.key),
+				Project: c.header["FlagBridge-Project"], Environment: c.header["FlagBridge-Environment"]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL.RawQuery = "token=" + token
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), 100*time.Millisecond)
+		t.Cleanup(cancel)
+		req = req.WithContext(ctx)
+	}
+	return req, path
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/api"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/authz"
@@ -29,6 +30,11 @@ import (
 // RequestTimeout bounds the storage work of one request on a route of the
 // Bounded timeout class.
 const RequestTimeout = 10 * time.Second
+
+// RequestIDHeader carries the id of a request on a route of the Bounded
+// class (the admin API, GraphQL, the dashboard), which the audit entries
+// of its changes name.
+const RequestIDHeader = "Flagbridge-Request-Id"
 
 // Config is what the router serves.
 type Config struct {
@@ -100,6 +106,7 @@ func New(cfg Config) *Router {
 		routes.ListMembers:       as(rest.ListMembers),
 		routes.InviteMember:      as(rest.InviteMember),
 		routes.RemoveMember:      as(rest.RemoveMember),
+		routes.ListAuditLog:      as(rest.ListAuditLog),
 		routes.Evaluate:          as(rest.Evaluate),
 		routes.EvaluateBatch:     as(rest.EvaluateBatch),
 		routes.CreateSession:     as(rest.CreateSession),
@@ -182,7 +189,12 @@ func (rt *Router) Serve(w http.ResponseWriter, r *http.Request, a *edge.Admissio
 	}
 	m.SetPathValues(r)
 	if m.Route.Timeout == routes.Bounded {
-		ctx, cancel := context.WithTimeout(r.Context(), RequestTimeout)
+		// The routes that change state are all of this class: their
+		// audit entries name the request (by the id its answer carries)
+		// and the client's address. Evaluation is spared both.
+		id := audit.NewRequestID()
+		w.Header().Set(RequestIDHeader, id)
+		ctx, cancel := context.WithTimeout(audit.WithOrigin(r.Context(), audit.Origin{ClientAddress: a.ClientIP, RequestID: id}), RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}

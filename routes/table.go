@@ -31,6 +31,7 @@ const (
 	ListMembers       Name = "listMembers"
 	InviteMember      Name = "inviteMember"
 	RemoveMember      Name = "removeMember"
+	ListAuditLog      Name = "listAuditLog"
 	Evaluate          Name = "evaluate"
 	EvaluateBatch     Name = "evaluateBatch"
 	CreateSession     Name = "createSession"
@@ -100,6 +101,9 @@ var table = []Route{
 	{Name: ListMembers, Method: "GET", Pattern: "/v1/members", Needs: adminRead},
 	{Name: InviteMember, Method: "POST", Pattern: "/v1/members/invitations", Needs: doing("manage the members of", wholeOrg(adminWrite))},
 	{Name: RemoveMember, Method: "DELETE", Pattern: "/v1/members/{id}", Needs: doing("manage the members of", wholeOrg(adminWrite))},
+	// The audit log: every key reads what its scope covers (the service
+	// filters each entry), nothing of another project or the organization.
+	{Name: ListAuditLog, Method: "GET", Pattern: "/v1/audit-log", Needs: doing("read the audit log of", adminRead)},
 	{Name: Evaluate, Method: "POST", Pattern: "/v1/evaluate", Needs: evaluation, Timeout: SelfBounded},
 	{Name: EvaluateBatch, Method: "POST", Pattern: "/v1/evaluate/batch", Needs: evaluation, Timeout: SelfBounded},
 	{Name: CreateSession, Method: "POST", Pattern: "/v1/testing/sessions", Needs: sessions},

@@ -12,6 +12,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/admin/keys"
@@ -103,7 +104,8 @@ func (s *Service) PutIdentity(ctx context.Context, p *authz.Principal, project, 
 			return err
 		}
 		tx.Publish(Topic, []byte(Ref(p.Org(), project, slug)))
-		return nil
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Project: project, Action: audit.IdentityPut,
+			Target: audit.Target{Type: "identity", ID: slug}})
 	})
 	if err != nil {
 		return nil, false, err
@@ -163,7 +165,8 @@ func (s *Service) DeleteIdentity(ctx context.Context, p *authz.Principal, projec
 			return err
 		}
 		tx.Publish(Topic, []byte(Ref(p.Org(), project, slug)))
-		return nil
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Project: project, Action: audit.IdentityDeleted,
+			Target: audit.Target{Type: "identity", ID: slug}})
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
@@ -129,7 +130,8 @@ func (s *Service) PutFlagSet(ctx context.Context, p *authz.Principal, project, e
 	if err != nil {
 		return nil, err
 	}
-	return s.writeFlagSet(ctx, ref, pre, func(*FlagSet) ([]byte, error) {
+	return s.writeFlagSet(ctx, p, ref, pre, audit.Change{Action: audit.FlagSetUpdated,
+		Target: audit.Target{Type: "flag_set", ID: ref.Environment}}, func(*FlagSet) ([]byte, error) {
 		return compiled.Document(), nil
 	})
 }
@@ -165,7 +167,8 @@ func (s *Service) PutFlag(ctx context.Context, p *authz.Principal, project, env,
 	if !json.Valid(def) || len(bytes.TrimSpace(def)) == 0 || bytes.TrimSpace(def)[0] != '{' {
 		return nil, false, apierror.Invalid("flag %q: the definition must be a JSON object", key)
 	}
-	fs, err = s.writeFlagSet(ctx, ref, pre, func(cur *FlagSet) ([]byte, error) {
+	fs, err = s.writeFlagSet(ctx, p, ref, pre, audit.Change{Action: audit.FlagUpdated,
+		Target: audit.Target{Type: "flag", ID: key}}, func(cur *FlagSet) ([]byte, error) {
 		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
 			_, exists := flags[key]
 			created = !exists
@@ -182,7 +185,8 @@ func (s *Service) DeleteFlag(ctx context.Context, p *authz.Principal, project, e
 	if err := authz.Permits(p, onFlags(ref, apikey.Write)); err != nil {
 		return nil, err
 	}
-	return s.writeFlagSet(ctx, ref, pre, func(cur *FlagSet) ([]byte, error) {
+	return s.writeFlagSet(ctx, p, ref, pre, audit.Change{Action: audit.FlagDeleted,
+		Target: audit.Target{Type: "flag", ID: key}}, func(cur *FlagSet) ([]byte, error) {
 		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
 			if _, ok := flags[key]; !ok {
 				return flagNotFound(key, env)
@@ -196,8 +200,9 @@ func (s *Service) DeleteFlag(ctx context.Context, p *authz.Principal, project, e
 // writeFlagSet is the one write path of flag sets, for a caller already
 // authorized for ref: in a transaction, check that the environment exists
 // and the precondition, build the new document from the current one,
-// compile it, bump the version and announce the change.
-func (s *Service) writeFlagSet(ctx context.Context, ref Ref, pre Precondition,
+// compile it, bump the version, announce the change and record it (c,
+// with the place and the versions filled in) in the audit log.
+func (s *Service) writeFlagSet(ctx context.Context, p *authz.Principal, ref Ref, pre Precondition, c audit.Change,
 	build func(cur *FlagSet) ([]byte, error)) (*FlagSet, error) {
 	var out *FlagSet
 	err := s.env.Update(ctx, func(tx store.Writer) error {
@@ -224,7 +229,9 @@ func (s *Service) writeFlagSet(ctx context.Context, ref Ref, pre Precondition,
 			return err
 		}
 		tx.Publish(Topic, []byte(ref.String()))
-		return nil
+		c.Project, c.Environment = ref.Project, ref.Environment
+		c.FlagSet = &audit.Versions{Before: cur.Version, After: out.Version}
+		return audit.Record(ctx, tx, p, s.env.Now(), c)
 	})
 	if err != nil {
 		return nil, err

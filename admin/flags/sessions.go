@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
 	"github.com/flagbridge/flagbridge/apierror"
@@ -129,7 +130,10 @@ func (s *Service) CreateSession(ctx context.Context, p *authz.Principal, in Crea
 			CreatedBy: p.ID, CreatedAt: now, ExpiresAt: now.Add(ttl),
 			Overrides: map[string]json.RawMessage{},
 		}
-		return docs.Put(tx, colSessions(ref.OrgID), id, out)
+		if err := docs.Put(tx, colSessions(ref.OrgID), id, out); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, audit.SessionCreated, out)
 	})
 	if err != nil {
 		return nil, err
@@ -208,7 +212,10 @@ func (s *Service) SetOverrides(ctx context.Context, p *authz.Principal, id strin
 		ts.Revision++
 		out = ts
 		tx.Publish(SessionTopic, []byte(SessionEvent(ts.OrgID, ts.ID)))
-		return docs.Put(tx, colSessions(ts.OrgID), ts.ID, ts)
+		if err := docs.Put(tx, colSessions(ts.OrgID), ts.ID, ts); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, audit.SessionOverridesSet, ts)
 	})
 	if err != nil {
 		return nil, err
@@ -227,8 +234,17 @@ func (s *Service) DeleteSession(ctx context.Context, p *authz.Principal, id stri
 			return err
 		}
 		tx.Publish(SessionTopic, []byte(SessionEvent(ts.OrgID, ts.ID)))
-		return tx.Delete(colSessions(ts.OrgID), id)
+		if err := tx.Delete(colSessions(ts.OrgID), id); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, audit.SessionDeleted, ts)
 	})
+}
+
+// record writes the audit entry of a change to session ts by p, in tx.
+func (s *Service) record(ctx context.Context, tx store.Writer, p *authz.Principal, a audit.Action, ts *TestingSession) error {
+	return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Org: ts.OrgID, Project: ts.Project, Environment: ts.Environment,
+		Action: a, Target: audit.Target{Type: "testing_session", ID: ts.ID}})
 }
 
 // UseSession returns the session an evaluation in ref names. Live keys may

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/apierror"
 	"github.com/flagbridge/flagbridge/authz"
@@ -121,7 +122,16 @@ func (s *Service) SetPassword(ctx context.Context, email, password string) error
 		if !found || len(acct.Memberships) == 0 {
 			return apierror.NotFound("no member has the e-mail address %q", email)
 		}
-		return setPasswordHash(tx, &acct, hash, s.env.Timestamp())
+		if err := setPasswordHash(tx, &acct, hash, s.env.Timestamp()); err != nil {
+			return err
+		}
+		for _, mr := range acct.Memberships {
+			if err := audit.Record(ctx, tx, nil, s.env.Now(), audit.Change{Org: mr.OrgID, Action: audit.PasswordSet,
+				Target: audit.Target{Type: "member", ID: mr.MemberID}}); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -193,6 +203,15 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 		hash = dummyHash()
 	}
 	if !verifyPassword(password, hash) || !found || acct.PasswordHash == "" || len(acct.Memberships) == 0 {
+		// Every organization of the account learns of the attempt; one for
+		// an address that is no account belongs to none.
+		for _, mr := range acct.Memberships {
+			if err := audit.RecordFailure(ctx, s.env, audit.Change{Org: mr.OrgID, Action: audit.LoginFailed,
+				Target: audit.Target{Type: "member", ID: mr.MemberID}, Actor: &audit.Actor{Type: "member", ID: mr.MemberID}},
+				"wrong e-mail address or password"); err != nil {
+				return "", nil, nil, err
+			}
+		}
 		return "", nil, nil, errBadLogin
 	}
 	ref := acct.Memberships[0]
@@ -224,7 +243,11 @@ func (s *Service) Login(ctx context.Context, email, password, preferOrg string) 
 		if err := docs.Put(tx, colLoginSessions, digest, sess); err != nil {
 			return err
 		}
-		return indexSession(tx, sess, digest)
+		if err := indexSession(tx, sess, digest); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, nil, now, audit.Change{Org: ref.OrgID, Action: audit.LoginSucceeded,
+			Target: audit.Target{Type: "member", ID: m.ID}, Actor: &audit.Actor{Type: "member", ID: m.ID}})
 	})
 	if err != nil {
 		return "", nil, nil, err
@@ -348,7 +371,11 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 		if err != nil || !found {
 			return err
 		}
-		return deleteSession(tx, digest, &sess)
+		if err := deleteSession(tx, digest, &sess); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, nil, s.env.Now(), audit.Change{Org: sess.OrgID, Action: audit.LoggedOut,
+			Target: audit.Target{Type: "member", ID: sess.MemberID}, Actor: &audit.Actor{Type: "member", ID: sess.MemberID}})
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
@@ -96,7 +97,11 @@ func (s *Service) InviteMember(ctx context.Context, p *authz.Principal, in Invit
 		if err := docs.Put(tx, colInvites, digest, inv); err != nil {
 			return err
 		}
-		return tx.Put(colInvitesOf(p.Org()), digest, []byte(inv.ExpiresAt.Format(time.RFC3339)))
+		if err := tx.Put(colInvitesOf(p.Org()), digest, []byte(inv.ExpiresAt.Format(time.RFC3339))); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Action: audit.MemberInvited,
+			Target: audit.Target{Type: "invitation", ID: email}})
 	})
 	if err != nil {
 		return "", nil, err
@@ -198,7 +203,12 @@ func (s *Service) AcceptInvite(ctx context.Context, token, password string) (*Me
 				return err
 			}
 		}
-		return deleteInvite(tx, tokenDigest(token), inv.OrgID)
+		if err := deleteInvite(tx, tokenDigest(token), inv.OrgID); err != nil {
+			return err
+		}
+		// By the new member, who has no principal yet.
+		return audit.Record(ctx, tx, nil, s.env.Now(), audit.Change{Org: inv.OrgID, Action: audit.InvitationAccepted,
+			Target: audit.Target{Type: "member", ID: m.ID}, Actor: &audit.Actor{Type: "member", ID: m.ID}})
 	})
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/admin/keys"
@@ -262,7 +263,11 @@ func (s *Service) RemoveMember(ctx context.Context, p *authz.Principal, memberID
 		if err := tx.Delete(colMemberEmails(m.OrgID), strings.ToLower(m.Email)); err != nil {
 			return err
 		}
-		return tx.Delete(colMembers(m.OrgID), m.ID)
+		if err := tx.Delete(colMembers(m.OrgID), m.ID); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Action: audit.MemberRemoved,
+			Target: audit.Target{Type: "member", ID: m.ID}})
 	})
 }
 

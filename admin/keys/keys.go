@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/admin/tenancy"
@@ -278,12 +279,20 @@ func (s *Service) CreateKey(ctx context.Context, p *authz.Principal, project str
 			return err
 		}
 		out = &Created{Key: Key{Record: rec}, Secret: secret}
-		return nil
+		return s.record(ctx, tx, p, audit.KeyCreated, rec)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// record writes the audit entry of a change to key rec by p, in tx.
+func (s *Service) record(ctx context.Context, tx store.Writer, p *authz.Principal, a audit.Action, rec *apikey.Record) error {
+	return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{
+		Org: rec.OrgID, Project: rec.Project, Environment: rec.Environment, Resources: rec.Resources,
+		Action: a, Target: audit.Target{Type: "api_key", ID: rec.ID},
+	})
 }
 
 // errClientLimits refuses limits, quota or identity to a client key.
@@ -580,8 +589,10 @@ func (s *Service) UpdateKey(ctx context.Context, p *authz.Principal, id string, 
 			return err
 		}
 		tx.Publish(Topic, []byte(rec.ID))
-		out, err = withUse(tx, rec)
-		return err
+		if out, err = withUse(tx, rec); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, p, audit.KeyUpdated, rec)
 	})
 	if err != nil {
 		return nil, err
@@ -664,7 +675,7 @@ func (s *Service) RotateKey(ctx context.Context, p *authz.Principal, id string, 
 			return err
 		}
 		out = &Created{Key: k, Secret: secret}
-		return nil
+		return s.record(ctx, tx, p, audit.KeyRotated, rec)
 	})
 	if err != nil {
 		return nil, err
@@ -686,6 +697,9 @@ func (s *Service) RevokeKey(ctx context.Context, p *authz.Principal, id string) 
 		}
 		if rec.RevokedAt == nil {
 			if err := s.revoke(tx, rec); err != nil {
+				return err
+			}
+			if err := s.record(ctx, tx, p, audit.KeyRevoked, rec); err != nil {
 				return err
 			}
 		}

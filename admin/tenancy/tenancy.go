@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/internal/docs"
 	"github.com/flagbridge/flagbridge/admin/internal/input"
 	"github.com/flagbridge/flagbridge/apierror"
@@ -126,7 +127,8 @@ func (s *Service) CreateProject(ctx context.Context, p *authz.Principal, in Crea
 				return err
 			}
 		}
-		return nil
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Project: pr.Slug, Action: audit.ProjectCreated,
+			Target: audit.Target{Type: "project", ID: pr.Slug}})
 	})
 	if err != nil {
 		return nil, nil, err
@@ -200,7 +202,11 @@ func (s *Service) CreateEnvironment(ctx context.Context, p *authz.Principal, pro
 		if found {
 			return apierror.Conflict("environment %q already exists in project %q", in.Slug, project)
 		}
-		return docs.Put(tx, colEnvironments(p.Org(), project), e.Slug, e)
+		if err := docs.Put(tx, colEnvironments(p.Org(), project), e.Slug, e); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, p, s.env.Now(), audit.Change{Project: project, Environment: e.Slug,
+			Action: audit.EnvironmentCreated, Target: audit.Target{Type: "environment", ID: e.Slug}})
 	})
 	if err != nil {
 		return nil, err

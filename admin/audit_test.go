@@ -1,0 +1,177 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/flagbridge/flagbridge/admin/audit"
+	"github.com/flagbridge/flagbridge/admin/flags"
+	"github.com/flagbridge/flagbridge/admin/keys"
+	"github.com/flagbridge/flagbridge/admin/tenancy"
+	"github.com/flagbridge/flagbridge/apierror"
+	"github.com/flagbridge/flagbridge/authz"
+)
+
+// auditLog is every entry p may read, newest first, page by page.
+func auditLog(t *testing.T, e *env, p *authz.Principal, q audit.Query) []audit.Entry {
+	t.Helper()
+	var out []audit.Entry
+	for {
+		page, err := e.svc.Audit.List(context.Background(), p, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, page.Entries...)
+		if page.Next == "" {
+			return out
+		}
+		q.Cursor = page.Next
+	}
+}
+
+func actions(es []audit.Entry) []audit.Action {
+	out := make([]audit.Action, len(es))
+	for i := range es {
+		out[i] = es[i].Action
+	}
+	return out
+}
+
+const flagDoc = `{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`
+
+// Changes are logged newest first, across days and pages, with the
+// versions of a flag change; filters narrow; a key sees what its scope
+// covers and nothing of another project or of the organization.
+func TestAuditLog(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.newOrg(t, "alpha", "beta")
+		other := e.newOrg(t, "gamma")
+		alphaAdmin, err := e.svc.Keys.CreateKey(ctx, o.root, "alpha", keys.CreateInput{Name: "alpha admin", Type: "admin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alpha := as(alphaAdmin.Record)
+		for i := range 3 {
+			if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(flagDoc), flags.Precondition{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "beta", "production", []byte(flagDoc), flags.Precondition{}); err != nil {
+				t.Fatal(err)
+			}
+			e.clock.Advance(time.Duration(i+1) * 20 * time.Hour) // into other days
+		}
+		if _, err := e.svc.Flags.PutFlagSet(ctx, other.root, "gamma", "production", []byte(flagDoc), flags.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+
+		all := auditLog(t, e, o.root, audit.Query{Limit: 2})
+		var last time.Time
+		for i, en := range all {
+			if en.Organization != o.id {
+				t.Fatalf("entry of another organization: %+v", en)
+			}
+			if i > 0 && en.Time.After(last) {
+				t.Fatalf("not newest first at %d: %v after %v", i, en.Time, last)
+			}
+			last = en.Time
+		}
+		flagSets := auditLog(t, e, o.root, audit.Query{Action: string(audit.FlagSetUpdated), Project: "alpha"})
+		if len(flagSets) != 3 {
+			t.Fatalf("alpha's flag set changes: %d", len(flagSets))
+		}
+		if v := flagSets[0].FlagSet; v == nil || v.Before != 2 || v.After != 3 || flagSets[0].Environment != "production" {
+			t.Fatalf("newest change's versions: %+v", flagSets[0])
+		}
+		if n := len(auditLog(t, e, o.root, audit.Query{Action: "project.*"})); n != 2 {
+			t.Fatalf("project.*: %d entries", n)
+		}
+		if n := len(auditLog(t, e, o.root, audit.Query{Actor: o.root.ID, Since: t0.Add(30 * time.Hour)})); n != 2 {
+			t.Fatalf("by the root key since 30h in: %d entries", n)
+		}
+		// The project key: alpha's entries (its own creation among them),
+		// none of beta's or the organization's.
+		seen := auditLog(t, e, alpha, audit.Query{})
+		if len(seen) != 5 {
+			t.Fatalf("the alpha key sees %v", actions(seen))
+		}
+		for _, en := range seen {
+			if en.Project != "alpha" {
+				t.Fatalf("the alpha key sees %+v", en)
+			}
+		}
+		_, err = e.svc.Audit.List(ctx, alpha, audit.Query{Project: "beta"})
+		var ae *apierror.Error
+		if !errors.As(err, &ae) || ae.Status != 403 {
+			t.Fatalf("the alpha key filtering beta: %v", err)
+		}
+		// Bad filters name the problem.
+		for _, q := range []audit.Query{{Action: "flag.exploded"}, {Cursor: "nope"}, {Limit: 5000}, {Environment: "production"}} {
+			if _, err := e.svc.Audit.List(ctx, o.root, q); !errors.As(err, &ae) || ae.Status != 400 {
+				t.Fatalf("%+v: %v", q, err)
+			}
+		}
+	})
+}
+
+// An entry commits with its change or not at all: a change whose entry
+// cannot be written is not made, and a refused change writes no entry.
+func TestAuditSameTransaction(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.newOrg(t, "alpha")
+		before := len(auditLog(t, e, o.root, audit.Query{}))
+		broken := e.faulty(failOn("put", "audit/"))
+		if _, err := broken.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(flagDoc), flags.Precondition{}); !errors.Is(err, errInjected) {
+			t.Fatalf("with the audit write failing: %v", err)
+		}
+		if _, _, err := broken.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "beta"}); !errors.Is(err, errInjected) {
+			t.Fatalf("with the audit write failing: %v", err)
+		}
+		if fs := e.flagSet(t, o, "alpha", "production"); fs.Version != 0 {
+			t.Fatalf("the flag set changed without its entry: version %d", fs.Version)
+		}
+		if _, _, err := e.svc.Tenancy.GetProject(ctx, o.root, "beta"); err == nil {
+			t.Fatal("the project exists without its entry")
+		}
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(`{"flags":{"f":{"state":"ENABLED"}}}`), flags.Precondition{}); err == nil {
+			t.Fatal("an invalid flag set was accepted")
+		}
+		if after := len(auditLog(t, e, o.root, audit.Query{})); after != before {
+			t.Fatalf("%d entries without a change", after-before)
+		}
+	})
+}
+
+// Entries past the retention are neither listed nor kept.
+func TestAuditRetention(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.newOrg(t, "alpha")
+		e.svc.Audit.Retention = 48 * time.Hour
+		if n := len(auditLog(t, e, o.root, audit.Query{})); n == 0 {
+			t.Fatal("no entries")
+		}
+		e.clock.Advance(24 * time.Hour)
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(flagDoc), flags.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(36 * time.Hour) // the first day's entries are past 48h
+		kept := auditLog(t, e, o.root, audit.Query{})
+		if len(kept) != 1 || kept[0].Action != audit.FlagSetUpdated {
+			t.Fatalf("within the retention: %v", actions(kept))
+		}
+		n, err := e.svc.Audit.Sweep(ctx, []string{o.id})
+		if err != nil || n != 1 {
+			t.Fatalf("sweep: %d days, %v", n, err)
+		}
+		if snap := e.snap(t, "audit/"+o.id+"/"+t0.Format("20060102")); len(snap["audit/"+o.id+"/"+t0.Format("20060102")]) != 0 {
+			t.Fatal("the swept day is still stored")
+		}
+		if kept := auditLog(t, e, o.root, audit.Query{}); len(kept) != 1 {
+			t.Fatalf("after the sweep: %v", actions(kept))
+		}
+	})
+}
