@@ -160,3 +160,102 @@ func (h *Handler) DeleteFlag(w http.ResponseWriter, r *http.Request, p *authz.Pr
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// versionParam reads a version from the path or the query; def if absent
+// and def is not 0.
+func versionParam(name, s string, def int64) (int64, error) {
+	if s == "" && def != 0 {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		return 0, apierror.Invalid("%s: %q is not a flag-set version (1 or more)", name, s)
+	}
+	return n, nil
+}
+
+// ListFlagVersions serves GET .../environments/{env}/flags/versions:
+// the kept versions, newest first, without their documents (?before=n
+// for older ones, ?limit=).
+func (h *Handler) ListFlagVersions(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	q := r.URL.Query()
+	var before int64
+	if s := q.Get("before"); s != "" {
+		var err error
+		if before, err = versionParam("before", s, 0); err != nil {
+			return err
+		}
+	}
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		var err error
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
+			return apierror.Invalid("limit: %q is not a whole number between 1 and %d", s, flags.MaxVersionsListed)
+		}
+	}
+	vs, err := h.admin.Flags.ListVersions(r.Context(), p, r.PathValue("project"), r.PathValue("env"), before, limit)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, listOf(vs))
+	return nil
+}
+
+// GetFlagVersion serves GET .../flags/versions/{version}: that version,
+// with its document.
+func (h *Handler) GetFlagVersion(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	n, err := versionParam("version", r.PathValue("version"), 0)
+	if err != nil {
+		return err
+	}
+	v, err := h.admin.Flags.GetVersion(r.Context(), p, r.PathValue("project"), r.PathValue("env"), n)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// DiffFlagVersions serves GET .../flags/versions/{version}/diff: what
+// that version changed from ?from= (default: the version before it).
+func (h *Handler) DiffFlagVersions(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	to, err := versionParam("version", r.PathValue("version"), 0)
+	if err != nil {
+		return err
+	}
+	from, err := versionParam("from", r.URL.Query().Get("from"), max(to-1, 1))
+	if err != nil {
+		return err
+	}
+	d, err := h.admin.Flags.DiffVersions(r.Context(), p, r.PathValue("project"), r.PathValue("env"), from, to)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// RevertFlagSet serves POST .../flags/revert with {"version": n}: n's
+// document becomes a new version (If-Match honoured).
+func (h *Handler) RevertFlagSet(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	pre, err := precondition(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Version int64 `json:"version"`
+	}
+	if err := decodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	if in.Version < 1 {
+		return apierror.Invalid("version is required: the flag-set version to restore (1 or more)")
+	}
+	fs, err := h.admin.Flags.Revert(r.Context(), p, r.PathValue("project"), r.PathValue("env"), in.Version, pre)
+	if err != nil {
+		return err
+	}
+	setFlagSetVersion(w, fs.Version)
+	apierror.WriteJSON(w, http.StatusOK, written(fs))
+	return nil
+}

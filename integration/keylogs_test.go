@@ -430,7 +430,7 @@ func stableHeaders(h http.Header) http.Header {
 func varyingHeader(name string) bool {
 	name = strings.ToLower(name)
 	return name == "date" || name == "x-ratelimit-remaining" || name == "x-ratelimit-reset" ||
-		name == "ratelimit" || name == "retry-after" || name == "x-request-id"
+		name == "ratelimit" || name == "retry-after" || name == "x-request-id" || name == "flagbridge-request-id"
 }
 
 type logEntry = map[string]any

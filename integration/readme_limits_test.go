@@ -36,7 +36,7 @@ func readmeShellBlocks(t *testing.T, from, to string) []string {
 // what the README says around them.
 func TestREADMELimitsExamples(t *testing.T) {
 	t.Parallel()
-	blocks := readmeShellBlocks(t, "A key may also carry its own rate limits", "### When storage fails")
+	blocks := readmeShellBlocks(t, "A key may also carry its own rate limits", "### Audit log")
 	if len(blocks) != 3 {
 		t.Fatalf("the README's limits section has %d sh examples, want 3 (PATCH a key, PUT an identity, near_limit): update this test", len(blocks))
 	}

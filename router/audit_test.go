@@ -66,6 +66,7 @@ var changes = map[routes.Name]change{
 	routes.DeleteIdentity:    ch("org admin", fromMatrix(routes.DeleteIdentity), audit.IdentityDeleted),
 	routes.PutFlagSet:        ch("org admin", fromMatrix(routes.PutFlagSet), audit.FlagSetUpdated),
 	routes.PutFlag:           ch("org admin", fromMatrix(routes.PutFlag), audit.FlagUpdated),
+	routes.RevertFlagSet:     ch("org admin", fromMatrix(routes.RevertFlagSet), audit.FlagSetReverted),
 	routes.DeleteFlag:        ch("org admin", fromMatrix(routes.DeleteFlag), audit.FlagDeleted),
 	routes.InviteMember:      ch("org admin", fromMatrix(routes.InviteMember), audit.MemberInvited),
 	routes.RemoveMember:      ch("org admin", fromMatrix(routes.RemoveMember), audit.MemberRemoved),

@@ -392,6 +392,22 @@ var requests = map[routes.Name]request{
 		return call{method: "PUT", path: "/v1/projects/" + p + "/environments/" + env + "/flags",
 			body: `{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on","metadata":{"flagbridge.client":true}}}}`, ok: 200}
 	}},
+	routes.ListFlagVersions: {allTargets, func(w *world, t target) call {
+		_, p, env := w.place(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/environments/" + env + "/flags/versions", ok: 200}
+	}},
+	routes.GetFlagVersion: {allTargets, func(w *world, t target) call {
+		_, p, env := w.place(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/environments/" + env + "/flags/versions/1", ok: 200}
+	}},
+	routes.DiffFlagVersions: {allTargets, func(w *world, t target) call {
+		_, p, env := w.place(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/environments/" + env + "/flags/versions/1/diff", ok: 200}
+	}},
+	routes.RevertFlagSet: {allTargets, func(w *world, t target) call {
+		_, p, env := w.place(t)
+		return call{method: "POST", path: "/v1/projects/" + p + "/environments/" + env + "/flags/revert", body: `{"version":1}`, ok: 200}
+	}},
 	routes.GetFlag: {allTargets, func(w *world, t target) call {
 		_, p, env := w.place(t)
 		return call{method: "GET", path: "/v1/projects/" + p + "/environments/" + env + "/flags/f", ok: 200}
@@ -510,7 +526,8 @@ func kindOf(n routes.Name) string {
 		return "session by id"
 	case routes.Evaluate, routes.EvaluateBatch, routes.OFREPEvaluate, routes.OFREPEvaluateAll, routes.OFREPEvents, routes.CreateSession:
 		return "environment named in the request"
-	case routes.GetFlagSet, routes.PutFlagSet, routes.GetFlag, routes.PutFlag, routes.DeleteFlag:
+	case routes.GetFlagSet, routes.PutFlagSet, routes.GetFlag, routes.PutFlag, routes.DeleteFlag,
+		routes.ListFlagVersions, routes.GetFlagVersion, routes.DiffFlagVersions, routes.RevertFlagSet:
 		return "environment in the path"
 	case routes.ListAuditLog:
 		return "project filter"

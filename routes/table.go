@@ -25,6 +25,10 @@ const (
 	DeleteIdentity    Name = "deleteIdentity"
 	GetFlagSet        Name = "getFlagSet"
 	PutFlagSet        Name = "putFlagSet"
+	ListFlagVersions  Name = "listFlagVersions"
+	GetFlagVersion    Name = "getFlagVersion"
+	DiffFlagVersions  Name = "diffFlagVersions"
+	RevertFlagSet     Name = "revertFlagSet"
 	GetFlag           Name = "getFlag"
 	PutFlag           Name = "putFlag"
 	DeleteFlag        Name = "deleteFlag"
@@ -95,6 +99,12 @@ var table = []Route{
 	{Name: DeleteIdentity, Method: "DELETE", Pattern: "/v1/projects/{project}/identities/{identity}", Needs: doing("manage identities of", onProject(adminWrite))},
 	{Name: GetFlagSet, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags", Needs: onEnvironment(adminRead)},
 	{Name: PutFlagSet, Method: "PUT", Pattern: "/v1/projects/{project}/environments/{env}/flags", Needs: onEnvironment(adminWrite)},
+	// A set's history: before GetFlag, whose {flag} would take
+	// "versions" (a flag of that key is read with the whole set).
+	{Name: ListFlagVersions, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags/versions", Needs: onEnvironment(adminRead)},
+	{Name: GetFlagVersion, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags/versions/{version}", Needs: onEnvironment(adminRead)},
+	{Name: DiffFlagVersions, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags/versions/{version}/diff", Needs: onEnvironment(adminRead)},
+	{Name: RevertFlagSet, Method: "POST", Pattern: "/v1/projects/{project}/environments/{env}/flags/revert", Needs: onEnvironment(adminWrite)},
 	{Name: GetFlag, Method: "GET", Pattern: "/v1/projects/{project}/environments/{env}/flags/{flag}", Needs: onEnvironment(adminRead)},
 	{Name: PutFlag, Method: "PUT", Pattern: "/v1/projects/{project}/environments/{env}/flags/{flag}", Needs: onEnvironment(adminWrite)},
 	{Name: DeleteFlag, Method: "DELETE", Pattern: "/v1/projects/{project}/environments/{env}/flags/{flag}", Needs: onEnvironment(adminWrite)},

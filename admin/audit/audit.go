@@ -38,6 +38,7 @@ const (
 	IdentityPut              Action = "identity.updated"
 	IdentityDeleted          Action = "identity.deleted"
 	FlagSetUpdated           Action = "flag_set.updated"
+	FlagSetReverted          Action = "flag_set.reverted"
 	FlagUpdated              Action = "flag.updated"
 	FlagDeleted              Action = "flag.deleted"
 	SessionCreated           Action = "testing_session.created"
@@ -56,7 +57,7 @@ const (
 var Actions = []Action{
 	OrganizationBootstrapped, ProjectCreated, ProjectDeleted, EnvironmentCreated,
 	KeyCreated, KeyUpdated, KeyRotated, KeyRevoked, IdentityPut, IdentityDeleted,
-	FlagSetUpdated, FlagUpdated, FlagDeleted, SessionCreated, SessionOverridesSet, SessionDeleted,
+	FlagSetUpdated, FlagSetReverted, FlagUpdated, FlagDeleted, SessionCreated, SessionOverridesSet, SessionDeleted,
 	MemberInvited, InvitationAccepted, MemberRemoved, PasswordSet, LoginSucceeded, LoginFailed, LoggedOut,
 }
 
@@ -118,6 +119,8 @@ type Actor struct {
 type Versions struct {
 	Before int64 `json:"before"`
 	After  int64 `json:"after"`
+	// RevertOf is the version a revert restored.
+	RevertOf int64 `json:"revert_of,omitempty"`
 }
 
 // ActorOf is the actor of principal p; the system for none.

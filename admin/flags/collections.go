@@ -3,11 +3,16 @@ package flags
 // The collections of flags (see package store):
 //
 //	flag-sets/<org>/<project>   environment slug -> FlagSet
+//	flag-set-versions/<org>/<project>/<env>   zero-padded version -> Version
 //	testing-sessions/<org>      session id -> TestingSession
 //
 // A written flag set publishes its [Ref] on topic [Topic], which every
 // instance's flag-set registry listens to.
 func colFlagSets(org, project string) string { return "flag-sets/" + org + "/" + project }
+
+func colVersions(r Ref) string {
+	return "flag-set-versions/" + r.OrgID + "/" + r.Project + "/" + r.Environment
+}
 
 func colSessions(org string) string { return "testing-sessions/" + org }
 

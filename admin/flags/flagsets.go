@@ -131,7 +131,7 @@ func (s *Service) PutFlagSet(ctx context.Context, p *authz.Principal, project, e
 		return nil, err
 	}
 	return s.writeFlagSet(ctx, p, ref, pre, audit.Change{Action: audit.FlagSetUpdated,
-		Target: audit.Target{Type: "flag_set", ID: ref.Environment}}, func(*FlagSet) ([]byte, error) {
+		Target: audit.Target{Type: "flag_set", ID: ref.Environment}}, func(store.Reader, *FlagSet) ([]byte, error) {
 		return compiled.Document(), nil
 	})
 }
@@ -168,7 +168,7 @@ func (s *Service) PutFlag(ctx context.Context, p *authz.Principal, project, env,
 		return nil, false, apierror.Invalid("flag %q: the definition must be a JSON object", key)
 	}
 	fs, err = s.writeFlagSet(ctx, p, ref, pre, audit.Change{Action: audit.FlagUpdated,
-		Target: audit.Target{Type: "flag", ID: key}}, func(cur *FlagSet) ([]byte, error) {
+		Target: audit.Target{Type: "flag", ID: key}}, func(_ store.Reader, cur *FlagSet) ([]byte, error) {
 		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
 			_, exists := flags[key]
 			created = !exists
@@ -186,7 +186,7 @@ func (s *Service) DeleteFlag(ctx context.Context, p *authz.Principal, project, e
 		return nil, err
 	}
 	return s.writeFlagSet(ctx, p, ref, pre, audit.Change{Action: audit.FlagDeleted,
-		Target: audit.Target{Type: "flag", ID: key}}, func(cur *FlagSet) ([]byte, error) {
+		Target: audit.Target{Type: "flag", ID: key}}, func(_ store.Reader, cur *FlagSet) ([]byte, error) {
 		return editFlags(cur.Document, func(flags map[string]json.RawMessage) error {
 			if _, ok := flags[key]; !ok {
 				return flagNotFound(key, env)
@@ -200,10 +200,11 @@ func (s *Service) DeleteFlag(ctx context.Context, p *authz.Principal, project, e
 // writeFlagSet is the one write path of flag sets, for a caller already
 // authorized for ref: in a transaction, check that the environment exists
 // and the precondition, build the new document from the current one,
-// compile it, bump the version, announce the change and record it (c,
-// with the place and the versions filled in) in the audit log.
+// compile it, bump the version, keep the version in the history,
+// announce the change and record it (c, with the place and the versions
+// filled in) in the audit log.
 func (s *Service) writeFlagSet(ctx context.Context, p *authz.Principal, ref Ref, pre Precondition, c audit.Change,
-	build func(cur *FlagSet) ([]byte, error)) (*FlagSet, error) {
+	build func(tx store.Reader, cur *FlagSet) ([]byte, error)) (*FlagSet, error) {
 	var out *FlagSet
 	err := s.env.Update(ctx, func(tx store.Writer) error {
 		if err := tenancy.EnvironmentExists(tx, ref.OrgID, ref.Project, ref.Environment); err != nil {
@@ -216,7 +217,7 @@ func (s *Service) writeFlagSet(ctx context.Context, p *authz.Principal, ref Ref,
 		if pre.Set && pre.Version != cur.Version {
 			return versionMismatch(pre.Version, cur.Version)
 		}
-		doc, err := build(cur)
+		doc, err := build(tx, cur)
 		if err != nil {
 			return err
 		}
@@ -228,9 +229,16 @@ func (s *Service) writeFlagSet(ctx context.Context, p *authz.Principal, ref Ref,
 		if err := docs.Put(tx, colFlagSets(ref.OrgID, ref.Project), ref.Environment, out); err != nil {
 			return err
 		}
+		var revertOf int64
+		if c.FlagSet != nil {
+			revertOf = c.FlagSet.RevertOf
+		}
+		if err := keepVersion(tx, ref, p, out, revertOf); err != nil {
+			return err
+		}
 		tx.Publish(Topic, []byte(ref.String()))
 		c.Project, c.Environment = ref.Project, ref.Environment
-		c.FlagSet = &audit.Versions{Before: cur.Version, After: out.Version}
+		c.FlagSet = &audit.Versions{Before: cur.Version, After: out.Version, RevertOf: revertOf}
 		return audit.Record(ctx, tx, p, s.env.Now(), c)
 	})
 	if err != nil {
@@ -245,6 +253,9 @@ func (s *Service) writeFlagSet(ctx context.Context, p *authz.Principal, ref Ref,
 func (s *Service) DeleteProject(tx store.Writer, org, slug string, envs []tenancy.Environment) error {
 	for _, e := range envs {
 		tx.Publish(Topic, []byte(Ref{org, slug, e.Slug}.String()))
+		if err := tx.DeleteCollection(colVersions(Ref{org, slug, e.Slug})); err != nil {
+			return err
+		}
 	}
 	if err := tx.DeleteCollection(colFlagSets(org, slug)); err != nil {
 		return err
