@@ -9,6 +9,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/identity"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apierror"
@@ -184,6 +185,24 @@ func bucketUsage(u edge.KeyUsage) []*BucketUsage {
 			g.Window = &w
 		}
 		out[i] = g
+	}
+	return out
+}
+
+// auditEntry is an audit log entry as GraphQL shows it.
+func auditEntry(e *audit.Entry) *AuditEntry {
+	out := &AuditEntry{
+		ID: e.ID, Time: e.Time, Organization: e.Organization, Project: optional(e.Project), Environment: optional(e.Environment),
+		Action: string(e.Action), Target: &AuditTarget{Type: e.Target.Type, ID: e.Target.ID},
+		Actor:         &AuditActor{Type: e.Actor.Type, ID: optional(e.Actor.ID), KeyType: optional(e.Actor.KeyType), Member: optional(e.Actor.Member)},
+		ClientAddress: optional(e.ClientAddress), RequestID: optional(e.RequestID), Outcome: e.Outcome, Reason: optional(e.Reason),
+	}
+	if v := e.FlagSet; v != nil {
+		out.FlagSet = &AuditVersions{Before: int(v.Before), After: int(v.After)}
+		if v.RevertOf != 0 {
+			n := int(v.RevertOf)
+			out.FlagSet.RevertOf = &n
+		}
 	}
 	return out
 }

@@ -42,6 +42,54 @@ type APIKey struct {
 	Usage []*BucketUsage `json:"usage"`
 }
 
+// Who did it: an API key (never its secret), a member, or the system (the command line).
+type AuditActor struct {
+	// api_key, member or system.
+	Type    string  `json:"type"`
+	ID      *string `json:"id,omitempty"`
+	KeyType *string `json:"keyType,omitempty"`
+	Member  *string `json:"member,omitempty"`
+}
+
+// One change, or a login attempt.
+type AuditEntry struct {
+	ID           string    `json:"id"`
+	Time         time.Time `json:"time"`
+	Organization string    `json:"organization"`
+	Project      *string   `json:"project,omitempty"`
+	Environment  *string   `json:"environment,omitempty"`
+	// What was done, as noun.verb: api_key.revoked, flag_set.updated, dashboard.login_failed...
+	Action        string       `json:"action"`
+	Target        *AuditTarget `json:"target"`
+	Actor         *AuditActor  `json:"actor"`
+	ClientAddress *string      `json:"clientAddress,omitempty"`
+	// The Flagbridge-Request-Id of the answer that made the change.
+	RequestID *string `json:"requestId,omitempty"`
+	// success, or failure (a failed login).
+	Outcome string  `json:"outcome"`
+	Reason  *string `json:"reason,omitempty"`
+	// For a flag change, the set's versions around it.
+	FlagSet *AuditVersions `json:"flagSet,omitempty"`
+}
+
+// A page of the audit log.
+type AuditLogPage struct {
+	Entries []*AuditEntry `json:"entries"`
+	// The cursor of the next page (after:), null on the last.
+	NextCursor *string `json:"nextCursor,omitempty"`
+}
+
+type AuditTarget struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+type AuditVersions struct {
+	Before   int  `json:"before"`
+	After    int  `json:"after"`
+	RevertOf *int `json:"revertOf,omitempty"`
+}
+
 // One rate-limit bucket a key spends from, as it is now.
 type BucketUsage struct {
 	// The bucket's policy name (as in RateLimit-Policy): the key type for its default limit, a limit's name, quota, or identity-<name>.

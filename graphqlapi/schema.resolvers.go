@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/keys"
 	"github.com/flagbridge/flagbridge/apikey"
 	"github.com/flagbridge/flagbridge/authz"
@@ -182,6 +183,38 @@ func (r *queryResolver) Projects(ctx context.Context) ([]*Project, error) {
 			proj.Environments[j] = &Environment{ID: e.Slug, Name: e.Name, CreatedAt: e.CreatedAt}
 		}
 		out[i] = proj
+	}
+	return out, nil
+}
+
+// AuditLog is the resolver for the auditLog field.
+func (r *queryResolver) AuditLog(ctx context.Context, project *string, environment *string, action *string, actor *string, since *string, until *string, after *string, first *int) (*AuditLogPage, error) {
+	deref := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	q := audit.Query{Project: deref(project), Environment: deref(environment), Action: deref(action),
+		Actor: deref(actor), Cursor: deref(after)}
+	if first != nil {
+		q.Limit = *first
+	}
+	now := time.Now()
+	var err error
+	if q.Since, err = audit.ParseTime("since", deref(since), now); err != nil {
+		return nil, err
+	}
+	if q.Until, err = audit.ParseTime("until", deref(until), now); err != nil {
+		return nil, err
+	}
+	page, err := r.Admin.Audit.List(ctx, caller(ctx), q)
+	if err != nil {
+		return nil, err
+	}
+	out := &AuditLogPage{Entries: make([]*AuditEntry, len(page.Entries)), NextCursor: optional(page.Next)}
+	for i := range page.Entries {
+		out.Entries[i] = auditEntry(&page.Entries[i])
 	}
 	return out, nil
 }
