@@ -61,8 +61,11 @@ func New(st store.Store) *Service {
 		Identities: customers.New(env),
 		Flags:      flags.New(env),
 		Identity:   identity.New(env, ks),
-		Audit:      audit.New(env),
-		env:        env,
+		Audit: audit.New(env, func(r store.Reader, org, project string) error {
+			var p tenancy.Project
+			return tenancy.MustGetProject(r, org, project, &p)
+		}),
+		env: env,
 	}
 }
 

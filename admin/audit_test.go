@@ -142,6 +142,18 @@ func TestAuditSameTransaction(t *testing.T) {
 		if after := len(auditLog(t, e, o.root, audit.Query{})); after != before {
 			t.Fatalf("%d entries without a change", after-before)
 		}
+		// A webhook's delivery is written with the change too: if it cannot
+		// be, the change is not made.
+		if _, err := e.svc.Audit.CreateWebhook(ctx, o.root, "alpha", audit.WebhookInput{URL: "https://hooks.example.com/f", Events: []string{"*"}}); err != nil {
+			t.Fatal(err)
+		}
+		noDeliveries := e.faulty(failOn("put", "webhook-deliveries/"))
+		if _, err := noDeliveries.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(flagDoc), flags.Precondition{}); !errors.Is(err, errInjected) {
+			t.Fatalf("with the delivery write failing: %v", err)
+		}
+		if fs := e.flagSet(t, o, "alpha", "production"); fs.Version != 0 {
+			t.Fatalf("the flag set changed without its delivery: version %d", fs.Version)
+		}
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -375,5 +376,68 @@ func (h *Handler) ListAuditLog(w http.ResponseWriter, r *http.Request, p *authz.
 		return err
 	}
 	apierror.WriteJSON(w, http.StatusOK, auditPage{Data: page.Entries, NextCursor: page.Next})
+	return nil
+}
+
+// CreateWebhook serves POST /v1/projects/{project}/webhooks: the signing
+// secret is in the answer, and nowhere else, ever.
+func (h *Handler) CreateWebhook(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	var in audit.WebhookInput
+	if err := decodeJSON(r, &in, false); err != nil {
+		return err
+	}
+	wh, err := h.admin.Audit.CreateWebhook(r.Context(), p, r.PathValue("project"), in)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusCreated, wh)
+	return nil
+}
+
+// ListWebhooks serves GET /v1/projects/{project}/webhooks.
+func (h *Handler) ListWebhooks(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	ws, err := h.admin.Audit.ListWebhooks(r.Context(), p, r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, listOf(ws))
+	return nil
+}
+
+// DeleteWebhook serves DELETE /v1/projects/{project}/webhooks/{webhook}.
+func (h *Handler) DeleteWebhook(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	if err := h.admin.Audit.DeleteWebhook(r.Context(), p, r.PathValue("project"), r.PathValue("webhook")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ListDeliveries serves GET .../webhooks/{webhook}/deliveries: the
+// delivery log, newest first (?limit=).
+func (h *Handler) ListDeliveries(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	limit := 0
+	if s := r.URL.Query().Get("limit"); s != "" {
+		var err error
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
+			return apierror.Invalid("limit: %q is not a whole number between 1 and %d", s, audit.MaxLimit)
+		}
+	}
+	ds, err := h.admin.Audit.ListDeliveries(r.Context(), p, r.PathValue("project"), r.PathValue("webhook"), limit)
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusOK, listOf(ds))
+	return nil
+}
+
+// ReplayDelivery serves POST .../deliveries/{delivery}/replay: the
+// delivery is sent again, now.
+func (h *Handler) ReplayDelivery(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
+	d, err := h.admin.Audit.ReplayDelivery(r.Context(), p, r.PathValue("project"), r.PathValue("webhook"), r.PathValue("delivery"))
+	if err != nil {
+		return err
+	}
+	apierror.WriteJSON(w, http.StatusAccepted, d)
 	return nil
 }

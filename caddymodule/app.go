@@ -59,6 +59,11 @@ type App struct {
 	// AuditRetention is how long audit log entries are kept (default
 	// audit.DefaultRetention, 90 days); older days are deleted.
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+	// WebhookAllowInsecure admits http webhook URLs and private, loopback
+	// and link-local targets: for development and tests only (logged at
+	// start). By default deliveries go over https to public addresses, so
+	// that a webhook cannot reach into the network FlagBridge runs in.
+	WebhookAllowInsecure bool `json:"webhook_allow_insecure,omitempty"`
 	// RateLimits overrides the default limits. Keys: client (per key and
 	// client address), live, test, admin and unauthenticated (per client
 	// IP, for requests failing authentication).
@@ -226,6 +231,10 @@ func (a *App) Start() error {
 	r.Keys.SetTTL(ttl)
 	r.Identities.SetTTL(ttl)
 	r.Admin.Audit.Retention = time.Duration(a.AuditRetention) // 0: the default
+	r.Admin.Audit.AllowInsecureWebhooks = a.WebhookAllowInsecure
+	if a.WebhookAllowInsecure {
+		a.logger.Warn("flagbridge: webhook_allow_insecure is set, so webhooks may target http URLs and private or loopback addresses; use it for development and tests only")
+	}
 	setRunning(a)
 	return nil
 }

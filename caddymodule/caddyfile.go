@@ -26,6 +26,7 @@ func init() {
 //			on_storage_error deny|allow|local [<instances>]
 //			key_cache_ttl <duration>
 //			audit_retention <duration>
+//			webhook_allow_insecure
 //			rate_limit client|live|test|admin|unauthenticated <requests>[/<window>]
 //			ietf_headers
 //			rate_limit_mode enforce|shadow
@@ -85,6 +86,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.IETFHeaders = true
+		case "webhook_allow_insecure":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.WebhookAllowInsecure = true
 		case "rate_limit_mode":
 			// Checked by Validate, as the JSON form's is.
 			if !d.NextArg() {

@@ -24,6 +24,7 @@ func TestUnmarshalAppCaddyfile(t *testing.T) {
 		on_storage_error allow
 		key_cache_ttl 1m
 		audit_retention 30d
+		webhook_allow_insecure
 		rate_limit live 20000/1m
 		rate_limit test 50/s
 		rate_limit admin 100
@@ -34,12 +35,13 @@ func TestUnmarshalAppCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := App{
-		Storage:        "redis://cache:6379?master_name=main",
-		StorageTimeout: caddy.Duration(250 * time.Millisecond),
-		KeyPrefix:      "acme",
-		OnStorageError: "allow",
-		KeyCacheTTL:    caddy.Duration(time.Minute),
-		AuditRetention: caddy.Duration(30 * 24 * time.Hour),
+		Storage:              "redis://cache:6379?master_name=main",
+		StorageTimeout:       caddy.Duration(250 * time.Millisecond),
+		KeyPrefix:            "acme",
+		OnStorageError:       "allow",
+		KeyCacheTTL:          caddy.Duration(time.Minute),
+		AuditRetention:       caddy.Duration(30 * 24 * time.Hour),
+		WebhookAllowInsecure: true,
 		RateLimits: map[string]RateLimit{
 			"live":            {20000, caddy.Duration(time.Minute)},
 			"test":            {50, caddy.Duration(time.Second)},

@@ -110,7 +110,14 @@ func (c *core) open() (*openCore, error) {
 			}
 		}
 	})
-	o.done.Add(3)
+	o.done.Add(4)
+	go func() {
+		// Webhook deliveries, until the core closes.
+		defer o.done.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-o.stop; cancel() }()
+		o.Webhooks.Run(ctx)
+	}()
 	go o.background(c.log)
 	go o.resyncLoop()
 	go func() {

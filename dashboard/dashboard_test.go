@@ -1162,7 +1162,7 @@ func TestInviteTokensOnlyInBodies(t *testing.T) {
 	// parameter but the static files' (served from the embedded assets,
 	// never looked up as anything else), and every parameter of the table
 	// names one of the API's nouns.
-	nouns := map[string]bool{"project": true, "env": true, "flag": true, "id": true, "key": true, "identity": true, "version": true}
+	nouns := map[string]bool{"project": true, "env": true, "flag": true, "id": true, "key": true, "identity": true, "version": true, "webhook": true, "delivery": true}
 	for _, r := range routes.All() {
 		params := routeParams(r.Pattern)
 		lower := strings.ToLower(string(r.Name) + " " + r.Pattern)

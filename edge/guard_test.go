@@ -400,7 +400,10 @@ func TestScopeMatrix(t *testing.T) {
 		{"DELETE", "/v1/projects/app/environments/production/flags/new-checkout"},
 		{"GET", "/v1/projects/app/identities"}, {"GET", "/v1/projects/app/identities/acme"},
 		{"PUT", "/v1/projects/app/identities/acme"}, {"DELETE", "/v1/projects/app/identities/acme"},
-		{"GET", "/v1/members"}, {"GET", "/v1/audit-log"}, {"POST", "/graphql"}, {"GET", "/graphql"},
+		{"GET", "/v1/members"}, {"GET", "/v1/audit-log"},
+		{"POST", "/v1/projects/app/webhooks"}, {"GET", "/v1/projects/app/webhooks"}, {"DELETE", "/v1/projects/app/webhooks/wh_1"},
+		{"GET", "/v1/projects/app/webhooks/wh_1/deliveries"}, {"POST", "/v1/projects/app/webhooks/wh_1/deliveries/msg_1/replay"},
+		{"POST", "/graphql"}, {"GET", "/graphql"},
 		{"GET", "/v1/anything/else"},
 		// Near misses of the evaluate routes are admin-only, not evaluate.
 		{"GET", "/v1/evaluate"}, {"POST", "/v1/evaluate/"}, {"POST", "/v1//evaluate"},

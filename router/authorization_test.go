@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/identity"
@@ -233,6 +234,43 @@ func (w *world) place(t target) (org *authz.Principal, project, env string) {
 	return w.rootA, "p1", "production"
 }
 
+// deliveryIn creates a webhook of the project t names and one delivery to
+// it (a flag write), and returns their ids.
+func (w *world) deliveryIn(t target) (webhook, delivery string) {
+	w.pruneWebhooks(t)
+	root, project, env := w.place(t)
+	ctx := context.Background()
+	h, err := w.svc.Audit.CreateWebhook(ctx, root, project, audit.WebhookInput{URL: "https://hooks.example.com/" + w.unique("h"), Events: []string{"flag_set.updated"}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	doc := []byte(`{"flags":{"f":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on","metadata":{"flagbridge.client":true}}}}`)
+	if _, err := w.svc.Flags.PutFlagSet(ctx, root, project, env, doc, flags.Precondition{}); err != nil {
+		w.t.Fatal(err)
+	}
+	ds, err := w.svc.Audit.ListDeliveries(ctx, root, project, h.ID, 1)
+	if err != nil || len(ds) != 1 {
+		w.t.Fatalf("deliveries: %v %v", ds, err)
+	}
+	return h.ID, ds[0].ID
+}
+
+// pruneWebhooks deletes the webhooks of the project t names, which the
+// cases before left, so that a project stays under its bound.
+func (w *world) pruneWebhooks(t target) {
+	root, project, _ := w.place(t)
+	ctx := context.Background()
+	hooks, err := w.svc.Audit.ListWebhooks(ctx, root, project)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, h := range hooks {
+		if err := w.svc.Audit.DeleteWebhook(ctx, root, project, h.ID); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
 // keyIn creates a live key with WRITE only (so that a WRITE-only caller may
 // rotate it) where t names, and returns its id.
 func (w *world) keyIn(t target) string {
@@ -422,6 +460,30 @@ var requests = map[routes.Name]request{
 		return call{method: "DELETE", path: "/v1/projects/" + p + "/environments/" + env + "/flags/" + w.flagIn(t), ok: 204}
 	}},
 	routes.ListMembers: {[]target{own}, func(w *world, t target) call { return call{method: "GET", path: "/v1/members", ok: 200} }},
+	routes.CreateWebhook: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		w.pruneWebhooks(t)
+		return call{method: "POST", path: "/v1/projects/" + p + "/webhooks", body: `{"url":"https://hooks.example.com/flags","events":["flag_set.updated"]}`, ok: 201}
+	}},
+	routes.ListWebhooks: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/webhooks", ok: 200}
+	}},
+	routes.DeleteWebhook: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		hook, _ := w.deliveryIn(t)
+		return call{method: "DELETE", path: "/v1/projects/" + p + "/webhooks/" + hook, ok: 204}
+	}},
+	routes.ListDeliveries: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		hook, _ := w.deliveryIn(t)
+		return call{method: "GET", path: "/v1/projects/" + p + "/webhooks/" + hook + "/deliveries", ok: 200}
+	}},
+	routes.ReplayDelivery: {allTargets, func(w *world, t target) call {
+		_, p, _ := w.place(t)
+		hook, d := w.deliveryIn(t)
+		return call{method: "POST", path: "/v1/projects/" + p + "/webhooks/" + hook + "/deliveries/" + d + "/replay", ok: 202}
+	}},
 	routes.ListAuditLog: {allTargets, func(w *world, t target) call {
 		_, p, _ := w.place(t)
 		return call{method: "GET", path: "/v1/audit-log?project=" + p, ok: 200}
@@ -516,7 +578,8 @@ func kindOf(n routes.Name) string {
 	switch n {
 	case routes.CreateProject, routes.InviteMember, routes.RemoveMember:
 		return "organization"
-	case routes.DeleteProject, routes.CreateEnvironment, routes.PutIdentity, routes.DeleteIdentity:
+	case routes.DeleteProject, routes.CreateEnvironment, routes.PutIdentity, routes.DeleteIdentity,
+		routes.CreateWebhook, routes.ListWebhooks, routes.DeleteWebhook, routes.ListDeliveries, routes.ReplayDelivery:
 		return "whole project"
 	case routes.GetProject, routes.ListEnvironments, routes.ListKeys, routes.CreateKey, routes.ListIdentities, routes.GetIdentity:
 		return "part of a project"

@@ -36,6 +36,11 @@ const (
 	InviteMember      Name = "inviteMember"
 	RemoveMember      Name = "removeMember"
 	ListAuditLog      Name = "listAuditLog"
+	CreateWebhook     Name = "createWebhook"
+	ListWebhooks      Name = "listWebhooks"
+	DeleteWebhook     Name = "deleteWebhook"
+	ListDeliveries    Name = "listWebhookDeliveries"
+	ReplayDelivery    Name = "replayWebhookDelivery"
 	Evaluate          Name = "evaluate"
 	EvaluateBatch     Name = "evaluateBatch"
 	CreateSession     Name = "createSession"
@@ -114,6 +119,14 @@ var table = []Route{
 	// The audit log: every key reads what its scope covers (the service
 	// filters each entry), nothing of another project or the organization.
 	{Name: ListAuditLog, Method: "GET", Pattern: "/v1/audit-log", Needs: doing("read the audit log of", adminRead)},
+	// A project's webhooks, which receive its audit entries: only a key of
+	// the whole project manages or reads them (a delivery shows any of the
+	// project's environments).
+	{Name: CreateWebhook, Method: "POST", Pattern: "/v1/projects/{project}/webhooks", Needs: doing("manage the webhooks of", onProject(adminWrite))},
+	{Name: ListWebhooks, Method: "GET", Pattern: "/v1/projects/{project}/webhooks", Needs: doing("read the webhooks of", onProject(adminRead))},
+	{Name: DeleteWebhook, Method: "DELETE", Pattern: "/v1/projects/{project}/webhooks/{webhook}", Needs: doing("manage the webhooks of", onProject(adminWrite))},
+	{Name: ListDeliveries, Method: "GET", Pattern: "/v1/projects/{project}/webhooks/{webhook}/deliveries", Needs: doing("read the webhooks of", onProject(adminRead))},
+	{Name: ReplayDelivery, Method: "POST", Pattern: "/v1/projects/{project}/webhooks/{webhook}/deliveries/{delivery}/replay", Needs: doing("manage the webhooks of", onProject(adminWrite))},
 	{Name: Evaluate, Method: "POST", Pattern: "/v1/evaluate", Needs: evaluation, Timeout: SelfBounded},
 	{Name: EvaluateBatch, Method: "POST", Pattern: "/v1/evaluate/batch", Needs: evaluation, Timeout: SelfBounded},
 	{Name: CreateSession, Method: "POST", Pattern: "/v1/testing/sessions", Needs: sessions},

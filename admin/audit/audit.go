@@ -51,6 +51,9 @@ const (
 	LoginSucceeded           Action = "dashboard.login"
 	LoginFailed              Action = "dashboard.login_failed"
 	LoggedOut                Action = "dashboard.logout"
+	WebhookCreated           Action = "webhook.created"
+	WebhookDeleted           Action = "webhook.deleted"
+	DeliveryReplayed         Action = "webhook.delivery_replayed"
 )
 
 // Actions is every action, for validating filters and listing them.
@@ -59,6 +62,7 @@ var Actions = []Action{
 	KeyCreated, KeyUpdated, KeyRotated, KeyRevoked, IdentityPut, IdentityDeleted,
 	FlagSetUpdated, FlagSetReverted, FlagUpdated, FlagDeleted, SessionCreated, SessionOverridesSet, SessionDeleted,
 	MemberInvited, InvitationAccepted, MemberRemoved, PasswordSet, LoginSucceeded, LoginFailed, LoggedOut,
+	WebhookCreated, WebhookDeleted, DeliveryReplayed,
 }
 
 // Outcomes of an entry. A change is recorded with its commit, so it
@@ -216,7 +220,10 @@ func put(tx store.Writer, e Entry) error {
 	}
 	// Written blind (no read), so that concurrent changes do not conflict
 	// over the index.
-	return tx.Put(colDays(e.Organization), day, []byte("{}"))
+	if err := tx.Put(colDays(e.Organization), day, []byte("{}")); err != nil {
+		return err
+	}
+	return enqueue(tx, &e)
 }
 
 // idTimeWidth is the width of an id's time part: nanoseconds since the

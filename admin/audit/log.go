@@ -50,15 +50,26 @@ type Page struct {
 	Next    string  `json:"next_cursor,omitempty"`
 }
 
-// Service reads the audit log and keeps it to its retention.
+// Service reads the audit log, keeps it to its retention, and manages the
+// webhooks that receive it.
 type Service struct {
 	env *docs.Env
+	// projectExists fails with NOT_FOUND unless the project exists (the
+	// tenancy's rule, which imports this package).
+	projectExists func(r store.Reader, org, project string) error
 	// Retention is how long entries are kept (DefaultRetention if 0).
 	Retention time.Duration
+	// AllowInsecureWebhooks admits http URLs and private, loopback and
+	// link-local addresses as webhook targets (webhook_allow_insecure:
+	// development and tests only).
+	AllowInsecureWebhooks bool
 }
 
-// New returns the audit log's service over env.
-func New(env *docs.Env) *Service { return &Service{env: env} }
+// New returns the audit log's service over env; projectExists is the
+// tenancy's check that a project exists.
+func New(env *docs.Env, projectExists func(r store.Reader, org, project string) error) *Service {
+	return &Service{env: env, projectExists: projectExists}
+}
 
 func (s *Service) retention() time.Duration {
 	if s.Retention <= 0 {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/flagbridge/flagbridge/admin"
+	"github.com/flagbridge/flagbridge/admin/audit"
 	"github.com/flagbridge/flagbridge/admin/customers"
 	"github.com/flagbridge/flagbridge/admin/flags"
 	"github.com/flagbridge/flagbridge/admin/keys"
@@ -39,6 +40,9 @@ type Instance struct {
 	Streams *streams.Hub
 	// Tokens mint and verify event streams' tokens.
 	Tokens *streams.Tokens
+	// Webhooks sends this instance's share of the webhook deliveries; Run
+	// it for as long as the instance serves.
+	Webhooks *audit.Dispatcher
 }
 
 // New builds an instance over st, limiting with limiter. The guard logs
@@ -80,6 +84,7 @@ func New(st store.Store, limiter ratelimit.Limiter, cfg edge.Config, log *zap.Lo
 	})
 	return &Instance{
 		Admin: svc, Keys: kc, Identities: ids, Registry: reg, Guard: guard, Streams: hub, Tokens: tokens,
+		Webhooks: audit.NewDispatcher(svc.Audit, log.Named("webhooks")),
 		Router: router.New(router.Config{Admin: svc, Eval: evaluation.New(svc.Flags, reg), Limits: guard, Log: log,
 			Tokens: tokens, Hub: hub}),
 	}
@@ -101,6 +106,8 @@ func (in *Instance) Evict(ev store.Event) (resync bool) {
 		in.Streams.FlagsChanged(string(ev.Payload))
 	case ev.Topic == flags.SessionTopic:
 		in.Streams.SessionChanged(string(ev.Payload))
+	case ev.Topic == audit.WebhookTopic:
+		in.Webhooks.Wake()
 	case ev.Topic == customers.Topic:
 		// The payload is customers.Ref's "<org>/<project>/<slug>", the
 		// edge's IdentityTag.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -37,6 +38,9 @@ type Options struct {
 	// Limiter is the shared rate limiter (default: in process).
 	Limiter ratelimit.Limiter
 	Log     *zap.Logger
+	// AllowInsecureWebhooks admits webhooks on loopback http receivers
+	// (webhook_allow_insecure).
+	AllowInsecureWebhooks bool
 }
 
 // New returns the request path over st. Close stops its change-feed
@@ -58,10 +62,12 @@ func New(st store.Store, opts Options) *Chain {
 			c.Purge()
 		}
 	})
+	c.Admin.Audit.AllowInsecureWebhooks = opts.AllowInsecureWebhooks
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Streams.Run(ctx) }()
-	c.unsubscribe = func() { unsubscribe(); cancel(); <-done }
+	var done sync.WaitGroup
+	done.Go(func() { c.Streams.Run(ctx) })
+	done.Go(func() { c.Webhooks.Run(ctx) })
+	c.unsubscribe = func() { unsubscribe(); cancel(); done.Wait() }
 	return c
 }
 
