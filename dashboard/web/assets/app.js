@@ -5,6 +5,7 @@
 //   #/flags            flags of a project's environment
 //   #/projects         projects and their environments
 //   #/members          the organization's members
+//   #/audit            the audit log
 //   #/keys             Settings → API Keys
 //
 // Routes may carry a query (#/flags?project=shop&env=production).
@@ -12,6 +13,7 @@
 import { ApiError, currentSession, get, post, setSession, whenLoggedOut } from './api.js';
 import { h, replace } from './dom.js';
 import { badge, button, closeDialogs, loading, roleLabel, toast } from './ui.js';
+import * as audit from './pages/audit.js';
 import * as flags from './pages/flags.js';
 import * as invite from './pages/invite.js';
 import * as keys from './pages/keys.js';
@@ -29,6 +31,7 @@ const NAV = [
     items: [
       { route: 'projects', label: 'Projects', page: projects },
       { route: 'members', label: 'Members', page: members },
+      { route: 'audit', label: 'Audit log', page: audit },
     ],
   },
   { section: 'Settings', items: [{ route: 'keys', label: 'API Keys', page: keys }] },

@@ -4,7 +4,7 @@
 // changes without knowing: a 412 re-reads the set.
 
 import { ApiError, get, request, v1, etagVersion } from '../api.js';
-import { append, h, plural, replace } from '../dom.js';
+import { append, h, plural, replace, time } from '../dom.js';
 import { remember } from '../prefs.js';
 import {
   badge, button, clearError, confirm, empty, errorBox, field, loading, pageHeader, showError, table, toast, withBusy,
@@ -24,6 +24,7 @@ const STALE = 'These flags changed since you loaded them (someone else saved mea
 
 export async function render(root, ctx) {
   const newFlag = button('New flag', { kind: 'primary', id: 'new-flag', disabled: true });
+  const historyBtn = button('History', { kind: 'secondary', id: 'flag-history', disabled: true });
   append(root, [
     pageHeader('Flags', 'Turn features on and off per environment, and edit their variants and rules.', newFlag),
     readOnlyBanner(ctx.session, 'changing flags'),
@@ -49,7 +50,7 @@ export async function render(root, ctx) {
   const list = h('div', { class: 'card', id: 'flags-list' });
   const editorSlot = h('div', { class: 'editor-slot' });
   replace(body,
-    h('div', { class: 'toolbar' }, projectField, envSlot, versionInfo),
+    h('div', { class: 'toolbar' }, projectField, envSlot, versionInfo, historyBtn),
     listAlert,
     h('div', { class: 'split' }, list, editorSlot));
 
@@ -62,6 +63,7 @@ export async function render(root, ctx) {
     doc = null;
     clearError(listAlert);
     newFlag.disabled = true;
+    historyBtn.disabled = true;
     replace(envSlot);
     replace(list, loading('Loading environments…'));
     versionInfo.textContent = '';
@@ -118,6 +120,8 @@ export async function render(root, ctx) {
       list.removeAttribute('aria-busy');
     }
     newFlag.disabled = false;
+    historyBtn.disabled = false;
+    if (editor && editor.history) editor.refresh();
     const flags = doc.flags || {};
     const keys = Object.keys(flags).sort((a, b) => a.localeCompare(b));
     showVersion();
@@ -179,7 +183,7 @@ export async function render(root, ctx) {
       stateText.className = `switch-text ${on ? 'is-on' : 'is-off'}`;
       showVersion();
       toast(`“${key}” turned ${on ? 'on' : 'off'} in ${env}`);
-      if (editor && editor.key === key) editor.refreshIfUnchanged();
+      if (editor && (editor.key === key || editor.history)) editor.refreshIfUnchanged();
     } catch (err) {
       if (err instanceof ApiError && err.status === 412) {
         showError(listAlert, `${STALE} The list now shows the latest version; toggle “${key}” again if it is still needed.`);
@@ -352,7 +356,111 @@ export async function render(root, ctx) {
     (keyInput || text).focus();
   }
 
+  /**
+   * openHistory shows the set's versions next to the list: who wrote each
+   * and when, what each changed, and a revert to any of them (a new
+   * version, conditional on the one shown).
+   */
+  async function openHistory() {
+    closeEditor();
+    const close = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close history', id: 'history-close' }, '×');
+    const content = h('div', { id: 'history-list' }, loading('Loading versions…'));
+    const alert = errorBox();
+    alert.id = 'history-error';
+    const panel = h('section', { class: 'card editor', id: 'flag-history-panel', 'aria-labelledby': 'flag-history-title' },
+      h('header', { class: 'card-header' },
+        h('div', {},
+          h('h2', { class: 'card-title', id: 'flag-history-title' }, 'History'),
+          h('p', { class: 'card-meta' }, `Versions of the flags of ${project} / ${env}`)),
+        close),
+      alert, content);
+    editorSlot.append(panel);
+    const historyPath = (...rest) => v1('projects', project, 'environments', env, 'flags', 'versions', ...rest);
+    const current = () => version ?? 0;
+
+    async function load() {
+      let versions;
+      try {
+        versions = (await get(historyPath())).data;
+      } catch (err) {
+        replace(content, loadFailed('the history', err, load));
+        return;
+      }
+      if (versions.length === 0) {
+        replace(content, empty('No versions yet', 'Every save of these flags is kept here.'));
+        return;
+      }
+      replace(content, table(`Versions of ${project} / ${env}`, ['Version', 'Saved', 'By', h('span', { class: 'visually-hidden' }, 'Actions')],
+        versions.flatMap(row), { className: 'history-table' }));
+    }
+
+    function row(v) {
+      const diff = h('tr', { class: 'history-diff', hidden: true }, h('td', { colspan: '4' }));
+      const showChanges = button('Changes', { kind: 'ghost', small: true, className: 'show-changes', 'aria-expanded': 'false',
+        'aria-label': `Changes of version ${v.version}` });
+      showChanges.addEventListener('click', () => toggleDiff(v, diff, showChanges));
+      const revert = v.version === current() ? badge('Current', 'accent') : button('Revert to this', {
+        kind: 'secondary', small: true, className: 'revert-version', 'aria-label': `Revert to version ${v.version}`,
+        onClick: () => revertTo(v.version),
+      });
+      const by = !v.author || !v.author.type ? h('span', { class: 'muted' }, 'unknown')
+        : v.author.type === 'api_key' ? h('code', { title: `${v.author.key_type} key ${v.author.id}` }, v.author.id)
+          : v.author.type === 'member' ? h('span', {}, 'member ', h('code', { title: v.author.id }, v.author.id)) : v.author.type;
+      return [h('tr', { dataset: { version: String(v.version) } },
+        h('td', {}, h('span', { class: 'cell-strong' }, String(v.version)),
+          v.revert_of ? h('span', { class: 'cell-note' }, `restores ${v.revert_of}`) : null),
+        h('td', { class: 'cell-nowrap' }, time(v.updated_at, { rel: true })),
+        h('td', {}, by),
+        h('td', { class: 'cell-actions' }, v.version > 1 ? showChanges : null, revert)), diff];
+    }
+
+    async function toggleDiff(v, tr, btn) {
+      if (!tr.hidden) {
+        tr.hidden = true;
+        btn.setAttribute('aria-expanded', 'false');
+        return;
+      }
+      const cell = tr.firstChild;
+      replace(cell, loading('Comparing…'));
+      tr.hidden = false;
+      btn.setAttribute('aria-expanded', 'true');
+      try {
+        const d = await get(historyPath(String(v.version), 'diff'));
+        const items = d.flags.map((f) => h('li', { dataset: { flag: f.key, change: f.change } },
+          h('code', {}, f.key), ` ${f.change}`, f.fields && f.fields.length ? h('span', { class: 'muted' }, `: ${f.fields.join(', ')}`) : null));
+        if (d.set_fields && d.set_fields.length) items.push(h('li', {}, `the set's ${d.set_fields.join(', ')}`));
+        replace(cell, items.length ? h('ul', { class: 'diff-list' }, items) : h('p', { class: 'muted' }, `No change from version ${d.from}.`));
+      } catch (err) {
+        replace(cell, h('p', { role: 'alert' }, err.message));
+      }
+    }
+
+    async function revertTo(n) {
+      clearError(alert);
+      const done = await confirm({
+        id: 'revert-dialog',
+        title: `Revert to version ${n}?`,
+        message: `The flags of ${env} become what they were in version ${n}, as a new version; code evaluating them sees it at once.`,
+        confirmLabel: `Revert to version ${n}`,
+        busyLabel: 'Reverting…',
+        onConfirm: () => request('POST', v1('projects', project, 'environments', env, 'flags', 'revert'), {
+          body: { version: n },
+          headers: { 'If-Match': `"${current()}"` },
+        }),
+      });
+      if (!done) return;
+      toast(`Flags of ${env} reverted to version ${n}`);
+      await loadFlags();
+    }
+
+    close.addEventListener('click', () => closeEditor());
+    editor = { key: null, el: panel, history: true, refresh: load, refreshIfUnchanged: load };
+    await load();
+    close.focus();
+  }
+
   newFlag.addEventListener('click', () => openEditor(null));
+  historyBtn.addEventListener('click', () => openHistory());
   await loadEnvironments();
 }
 
