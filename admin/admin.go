@@ -76,7 +76,7 @@ func (s *Service) SetClock(now func() time.Time) { s.env.Now = now }
 func (s *Service) Store() store.Store { return s.env.Store }
 
 // DeleteProject deletes a project with its environments, keys, identities,
-// flag sets and testing sessions, and takes it out of every Scoped key that lists it,
+// flag sets (and their history), testing sessions and webhooks, and takes it out of every Scoped key that lists it,
 // in one transaction; every instance drops what it cached of them. It takes
 // a principal covering the whole project.
 func (s *Service) DeleteProject(ctx context.Context, p *authz.Principal, slug string) error {
@@ -100,6 +100,9 @@ func (s *Service) DeleteProject(ctx context.Context, p *authz.Principal, slug st
 			return err
 		}
 		if err := s.Flags.DeleteProject(tx, p.Org(), slug, envs); err != nil {
+			return err
+		}
+		if err := s.Audit.DeleteProject(tx, p.Org(), slug); err != nil {
 			return err
 		}
 		if err := tenancy.DeleteProject(tx, p.Org(), slug); err != nil {

@@ -187,3 +187,63 @@ func TestAuditRetention(t *testing.T) {
 		}
 	})
 }
+
+// Removing a member revokes the keys they hold, each with an entry of its
+// own in the key's project (a webhook of the project hears of it), by the
+// one who removed them.
+func TestAuditMemberRemovalRevokesKeys(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.newOrg(t, "alpha")
+		m := e.join(t, o.root, "leaver@example.com", authz.RoleAdmin, "leaver password 1")
+		k, err := e.svc.Keys.CreateKey(ctx, authz.ForMember(o.id, m.ID, authz.RoleAdmin), "alpha", keys.CreateInput{Name: "theirs", Type: "live", Environment: "production"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.Identity.RemoveMember(ctx, o.root, m.ID); err != nil {
+			t.Fatal(err)
+		}
+		revoked := auditLog(t, e, o.root, audit.Query{Action: string(audit.KeyRevoked), Project: "alpha"})
+		if len(revoked) != 1 || revoked[0].Target.ID != k.ID || revoked[0].Actor.ID != o.root.ID {
+			t.Fatalf("revocations: %+v", revoked)
+		}
+		page, err := e.svc.Audit.List(ctx, o.root, audit.Query{Limit: 2})
+		if err != nil || page.Entries[0].Action != audit.MemberRemoved || page.Entries[1].Action != audit.KeyRevoked {
+			t.Fatalf("newest entries: %+v %v", page, err)
+		}
+	})
+}
+
+// A project deleted takes its webhooks along: one made later with its
+// slug has none, and receives nothing meant for the old one.
+func TestDeletedProjectsWebhooks(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := e.newOrg(t, "alpha", "beta")
+		if _, err := e.svc.Audit.CreateWebhook(ctx, o.root, "alpha", audit.WebhookInput{URL: "https://hooks.example.com/a", Events: []string{"*"}}); err != nil {
+			t.Fatal(err)
+		}
+		keep, err := e.svc.Audit.CreateWebhook(ctx, o.root, "beta", audit.WebhookInput{URL: "https://hooks.example.com/b", Events: []string{"*"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(flagDoc), flags.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.DeleteProject(ctx, o.root, "alpha"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.svc.Tenancy.CreateProject(ctx, o.root, tenancy.CreateProjectInput{Slug: "alpha"}); err != nil {
+			t.Fatal(err)
+		}
+		if hooks, err := e.svc.Audit.ListWebhooks(ctx, o.root, "alpha"); err != nil || len(hooks) != 0 {
+			t.Fatalf("the new alpha's webhooks: %+v %v", hooks, err)
+		}
+		if hooks, err := e.svc.Audit.ListWebhooks(ctx, o.root, "beta"); err != nil || len(hooks) != 1 || hooks[0].ID != keep.ID {
+			t.Fatalf("beta's webhooks: %+v %v", hooks, err)
+		}
+		if snap := e.snap(t, "webhook-pending"); len(snap["webhook-pending"]) != 0 {
+			t.Fatalf("deliveries of the deleted project pending: %v", snap)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/flagbridge/flagbridge/apikey"
@@ -230,10 +231,26 @@ func put(tx store.Writer, e Entry) error {
 // epoch in base 36, zero-padded, so that ids sort as their times do.
 const idTimeWidth = 13
 
-// newID is "aud_", the time, and 8 random hex digits (two changes of one
-// nanosecond stay apart).
+// lastIDNanos is the time part of this process's latest id.
+var lastIDNanos atomic.Int64
+
+// newID is "aud_", the time, and 8 random hex digits (entries of two
+// instances in one nanosecond stay apart). Within a process the time part
+// only grows, so that the entries of one transaction (a member removed
+// after their keys were revoked) list in the order they were written.
 func newID(t time.Time) string {
-	ts := strconv.FormatInt(t.UnixNano(), 36)
+	n := t.UnixNano()
+	for {
+		last := lastIDNanos.Load()
+		if n <= last {
+			n = last + 1
+		}
+		if lastIDNanos.CompareAndSwap(last, n) {
+			break
+		}
+		n = t.UnixNano()
+	}
+	ts := strconv.FormatInt(n, 36)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "aud_" + strings.Repeat("0", max(idTimeWidth-len(ts), 0)) + ts + hex.EncodeToString(b[:])

@@ -380,23 +380,44 @@ func (s *Service) DeleteWebhook(ctx context.Context, p *authz.Principal, project
 		if _, err := webhookIn(tx, p.Org(), project, id); err != nil {
 			return err
 		}
-		ds, err := tx.List(colDeliveries(p.Org(), id))
-		if err != nil {
-			return err
-		}
-		for _, d := range ds {
-			if err := tx.Delete(colPending, pendingID(p.Org(), id, d.ID)); err != nil {
-				return err
-			}
-		}
-		if err := tx.DeleteCollection(colDeliveries(p.Org(), id)); err != nil {
-			return err
-		}
-		if err := tx.Delete(colWebhooks(p.Org()), id); err != nil {
+		if err := deleteWebhook(tx, p.Org(), id); err != nil {
 			return err
 		}
 		return Record(ctx, tx, p, s.env.Now(), Change{Project: project, Action: WebhookDeleted, Target: Target{Type: "webhook", ID: id}})
 	})
+}
+
+func deleteWebhook(tx store.Writer, org, id string) error {
+	ds, err := tx.List(colDeliveries(org, id))
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if err := tx.Delete(colPending, pendingID(org, id, d.ID)); err != nil {
+			return err
+		}
+	}
+	if err := tx.DeleteCollection(colDeliveries(org, id)); err != nil {
+		return err
+	}
+	return tx.Delete(colWebhooks(org), id)
+}
+
+// DeleteProject removes, inside a transaction, the webhooks of a project
+// being deleted, so that a project made later with its slug inherits none.
+func (s *Service) DeleteProject(tx store.Writer, org, project string) error {
+	all, err := docs.List[storedWebhook](tx, colWebhooks(org))
+	if err != nil {
+		return err
+	}
+	for _, h := range all {
+		if h.Project == project {
+			if err := deleteWebhook(tx, org, h.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ListDeliveries returns a webhook's deliveries, newest first, with their

@@ -247,7 +247,7 @@ func (s *Service) RemoveMember(ctx context.Context, p *authz.Principal, memberID
 				return apierror.Conflict("%s is the organization's last owner", m.Email)
 			}
 		}
-		if err := s.keys.RevokeHeldBy(tx, m.OrgID, m.ID); err != nil {
+		if err := s.keys.RevokeHeldBy(ctx, tx, p, m.OrgID, m.ID); err != nil {
 			return err
 		}
 		if err := endMemberSessions(tx, m.OrgID, m.ID); err != nil {

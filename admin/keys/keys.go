@@ -730,7 +730,7 @@ func (s *Service) revoke(tx store.Writer, rec *apikey.Record) error {
 // secret the member holds (they own it), and ends the grace period of every
 // old secret they held (they owned the key before its last rotation): what
 // a member removed from the organization could still use.
-func (s *Service) RevokeHeldBy(tx store.Writer, org, member string) error {
+func (s *Service) RevokeHeldBy(ctx context.Context, tx store.Writer, p *authz.Principal, org, member string) error {
 	recs, err := docs.List[apikey.Record](tx, colKeys(org))
 	if err != nil {
 		return err
@@ -743,6 +743,11 @@ func (s *Service) RevokeHeldBy(tx store.Writer, org, member string) error {
 		switch {
 		case k.OwnerID == member:
 			if err := s.revoke(tx, k); err != nil {
+				return err
+			}
+			// Each revocation is an entry of its own (and a webhook event
+			// of the key's project), by whoever removed the member.
+			if err := s.record(ctx, tx, p, audit.KeyRevoked, k); err != nil {
 				return err
 			}
 		case k.PreviousOwnerID == member && k.PreviousDigest != "":
