@@ -65,4 +65,9 @@ func TestDashboardFlagHistoryAndAuditLog(t *testing.T) {
 	if n := evalJS[int](d, tab, `document.querySelectorAll('#audit-list tr[data-action="flag.updated"]').length`); n != 3 {
 		t.Fatalf("filtered to flag.*, %d flag.updated entries, want 3", n)
 	}
+	// Another environment of the project: nothing happened there.
+	evalJS[bool](d, tab, `(() => { const s = document.querySelector('#audit-project'); s.value = 'shop'; s.dispatchEvent(new Event('change')); return true; })()`)
+	d.typeInto(tab, "#audit-environment", "staging")
+	d.click(tab, "#audit-apply")
+	d.waitText(tab, "#audit-list", "Nothing recorded")
 }

@@ -139,10 +139,6 @@ func TestBatchingMatchesReference(t *testing.T) {
 		newBatching(t, client, testenv.UniquePrefix(t), ratelimit.BatchingOptions{}),
 	}
 	lim := ratelimit.Limit{Rate: 8, Period: time.Second, Burst: 8} // 125 ms interval
-	steps := []struct {
-		wait  time.Duration
-		calls int
-	}{{0, 10}, {190 * time.Millisecond, 3}, {250 * time.Millisecond, 4}, {625 * time.Millisecond, 9}}
 	// The first call of a Redis limiter dials and loads its script: slower
 	// than the next ones by more than the tolerance on a busy machine,
 	// which would shift its clock against the in-process one for the
@@ -152,23 +148,69 @@ func TestBatchingMatchesReference(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The three clocks are compared to 10 ms. A machine that stalls one
+	// round of calls for longer than that (CI's two cores, other packages'
+	// tests running), or a refill that falls between the calls of one
+	// round, moves a call across the refill and proves nothing either
+	// way: such a run is made again, on a fresh bucket, up to three times;
+	// the failures of a run without either stand.
+	var failures []string
+	for attempt := range 3 {
+		var stalled bool
+		failures, stalled = matchReference(t, limiters, lim, fmt.Sprintf("k%d", attempt))
+		if len(failures) == 0 || !stalled {
+			break
+		}
+		t.Logf("run %d: a call stalled past the tolerance, running again: %v", attempt+1, failures)
+	}
+	for _, f := range failures {
+		t.Error(f)
+	}
+}
+
+// matchReference runs the sequence of TestBatchingMatchesReference on key
+// and returns what did not match, and whether a round of calls took
+// longer than the tolerance or straddled a refill.
+func matchReference(t *testing.T, limiters []ratelimit.Limiter, lim ratelimit.Limit, key string) (failures []string, stalled bool) {
+	const tolerance = 10 * time.Millisecond
+	steps := []struct {
+		wait  time.Duration
+		calls int
+	}{{0, 10}, {190 * time.Millisecond, 3}, {250 * time.Millisecond, 4}, {625 * time.Millisecond, 9}}
 	admitted := 0
 	for si, s := range steps {
 		time.Sleep(s.wait)
 		for c := range s.calls {
 			var rs [3]ratelimit.Result
+			start := time.Now()
 			for i, l := range limiters {
-				r, err := l.Allow(t.Context(), "k", lim)
+				r, err := l.Allow(t.Context(), key, lim)
 				if err != nil {
 					t.Fatal(err)
 				}
 				rs[i] = r
 			}
+			took := time.Since(start)
+			if took > tolerance {
+				stalled = true
+			}
 			for i, name := range []string{"redis", "batching"} {
 				mem, other := rs[0], rs[i+1]
+				if mem.Allowed != other.Allowed {
+					// A refill that fell between the calls of one round
+					// (the refused one would have been admitted within the
+					// round's time) decides nothing either.
+					refused := mem
+					if mem.Allowed {
+						refused = other
+					}
+					if refused.RetryAfter <= took+time.Millisecond {
+						stalled = true
+					}
+				}
 				if mem.Allowed != other.Allowed || abs(mem.Remaining-other.Remaining) > 1 ||
-					abs(mem.RetryAfter-other.RetryAfter) > 10*time.Millisecond || abs(mem.ResetAfter-other.ResetAfter) > 10*time.Millisecond {
-					t.Errorf("step %d call %d: memory %+v, %s %+v", si, c, mem, name, other)
+					abs(mem.RetryAfter-other.RetryAfter) > tolerance || abs(mem.ResetAfter-other.ResetAfter) > tolerance {
+					failures = append(failures, fmt.Sprintf("step %d call %d: memory %+v, %s %+v", si, c, mem, name, other))
 				}
 			}
 			if rs[0].Allowed {
@@ -179,8 +221,9 @@ func TestBatchingMatchesReference(t *testing.T) {
 	// 8 + 1 + 2 + 5, by the arithmetic of the steps: a sequence where the
 	// limiters admit everything, or nothing, would not compare anything.
 	if admitted != 16 {
-		t.Errorf("admitted %d requests, want 16", admitted)
+		failures = append(failures, fmt.Sprintf("admitted %d requests, want 16", admitted))
 	}
+	return failures, stalled
 }
 
 // TestBatchingSharesRedisBuckets checks the key layout and format: the two

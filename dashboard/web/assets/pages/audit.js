@@ -32,12 +32,13 @@ export async function render(root, ctx) {
   const q = ctx.query;
   const project = select([{ value: '', label: 'All projects' }, ...projects.map((p) => ({ value: p.slug, label: p.slug }))],
     q.get('project') || '', { id: 'audit-project' });
+  const environment = h('input', { id: 'audit-environment', type: 'text', value: q.get('environment') || '', placeholder: 'e.g. production', autocomplete: 'off', spellcheck: 'false' });
   const action = h('input', { id: 'audit-action', type: 'text', value: q.get('action') || '', placeholder: 'e.g. api_key.* or flag_set.updated', autocomplete: 'off', spellcheck: 'false' });
   const actor = h('input', { id: 'audit-actor', type: 'text', value: q.get('actor') || '', placeholder: 'key or member id', autocomplete: 'off', spellcheck: 'false' });
   const since = select(PERIODS, q.get('since') ?? '7d', { id: 'audit-since' });
   const apply = button('Apply', { kind: 'primary', type: 'submit', id: 'audit-apply' });
   const filters = h('form', { class: 'toolbar', id: 'audit-filters' },
-    field('Project', project), field('Action', action), field('Actor', actor), field('Period', since), apply);
+    field('Project', project), field('Environment', environment), field('Action', action), field('Actor', actor), field('Period', since), apply);
   const list = h('div', { class: 'card', id: 'audit-list', 'aria-live': 'polite' });
   const more = button('Load more', { kind: 'secondary', id: 'audit-more' });
   more.hidden = true;
@@ -49,6 +50,7 @@ export async function render(root, ctx) {
   function params() {
     const p = {};
     if (project.value) p.project = project.value;
+    if (project.value && environment.value.trim()) p.environment = environment.value.trim();
     if (action.value.trim()) p.action = action.value.trim();
     if (actor.value.trim()) p.actor = actor.value.trim();
     if (since.value) p.since = since.value;
@@ -98,6 +100,10 @@ export async function render(root, ctx) {
       h('td', {}, badge(e.outcome, OUTCOME_BADGE[e.outcome] || 'neutral'), e.reason && h('span', { class: 'cell-note' }, e.reason)));
   }
 
+  // An environment narrows a project: without one it is left out.
+  const syncEnvironment = () => { environment.disabled = !project.value; };
+  project.addEventListener('change', syncEnvironment);
+  syncEnvironment();
   filters.addEventListener('submit', (e) => {
     e.preventDefault();
     load();
