@@ -3,6 +3,8 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -184,6 +186,52 @@ func TestAuditRetention(t *testing.T) {
 		}
 		if kept := auditLog(t, e, o.root, audit.Query{}); len(kept) != 1 {
 			t.Fatalf("after the sweep: %v", actions(kept))
+		}
+		// The deliveries of webhooks go too, once past it and done: one
+		// delivered (to a loopback receiver), one still pending (its
+		// endpoint refuses).
+		e.svc.Audit.AllowInsecureWebhooks = true
+		ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+		defer ok.Close()
+		down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+		defer down.Close()
+		hooks := map[string]string{}
+		for name, srv := range map[string]*httptest.Server{"ok": ok, "down": down} {
+			h, err := e.svc.Audit.CreateWebhook(ctx, o.root, "alpha", audit.WebhookInput{URL: srv.URL, Events: []string{"*"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hooks[name] = h.ID
+		}
+		dctx, cancel := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() { audit.NewDispatcher(e.svc.Audit, nil).Run(dctx); close(stopped) }()
+		stop := func() { cancel(); <-stopped }
+		defer cancel()
+		if _, err := e.svc.Flags.PutFlagSet(ctx, o.root, "alpha", "production", []byte(flagDoc), flags.Precondition{}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ds, _ := e.svc.Audit.ListDeliveries(ctx, o.root, "alpha", hooks["ok"], 0)
+			if len(ds) == 1 && ds[0].Status == audit.DeliveryDelivered {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not delivered: %+v", ds)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		stop()
+		e.clock.Advance(72 * time.Hour)
+		if _, err := e.svc.Audit.Sweep(ctx, []string{o.id}); err != nil {
+			t.Fatal(err)
+		}
+		if ds, _ := e.svc.Audit.ListDeliveries(ctx, o.root, "alpha", hooks["ok"], 0); len(ds) != 0 {
+			t.Fatalf("a delivered delivery past the retention is kept: %+v", ds)
+		}
+		if ds, _ := e.svc.Audit.ListDeliveries(ctx, o.root, "alpha", hooks["down"], 0); len(ds) != 1 || ds[0].Status != audit.DeliveryPending {
+			t.Fatalf("a pending delivery was swept: %+v", ds)
 		}
 	})
 }

@@ -262,11 +262,16 @@ func RecordFailure(ctx context.Context, env *docs.Env, c Change, reason string) 
 }
 
 // Sweep deletes, for every organization in orgs, the days of entries past
-// the retention, and returns how many days it deleted.
+// the retention and the deliveries of its webhooks made before it (but
+// those still pending), and returns how many days it deleted.
 func (s *Service) Sweep(ctx context.Context, orgs []string) (int, error) {
-	cutoff := dayOf(s.env.Now().Add(-s.retention()))
+	oldest := s.env.Now().Add(-s.retention())
+	cutoff := dayOf(oldest)
 	n := 0
 	for _, org := range orgs {
+		if err := s.sweepDeliveries(ctx, org, oldest); err != nil {
+			return n, err
+		}
 		var old []string
 		if err := s.env.View(ctx, func(r store.Reader) error {
 			days, err := r.List(colDays(org))
@@ -292,4 +297,37 @@ func (s *Service) Sweep(ctx context.Context, orgs []string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// sweepDeliveries deletes the deliveries of org's webhooks made before
+// oldest that are no longer pending.
+func (s *Service) sweepDeliveries(ctx context.Context, org string, oldest time.Time) error {
+	var hooks []storedWebhook
+	if err := s.env.View(ctx, func(r store.Reader) error {
+		var err error
+		hooks, err = docs.List[storedWebhook](r, colWebhooks(org))
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		err := s.env.Update(ctx, func(tx store.Writer) error {
+			ds, err := docs.List[Delivery](tx, colDeliveries(org, h.ID))
+			if err != nil {
+				return err
+			}
+			for _, d := range ds {
+				if d.Status != DeliveryPending && d.CreatedAt.Before(oldest) {
+					if err := tx.Delete(colDeliveries(org, h.ID), d.ID); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
