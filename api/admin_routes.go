@@ -155,6 +155,20 @@ func queryBool(r *http.Request, name string) (bool, error) {
 	}
 }
 
+// queryLimit reads a page size from ?limit= (0 if absent: the service's
+// default); the service checks it against max too.
+func queryLimit(r *http.Request, max int) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, apierror.Invalid("limit: %q is not a whole number between 1 and %d", s, max)
+	}
+	return n, nil
+}
+
 // CreateKey serves POST /v1/projects/{project}/api-keys.
 func (h *Handler) CreateKey(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
 	var in keys.CreateInput
@@ -416,12 +430,9 @@ func (h *Handler) DeleteWebhook(w http.ResponseWriter, r *http.Request, p *authz
 // ListDeliveries serves GET .../webhooks/{webhook}/deliveries: the
 // delivery log, newest first (?limit=).
 func (h *Handler) ListDeliveries(w http.ResponseWriter, r *http.Request, p *authz.Principal) error {
-	limit := 0
-	if s := r.URL.Query().Get("limit"); s != "" {
-		var err error
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
-			return apierror.Invalid("limit: %q is not a whole number between 1 and %d", s, audit.MaxLimit)
-		}
+	limit, err := queryLimit(r, audit.MaxLimit)
+	if err != nil {
+		return err
 	}
 	ds, err := h.admin.Audit.ListDeliveries(r.Context(), p, r.PathValue("project"), r.PathValue("webhook"), limit)
 	if err != nil {

@@ -186,12 +186,9 @@ func (h *Handler) ListFlagVersions(w http.ResponseWriter, r *http.Request, p *au
 			return err
 		}
 	}
-	limit := 0
-	if s := q.Get("limit"); s != "" {
-		var err error
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
-			return apierror.Invalid("limit: %q is not a whole number between 1 and %d", s, flags.MaxVersionsListed)
-		}
+	limit, err := queryLimit(r, flags.MaxVersionsListed)
+	if err != nil {
+		return err
 	}
 	vs, err := h.admin.Flags.ListVersions(r.Context(), p, r.PathValue("project"), r.PathValue("env"), before, limit)
 	if err != nil {

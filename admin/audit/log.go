@@ -103,11 +103,19 @@ func (q Query) check() (Query, error) {
 	return q, nil
 }
 
-func knownAction(a string) bool {
-	if noun, ok := strings.CutSuffix(a, ".*"); ok {
-		return slices.ContainsFunc(Actions, func(x Action) bool { return strings.HasPrefix(string(x), noun+".") })
+// matchesAction reports whether an action pattern (a filter's, a
+// webhook's event) takes a: its name, its noun and ".*", or "*" where
+// allowed (webhooks).
+func matchesAction(pattern string, a Action) bool {
+	if noun, ok := strings.CutSuffix(pattern, ".*"); ok {
+		return strings.HasPrefix(string(a), noun+".")
 	}
-	return slices.Contains(Actions, Action(a))
+	return pattern == "*" || pattern == string(a)
+}
+
+// knownAction reports whether a pattern (but "*") takes any action.
+func knownAction(pattern string) bool {
+	return pattern != "*" && slices.ContainsFunc(Actions, func(a Action) bool { return matchesAction(pattern, a) })
 }
 
 func actionList() string {
@@ -131,13 +139,7 @@ func (q *Query) matches(e *Entry) bool {
 	case !q.Until.IsZero() && !e.Time.Before(q.Until):
 		return false
 	}
-	if q.Action != "" {
-		if noun, ok := strings.CutSuffix(q.Action, ".*"); ok {
-			return strings.HasPrefix(string(e.Action), noun+".")
-		}
-		return string(e.Action) == q.Action
-	}
-	return true
+	return q.Action == "" || matchesAction(q.Action, e.Action)
 }
 
 // authorize refuses a reader who may not read the part q names; a reader

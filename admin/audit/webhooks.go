@@ -120,15 +120,7 @@ func pendingID(org, webhook, delivery string) string { return org + "/" + webhoo
 
 // eventMatches reports whether a webhook subscribed to events wants a.
 func eventMatches(events []string, a Action) bool {
-	for _, e := range events {
-		if e == "*" || e == string(a) {
-			return true
-		}
-		if noun, ok := strings.CutSuffix(e, ".*"); ok && strings.HasPrefix(string(a), noun+".") {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(events, func(e string) bool { return matchesAction(e, a) })
 }
 
 // payload is a delivery's body: the event, the entry, and for a flag
@@ -284,7 +276,7 @@ func readingWebhooks(org, project string) authz.Need {
 	return authz.Need{Type: apikey.Admin, Permission: apikey.Read, Target: authz.Project(org, project), Action: "read the webhooks of"}
 }
 
-var errNoWebhook = func(id string) error { return apierror.NotFound("webhook %q not found", id) }
+func errNoWebhook(id string) error { return apierror.NotFound("webhook %q not found", id) }
 
 // CreateWebhook adds a webhook to a project; its signing secret is in the
 // answer, and nowhere else, ever.
